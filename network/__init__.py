@@ -1,0 +1,1 @@
+"""The RetinaFace network rebuilt layer by layer through TensorRT's network-definition API."""

@@ -1,0 +1,1 @@
+"""Detection runtime shared by every backend: pre-processing, priors, decoding, NMS, SDK."""

@@ -1,0 +1,42 @@
+"""Fixtures shared by all tests: the ../shared data folder and the real MobileNet-0.25 checkpoint."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(__import__("os").environ.get("RETINAFACE_SHARED", REPO.parent / "shared"))
+MNET_SHA256 = "2979b33ffafda5d74b6948cd7a5b9a7a62f62b949cef24e95fd15d2883a65220"
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.fail(f"missing test data {path}: these tests need ../shared beside the checkout "
+                    "(or RETINAFACE_SHARED pointing to it)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    return _require(SHARED)
+
+
+@pytest.fixture(scope="session")
+def mnet_pth() -> Path:
+    """The published mobilenet0.25_Final.pth, copied into the ignored weights/ folder."""
+    target = REPO / "weights" / "mobilenet0.25_Final.pth"
+    if not target.exists():
+        shutil.copyfile(_require(SHARED / "weights" / "mobilenet0.25_Final.pth"), target)
+    return target
+
+
+@pytest.fixture(scope="session")
+def crowd_reference(shared_dir) -> dict:
+    """Raw outputs and detections of the original implementation on crowd_1024x624.jpg."""
+    import numpy as np
+
+    folder = _require(shared_dir / "reference" / "crowd_640")
+    return {p.stem: np.load(p) for p in sorted(folder.glob("*.npy"))}

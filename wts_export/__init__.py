@@ -1,0 +1,1 @@
+"""PyTorch RetinaFace, safe checkpoint loading and the tensorrtx ``.wts`` weight format."""
