@@ -127,18 +127,22 @@ class INetworkDefinition:
 
     def _info(self, tensor: ITensor) -> TensorInfo:
         if self._cache is None:
-            self._cache = self._infer_all()
+            self._infer_all()
         try:
             return self._cache[id(tensor)]
         except KeyError:
             raise ValueError(f"tensor {tensor.name} does not belong to this network") from None
 
-    def _infer_all(self) -> dict[int, TensorInfo]:
-        infos = {id(t): TensorInfo(t._shape, t._dtype) for t in self._inputs}
-        for layer in topological_order(self._layers):
-            outputs = layer._infer([infos[id(t)] for t in layer._inputs])
-            infos.update((id(t), info) for t, info in zip(layer._outputs, outputs))
-        return infos
+    def _infer_all(self) -> None:
+        # The cache fills in topological order, so a default that depends on an input's rank can read it.
+        self._cache = infos = {id(t): TensorInfo(t._shape, t._dtype) for t in self._inputs}
+        try:
+            for layer in topological_order(self._layers):
+                outputs = layer._infer([infos[id(t)] for t in layer._inputs])
+                infos.update((id(t), info) for t, info in zip(layer._outputs, outputs))
+        except BaseException:
+            self._cache = None
+            raise
 
 
 def topological_order(layers: list[ILayer]) -> list[ILayer]:
