@@ -8,12 +8,9 @@ only. See ``docs/evaluation.md``.
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
 from retinaface_trt.errors import RetinaFaceError
-
-log = logging.getLogger("retinaface_trt.evaluate")
 
 
 def _size(text: str) -> tuple[int, int]:

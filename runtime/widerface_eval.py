@@ -126,8 +126,8 @@ def evaluate_folder(detector, images_dir: str | Path, ground_truth: Mapping[str,
     if scale_manifest is not None:
         _check_manifest(scale_manifest, keys)
     items = progress(keys, "evaluate", stream) if stream else keys
-    predictions = {k: detect_rows(detector, images_dir / f"{k}.jpg", scale_manifest and scale_manifest[k])
-                   for k in items}
+    predictions = {k: detect_rows(detector, images_dir / f"{k}.jpg",
+                                  scale_manifest[k] if scale_manifest is not None else None) for k in items}
     results = evaluate_predictions(predictions, truth)
     summary = summarise(results, len(keys), settings)
     if out_dir is not None:

@@ -65,7 +65,7 @@ class _SilentDetector:
         return []
 
 
-def test_run_with_fake_detector_writes_summary(main, subset_args, shared_dir, tmp_path, monkeypatch):
+def test_run_with_fake_detector_writes_summary(main, subset_args, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "runtime.detector", types.SimpleNamespace(Detector=_SilentDetector))
     listing = tmp_path / "two.txt"
     listing.write_text("/0--Parade/0_Parade_Parade_0_102.jpg\n/0--Parade/0_Parade_Parade_0_194.jpg\n")
