@@ -24,7 +24,7 @@ from runtime.widerface import (SETTINGS, GroundTruthImage, ScaleEntry, format_pr
 from runtime.widerface_protocol import evaluate_predictions
 
 
-def progress(items: Sequence, label: str = "", stream: IO = sys.stderr, every_s: float = 0.2) -> Iterator:
+def progress(items: Sequence, label: str, stream: IO, every_s: float = 0.2) -> Iterator:
     """Yield ``items`` while drawing ``label [#####.....] i/n  r it/s`` on ``stream`` (one line, redrawn)."""
     total, start, last = len(items), time.perf_counter(), 0.0
     for done, item in enumerate(items):
@@ -112,12 +112,13 @@ def write_outputs(out_dir: Path, predictions: Mapping[str, np.ndarray], summary:
 def evaluate_folder(detector, images_dir: str | Path, ground_truth: Mapping[str, GroundTruthImage],
                     keys: Iterable[str] | None = None, scale_manifest: Mapping[str, ScaleEntry] | None = None,
                     out_dir: str | Path | None = None, settings: Mapping | None = None,
-                    stream: IO | None = sys.stderr) -> dict:
+                    show_progress: bool = True, stream: IO | None = None) -> dict:
     """Detect faces in every image (or those in ``keys``) and score them on those images only.
 
     scale_manifest: {key: ScaleEntry} when the files are resized copies (every key must be in it).
     out_dir: where predictions, ``summary.json`` and ``pr_curves.png`` go (nothing written if None).
-    settings: detector options recorded in the summary. stream: progress bar target (None: silent).
+    settings: detector options recorded in the summary.
+    show_progress: draw a progress bar on ``stream`` (default: the current ``sys.stderr``).
     Returns the summary dict (see :func:`summarise`).
     """
     images_dir = Path(images_dir)
@@ -125,7 +126,7 @@ def evaluate_folder(detector, images_dir: str | Path, ground_truth: Mapping[str,
     truth = restrict(ground_truth, keys)
     if scale_manifest is not None:
         _check_manifest(scale_manifest, keys)
-    items = progress(keys, "evaluate", stream) if stream else keys
+    items = progress(keys, "evaluate", stream or sys.stderr) if show_progress else keys
     predictions = {k: detect_rows(detector, images_dir / f"{k}.jpg",
                                   scale_manifest[k] if scale_manifest is not None else None) for k in items}
     results = evaluate_predictions(predictions, truth)

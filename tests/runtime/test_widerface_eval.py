@@ -46,27 +46,27 @@ def dataset(tmp_path):
 
 def test_perfect_detector_scores_one_on_every_setting(dataset):
     images, truth = dataset
-    summary = evaluate_folder(FakeDetector(truth), images, truth, stream=None)
+    summary = evaluate_folder(FakeDetector(truth), images, truth, show_progress=False)
     assert [summary[s] for s in SETTINGS] == [1.0, 1.0, 1.0] and summary["faces"]["hard"] == 3
 
 
 def test_scale_manifest_maps_boxes_back_to_original_pixels(dataset):
     images, truth = dataset
     manifest = {key: ScaleEntry(480, 400, 120, 100) for key in truth}
-    summary = evaluate_folder(FakeDetector(truth, shrink=4.0), images, truth, scale_manifest=manifest, stream=None)
+    summary = evaluate_folder(FakeDetector(truth, shrink=4.0), images, truth, scale_manifest=manifest, show_progress=False)
     assert summary["easy"] == 1.0
 
 
 def test_list_restricts_images_and_face_count(dataset):
     images, truth = dataset
-    summary = evaluate_folder(FakeDetector(truth), images, truth, keys=["0--Test/b"], stream=None)
+    summary = evaluate_folder(FakeDetector(truth), images, truth, keys=["0--Test/b"], show_progress=False)
     assert (summary["images"], summary["faces"]["easy"]) == (1, 1)
 
 
 def test_outputs_written(dataset, tmp_path):
     images, truth = dataset
     summary = evaluate_folder(FakeDetector(truth), images, truth, out_dir=tmp_path / "out",
-                              settings={"backend": "fake"}, stream=None)
+                              settings={"backend": "fake"}, show_progress=False)
     written = json.loads((tmp_path / "out" / "summary.json").read_text())
     assert written == summary and written["settings"] == {"backend": "fake"}
     assert (tmp_path / "out" / "pr_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -74,7 +74,7 @@ def test_outputs_written(dataset, tmp_path):
 
 def test_prediction_files_hold_the_official_rows(dataset, tmp_path):
     images, truth = dataset
-    evaluate_folder(FakeDetector(truth), images, truth, out_dir=tmp_path / "out", stream=None)
+    evaluate_folder(FakeDetector(truth), images, truth, out_dir=tmp_path / "out", show_progress=False)
     rows = read_predictions(tmp_path / "out" / "predictions", ["0--Test/a"])["0--Test/a"]
     assert rows[:, :4].tolist() == truth["0--Test/a"].boxes[::-1].tolist()  # highest score first
 
@@ -89,17 +89,17 @@ def test_progress_bar_reaches_the_total(dataset):
 def test_listed_image_missing_from_folder_is_an_error(dataset):
     images, truth = dataset
     with pytest.raises(RetinaFaceError, match="missing from"):
-        evaluate_folder(FakeDetector(truth), images, truth, keys=["0--Test/c"], stream=None)
+        evaluate_folder(FakeDetector(truth), images, truth, keys=["0--Test/c"], show_progress=False)
 
 
 def test_image_not_in_ground_truth_is_an_error(dataset):
     images, truth = dataset
     with pytest.raises(RetinaFaceError, match="not in the WIDER FACE val ground truth"):
-        evaluate_folder(FakeDetector(truth), images, {"0--Test/a": truth["0--Test/a"]}, stream=None)
+        evaluate_folder(FakeDetector(truth), images, {"0--Test/a": truth["0--Test/a"]}, show_progress=False)
 
 
 def test_image_missing_from_manifest_is_an_error(dataset):
     images, truth = dataset
     manifest = {"0--Test/a": ScaleEntry(480, 400, 120, 100)}
     with pytest.raises(RetinaFaceError, match="not in the scale manifest"):
-        evaluate_folder(FakeDetector(truth), images, truth, scale_manifest=manifest, stream=None)
+        evaluate_folder(FakeDetector(truth), images, truth, scale_manifest=manifest, show_progress=False)
