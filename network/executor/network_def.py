@@ -6,11 +6,16 @@ weights, and a layer whose weights do not match its input type is an error.
 
 from __future__ import annotations
 
+import logging
+
 from network.executor import layers_nn as nn
 from network.executor import layers_shape as sh
-from network.executor.enums import ActivationType, DataType, ElementWiseOperation, PoolingType, ScaleMode, coerce
+from network.executor.enums import _TrtEnum, ActivationType, DataType, ElementWiseOperation, PoolingType, ScaleMode, coerce
 from network.executor.graph import ILayer, ITensor, TensorInfo
 from network.executor.values import as_dims, as_weights
+
+
+_LOG = logging.getLogger("retinaface_trt.executor")
 
 
 class INetworkDefinition:
@@ -168,13 +173,30 @@ def topological_order(layers: list[ILayer]) -> list[ILayer]:
     return order
 
 
+class Severity(_TrtEnum):
+    INTERNAL_ERROR = 0
+    ERROR = 1
+    WARNING = 2
+    INFO = 3
+    VERBOSE = 4
+
+
 class Logger:
-    """``trt.Logger``: severities as class attributes; messages of the executor go to ``logging``."""
+    """``trt.Logger``: ``Logger.Severity`` and its members as class attributes; logs to ``logging``."""
 
-    INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
+    Severity = Severity  # noqa: PLW0127  (exposed as trt.Logger.Severity, as in the bindings)
+    INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = Severity
 
-    def __init__(self, min_severity: int = 2):
+    def __init__(self, min_severity: Severity = Severity.WARNING):
         self.min_severity = min_severity
+
+    def log(self, severity: Severity, msg: str) -> None:
+        if severity.value <= self.min_severity.value:
+            _LOG.log(_LEVELS[severity], msg)
+
+
+_LEVELS = {Severity.INTERNAL_ERROR: logging.CRITICAL, Severity.ERROR: logging.ERROR,
+           Severity.WARNING: logging.WARNING, Severity.INFO: logging.INFO, Severity.VERBOSE: logging.DEBUG}
 
 
 class Builder:

@@ -35,8 +35,10 @@ class Weights:
     ``Weights()`` or ``Weights(DataType)`` is empty (count 0); ``Weights(ndarray)`` wraps the array.
     """
 
-    def __init__(self, a=DataType.FLOAT):
-        if isinstance(a, np.ndarray):
+    def __init__(self, type=DataType.FLOAT, a: np.ndarray | None = None):  # noqa: A002  (TensorRT's name)
+        # Like the bindings' overloads: Weights(type=DataType.FLOAT) or Weights(a: numpy.ndarray).
+        a = type if isinstance(type, np.ndarray) else a
+        if a is not None:
             if a.dtype not in _NUMPY_TO_TRT:
                 raise ValueError(f"[TRT] [E] Could not implicitly convert NumPy data type: {a.dtype}")
             if not a.flags["C_CONTIGUOUS"]:
@@ -44,7 +46,7 @@ class Weights:
             self._array = a
             self.dtype = _NUMPY_TO_TRT[a.dtype]
         else:
-            self.dtype = coerce(a, DataType)
+            self.dtype = coerce(type, DataType)
             self._array = np.zeros(0, _TRT_TO_NUMPY[self.dtype])
 
     @property
