@@ -56,12 +56,12 @@ def uses_strong_typing(trt) -> bool:
 
 def network_flags(trt) -> int:
     """The ``flags`` for ``Builder.create_network``: explicit batch on 8.6, strongly typed on 10.x, 0 on 11.x."""
-    flag_enum = trt.NetworkDefinitionCreationFlag
     flags = 0
-    if hasattr(flag_enum, "EXPLICIT_BATCH") and not hasattr(flag_enum, "STRONGLY_TYPED"):
-        flags |= 1 << int(flag_enum.EXPLICIT_BATCH)   # 8.6: without it the network is implicit-batch
-    if hasattr(trt.BuilderFlag, "FP16") and hasattr(flag_enum, "STRONGLY_TYPED"):
-        flags |= 1 << int(flag_enum.STRONGLY_TYPED)   # 10.x: opt in; 11.x: always on, the flag is deprecated
+    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH") and not uses_strong_typing(trt):
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)   # 8.6: else implicit batch
+    if hasattr(trt.BuilderFlag, "FP16") and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+        # 10.x: strong typing is opt-in; 11.x: always on, and the flag is deprecated, so left out
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
     return flags
 
 
@@ -117,17 +117,19 @@ def make_logger(trt, target: logging.Logger = log):
 def attach_progress(trt, config, report=log.info) -> None:
     """Show build progress: a ``trt.IProgressMonitor`` where it exists (10.x, 11.x), else one line."""
     if hasattr(trt, "IProgressMonitor"):
-        config.progress_monitor = _progress_monitor(trt, report)
+        config.progress_monitor = _progress_monitor(trt.IProgressMonitor, report)
     else:
         report("building the engine (TensorRT %s reports no progress; this takes a minute)", trt.__version__)
 
 
-def _progress_monitor(trt, report):
-    class ProgressLog(trt.IProgressMonitor):
+def _progress_monitor(base: type, report):
+    """An instance of a ``base`` (``trt.IProgressMonitor``) subclass that logs through ``report``."""
+
+    class ProgressLog(base):
         """Reports each top-level phase and every 10% of its steps; never cancels the build."""
 
         def __init__(self):
-            trt.IProgressMonitor.__init__(self)
+            base.__init__(self)
             self._steps = {}
             self._start = time.monotonic()
 
