@@ -81,9 +81,11 @@ def build_serialized(trt, weights: Mapping[str, np.ndarray], cfg, options: Build
     builder = trt.Builder(logger)
     network = builder.create_network(trt_compat.network_flags(trt))
     half = options.precision == "fp16" and trt_compat.uses_strong_typing(trt)
-    populate(trt, network, weights, cfg, input_shape=options.input_shape(), half=half, input_name=INPUT_NAME)
+    # The returned store owns every array handed to TensorRT (which keeps references, not copies).
+    store = populate(trt, network, weights, cfg, input_shape=options.input_shape(), half=half, input_name=INPUT_NAME)
     config = _builder_config(trt, builder, options)
     plan = builder.build_serialized_network(network, config)
+    del store   # only now may the arrays go
     if plan is None:
         raise RetinaFaceError("TensorRT could not build the engine (its log above says why); check the GPU "
                               "memory and --workspace, or rerun with -vv for TensorRT's full log")
