@@ -71,11 +71,29 @@ def test_network_building_fits_the_real_api(probe, version):
     assert "INetworkDefinition.add_convolution_nd" in used and _problems(result, "builder") == []
 
 
-def test_executor_matches_the_real_11_4_api(probe):
+# Differences reported to the executor's owner, listed so that they stay visible; a fixed one must be removed.
+KNOWN_EXECUTOR_DIFFERENCES = {
+    # Real: overloads Weights(type=DataType.FLOAT) and Weights(a); the executor merges them as Weights(a=FLOAT),
+    # so trt.Weights(type=trt.float16) works on TensorRT but not on the executor.
+    "executor Weights.__init__('a',)",
+}
+
+
+def _executor_problems(probe) -> list[str]:
     result = probe("11.4.0.106")
     if "executor" not in result["scenarios"]:
         pytest.skip("network.executor is not on this branch yet")
-    assert _problems(result, "executor") == []
+    return _problems(result, "executor")
+
+
+def test_executor_matches_the_real_11_4_api(probe):
+    unknown = [p for p in _executor_problems(probe) if not p.startswith(tuple(KNOWN_EXECUTOR_DIFFERENCES))]
+    assert unknown == [], "\n".join(unknown)
+
+
+def test_known_executor_differences_still_exist(probe):
+    problems = _executor_problems(probe)
+    assert [k for k in KNOWN_EXECUTOR_DIFFERENCES if not any(p.startswith(k) for p in problems)] == []
 
 
 def _surfaces(probe) -> dict:
@@ -95,8 +113,11 @@ def _module_name_missing(surface: dict, names: tuple[str, ...]) -> str | None:
     return None
 
 
+NETWORK_FILES = ("network/populate.py", "network/blocks.py", "network/layers.py", "network/backbones.py")
+
+
 def test_every_module_name_exists_in_every_version_unless_guarded(probe):
-    surfaces, module_uses = _surfaces(probe), scan()[0]
+    surfaces, module_uses = _surfaces(probe), scan()[0] + scan(NETWORK_FILES)[0]
     missing = []
     for use in module_uses:
         absent = {v: _module_name_missing(s, use.names) for v, s in surfaces.items()}
