@@ -35,9 +35,10 @@ class Weights:
     ``Weights()`` or ``Weights(DataType)`` is empty (count 0); ``Weights(ndarray)`` wraps the array.
     """
 
-    def __init__(self, type=DataType.FLOAT, a: np.ndarray | None = None):  # noqa: A002  (TensorRT's name)
-        # Like the bindings' overloads: Weights(type=DataType.FLOAT) or Weights(a: numpy.ndarray).
-        a = type if isinstance(type, np.ndarray) else a
+    def __init__(self, type=DataType.FLOAT):  # noqa: A002  (TensorRT's argument name)
+        # The bindings overload Weights(type=DataType.FLOAT) and Weights(a: numpy.ndarray); both are
+        # called positionally in practice, so one parameter serves both.
+        a = type if isinstance(type, np.ndarray) else None
         if a is not None:
             if a.dtype not in _NUMPY_TO_TRT:
                 raise ValueError(f"[TRT] [E] Could not implicitly convert NumPy data type: {a.dtype}")
