@@ -21,6 +21,7 @@ log = logging.getLogger("retinaface_trt")
 # Module paths of the subcommands, in the order `--help` lists them.
 SUBCOMMANDS = (
     "wts_export.cli",
+    "runtime.cli_detect",
 )
 
 
