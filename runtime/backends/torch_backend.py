@@ -17,12 +17,13 @@ class TorchBackend:
     fixed_input_size = None
 
     def __init__(self, weights, device: str | None = "cpu"):
+        weights = _weights_arg(weights)
         try:
             from network.runner import ExecutorModel
         except ImportError as error:
             raise RetinaFaceError(f"the PyTorch executor is not available in this build ({error})") from None
         self.device = resolve_device(device)
-        self._model = ExecutorModel.from_weights(_weights_arg(weights), device=str(self.device))
+        self._model = ExecutorModel.from_weights(weights, device=str(self.device))
         self.cfg = self._model.cfg
 
     def infer(self, batch: torch.Tensor):
