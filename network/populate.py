@@ -1,0 +1,55 @@
+"""``populate_network``: RetinaFace added to a network definition, in the order of the PyTorch forward()."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import numpy as np
+
+from network.backbones import BACKBONES
+from network.blocks import fpn, head, ssh
+from network.config import RetinaFaceConfig, config_for_weights
+from network.layers import Net
+from network.weights import WeightStore
+from retinaface_trt.errors import RetinaFaceError
+
+INPUT_NAME = "input"
+OUTPUT_NAMES = ("loc", "conf", "landms")
+
+
+def populate_network(trt: Any, network: Any, weights: Mapping[str, np.ndarray],
+                     cfg: RetinaFaceConfig | None = None, *, input_shape=(-1, 3, 640, 640),
+                     half: bool = False, input_name: str = INPUT_NAME) -> WeightStore:
+    """Add RetinaFace to ``network`` through the ``trt`` namespace (real TensorRT or the executor).
+
+    Input ``input_name``: float32 [N, 3, H, W], BGR minus (104, 117, 123); -1 marks a dimension set at run
+    time. Outputs (float32): ``loc`` [N, P, 4], ``conf`` [N, P, 2] (softmax), ``landms`` [N, P, 10].
+    ``half=True`` builds a strongly typed FP16 network: the input is cast to HALF, weights are float16 and
+    the outputs are cast back to FLOAT. The backbone is recognised from the weight names unless ``cfg`` is
+    given. Returns the WeightStore that owns every array handed to TensorRT: keep it alive until the
+    engine is built.
+    """
+    cfg = cfg or config_for_weights(weights)
+    _check_input_shape(input_shape)
+    net = Net(trt, network, WeightStore(weights, np.float16 if half else np.float32), cfg)
+    x = network.add_input(input_name, trt.float32, tuple(input_shape))
+    if half:
+        x = net.cast(x, trt.float16, "input.half")
+    features = fpn(net, BACKBONES[cfg.name](net, x))
+    features = [ssh(net, f, f"ssh{i}") for i, f in enumerate(features, start=1)]
+    loc = head(net, features, "BboxHead", 4)
+    conf = net.softmax(head(net, features, "ClassHead", 2), axis=2, name="ClassHead.softmax")
+    landms = head(net, features, "LandmarkHead", 10)
+    for name, tensor in zip(OUTPUT_NAMES, (loc, conf, landms)):
+        if half:
+            tensor = net.cast(tensor, trt.float32, f"{name}.float")
+        tensor.name = name
+        network.mark_output(tensor)
+    net.weights.check_all_used()
+    return net.weights
+
+
+def _check_input_shape(shape) -> None:
+    shape = tuple(shape)
+    if len(shape) != 4 or shape[1] != 3 or any(d == 0 or d < -1 for d in shape):
+        raise RetinaFaceError(f"input shape must be (N, 3, H, W) with -1 for dynamic dims, got {shape}")
