@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -45,3 +46,22 @@ def test_unknown_device_is_refused():
 def test_cuda_without_gpu_is_refused():
     with pytest.raises(RetinaFaceError, match="no CUDA GPU"):
         backends.resolve_device("cuda")
+
+
+def test_weights_of_another_network_are_refused():
+    from runtime.backends.torch_backend import TorchBackend
+
+    classifier = {"features.0.weight": np.zeros((8, 3, 3, 3), np.float32), "fc.weight": np.zeros((2, 8), np.float32)}
+    with pytest.raises(RetinaFaceError, match="not a RetinaFace checkpoint"):
+        TorchBackend(classifier, device="cpu")
+
+
+def test_weights_of_the_wrong_backbone_are_refused(mnet_pth):
+    """MobileNet weights under a ResNet-50 marker: the first ResNet layer's weights are missing."""
+    from runtime.backends.torch_backend import TorchBackend
+
+    state = torch.load(mnet_pth, map_location="cpu", weights_only=True)
+    weights = {k: v.numpy() for k, v in state.items()}
+    weights["body.conv1.weight"] = weights.pop("body.stage1.0.0.weight")
+    with pytest.raises(RetinaFaceError, match="do not match"):
+        TorchBackend(weights, device="cpu")
