@@ -1,0 +1,161 @@
+"""The hand-built network (run by the executor) against the original outputs and the PyTorch model."""
+
+import numpy as np
+import pytest
+import torch
+
+from network import RESNET_50, populate_network
+from network.executor import trt
+from network.runner import ExecutorModel
+from retinaface_trt.errors import RetinaFaceError
+from wts_export.checkpoint import load_state_dict
+from wts_export.model import RetinaFace, build_model
+from wts_export.wts import read_wts, write_wts
+
+TOLERANCE = 1e-4
+
+
+@pytest.fixture(scope="module")
+def mnet_state_dict(mnet_pth):
+    return load_state_dict(mnet_pth)
+
+
+@pytest.fixture(scope="module")
+def mnet_wts(mnet_state_dict, tmp_path_factory):
+    path = tmp_path_factory.mktemp("wts") / "mobilenet0.25.wts"
+    write_wts(mnet_state_dict, path)
+    return read_wts(path)
+
+
+@pytest.fixture(scope="module")
+def mnet_executor(mnet_wts):
+    return ExecutorModel(mnet_wts)
+
+
+@pytest.fixture(scope="module")
+def mnet_torch(mnet_state_dict):
+    return build_model(mnet_state_dict)
+
+
+def max_errors(got, expected):
+    return {name: float((torch.as_tensor(g) - torch.as_tensor(e)).abs().max())
+            for name, g, e in zip(("loc", "conf", "landms"), got, expected)}
+
+
+def test_wts_network_reproduces_original_outputs(mnet_executor, crowd_reference):
+    x = torch.from_numpy(crowd_reference["input_640x640_bgr_minus_mean"])
+    expected = [crowd_reference[f"{n}_640"] for n in ("loc", "conf", "landms")]
+    errors = max_errors(mnet_executor(x), expected)
+    assert all(e <= TOLERANCE for e in errors.values()), errors
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 624, 1024), (2, 3, 200, 328)])
+def test_matches_pytorch_model_at_sizes_not_multiple_of_32(mnet_executor, mnet_torch, shape):
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(0)) * 50
+    with torch.inference_mode():
+        expected = mnet_torch(x)
+    got = mnet_executor(x)
+    assert [g.shape for g in got] == [e.shape for e in expected]
+    errors = max_errors(got, expected)
+    assert all(e <= TOLERANCE for e in errors.values()), errors
+
+
+def test_batch_of_two_gives_per_image_results(mnet_executor):
+    x = torch.randn(2, 3, 96, 160, generator=torch.Generator().manual_seed(1)) * 50
+    together = mnet_executor(x)
+    for i in range(2):
+        alone = mnet_executor(x[i:i + 1])
+        assert max(max_errors([t[i:i + 1] for t in together], alone).values()) <= 1e-5
+
+
+def test_static_and_dynamic_shapes_agree(mnet_wts, mnet_executor):
+    x = torch.randn(1, 3, 160, 224, generator=torch.Generator().manual_seed(2)) * 50
+    static = ExecutorModel(mnet_wts, input_shape=(1, 3, 160, 224))
+    assert max(max_errors(static(x), mnet_executor(x)).values()) == 0.0
+
+
+def random_resnet50_state_dict(seed=0):
+    """A ResNet-50 RetinaFace with seeded random weights and non-trivial BatchNorm statistics."""
+    torch.manual_seed(seed)
+    model = RetinaFace(RESNET_50)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name.endswith("running_mean"):
+                tensor.normal_(0, 0.1)
+            elif name.endswith("running_var"):
+                tensor.uniform_(0.5, 1.5)
+            elif name.endswith(".weight") and tensor.dim() == 1:
+                tensor.uniform_(0.5, 1.5)
+            elif name.endswith(".bias"):
+                tensor.normal_(0, 0.1)
+    return model.eval(), {k: v.numpy() for k, v in model.state_dict().items()}
+
+
+def test_resnet50_random_weights_match_pytorch():
+    model, weights = random_resnet50_state_dict()
+    x = torch.randn(1, 3, 200, 328, generator=torch.Generator().manual_seed(3)) * 50
+    with torch.inference_mode():
+        expected = model(x)
+    got = ExecutorModel(weights)(x)
+    for name, g, e in zip(("loc", "conf", "landms"), got, expected):
+        relative = float((g - e).abs().max() / e.abs().max().clamp_min(1e-6))
+        assert relative <= TOLERANCE, (name, relative)
+
+
+def test_every_weight_is_used_exactly_once(mnet_wts):
+    network = trt.Builder(trt.Logger()).create_network(0)
+    store = populate_network(trt, network, mnet_wts)
+    assert store.unused() == []
+    assert store._used == set(mnet_wts)  # every .wts entry, each taken once (a second take raises)
+    with pytest.raises(RetinaFaceError, match="used twice"):
+        store.take("fpn.output1.0.weight", (64, 64, 1, 1))
+
+
+def test_layers_are_named_after_pytorch_modules(mnet_state_dict, mnet_wts):
+    network = trt.Builder(trt.Logger()).create_network(0)
+    populate_network(trt, network, mnet_wts)
+    conv_names = {network.get_layer(i).name for i in range(network.num_layers)
+                  if network.get_layer(i).type == trt.LayerType.CONVOLUTION}
+    assert conv_names == {k[:-len(".weight")] for k, v in mnet_state_dict.items()
+                          if k.endswith(".weight") and v.dim() == 4}
+
+
+def test_missing_weight_names_key_and_closest(mnet_wts):
+    weights = dict(mnet_wts)
+    weights["ssh2.conv7X7_3.0.weight"] = weights.pop("ssh2.conv7x7_3.0.weight")
+    network = trt.Builder(trt.Logger()).create_network(0)
+    with pytest.raises(RetinaFaceError, match=r"'ssh2\.conv7x7_3\.0\.weight'.*closest names: ssh2\.conv7X7_3"):
+        populate_network(trt, network, weights)
+
+
+def test_shape_mismatch_names_first_bad_key_and_shapes(mnet_wts):
+    weights = dict(mnet_wts)
+    weights["body.stage1.0.0.weight"] = np.zeros((8, 3, 5, 5), np.float32)
+    network = trt.Builder(trt.Logger()).create_network(0)
+    with pytest.raises(RetinaFaceError, match=r"'body\.stage1\.0\.0\.weight' has shape \(8, 3, 5, 5\).*\(8, 3, 3, 3\)"):
+        populate_network(trt, network, weights)
+
+
+def test_weights_of_the_other_backbone_are_refused(mnet_wts):
+    network = trt.Builder(trt.Logger()).create_network(0)
+    with pytest.raises(RetinaFaceError, match="body.conv1.weight"):
+        populate_network(trt, network, mnet_wts, RESNET_50)
+
+
+def test_half_network_is_strongly_typed_and_close(mnet_wts, mnet_executor):
+    network = trt.Builder(trt.Logger()).create_network(0)
+    populate_network(trt, network, mnet_wts, input_shape=(1, 3, 64, 96), half=True)
+    outputs = [network.get_output(i) for i in range(network.num_outputs)]
+    assert [(t.name, t.dtype) for t in outputs] == [("loc", trt.float32), ("conf", trt.float32),
+                                                     ("landms", trt.float32)]
+    assert network.get_layer(0).type == trt.LayerType.CAST
+    convs = [network.get_layer(i) for i in range(network.num_layers)
+             if network.get_layer(i).type == trt.LayerType.CONVOLUTION]
+    assert all(layer.kernel.dtype == trt.float16 for layer in convs)
+    x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(4)) * 50
+    program_outputs = ExecutorModel(mnet_wts, input_shape=(1, 3, 64, 96))(x)
+    from network.executor import Program
+    half = Program(network)({"input": x})
+    assert half["conf"].dtype == torch.float32
+    errors = max_errors([half[n] for n in ("loc", "conf", "landms")], program_outputs)
+    assert errors["conf"] <= 1e-2 and errors["loc"] <= 5e-2 and errors["landms"] <= 1e-1, errors

@@ -1,0 +1,36 @@
+"""``retinaface-trt export-wts CHECKPOINT OUT.wts [--force]``: convert a PyTorch checkpoint to ``.wts``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+log = logging.getLogger("retinaface_trt.export_wts")
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "export-wts", help="convert a RetinaFace .pth checkpoint to a tensorrtx .wts file",
+        description="Convert a biubug6/Pytorch_Retinaface checkpoint (MobileNet-0.25 or ResNet-50) to the "
+                    "tensorrtx .wts text format. num_batches_tracked entries are left out.")
+    parser.add_argument("checkpoint", help="the .pth state_dict, e.g. weights/mobilenet0.25_Final.pth")
+    parser.add_argument("output", help="the .wts file to write, e.g. weights/mobilenet0.25.wts")
+    parser.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from network.config import config_for_weights
+    from retinaface_trt.fileio import check_writable
+    from wts_export.checkpoint import load_state_dict
+    from wts_export.model import check_state_dict
+    from wts_export.wts import write_wts
+
+    check_writable(args.output, args.force)   # fail before the slow load
+    state_dict = load_state_dict(args.checkpoint)
+    cfg = config_for_weights(state_dict.keys())
+    check_state_dict(state_dict, cfg)
+    log.info("recognised %s in %s", cfg.name, args.checkpoint)
+    summary = write_wts(state_dict, args.output, force=args.force)
+    print(f"{cfg.name}: wrote {summary.entries} entries, {summary.values:,} values to {args.output}")
+    return 0
