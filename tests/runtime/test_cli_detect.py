@@ -17,8 +17,6 @@ from tests.runtime.conftest import ReplayBackend
 @pytest.fixture
 def detect(monkeypatch, crowd_reference):
     """Run ``detect`` with the replay backend; returns main's exit status."""
-    # Only this subcommand: the test must not depend on whether the others are importable yet.
-    monkeypatch.setattr(cli, "SUBCOMMANDS", ("runtime.cli_detect",))
     monkeypatch.setattr(backends, "create_backend", lambda *a, **k: ReplayBackend(crowd_reference))
 
     def run(*argv):
@@ -96,8 +94,7 @@ def test_existing_json_needs_force(detect, crowd_copy, tmp_path, capsys):
     assert detect(str(crowd_copy), "--json", str(out), "--force") == 0
 
 
-def test_model_error_leaves_no_output(monkeypatch, crowd_copy, tmp_path, capsys):
-    monkeypatch.setattr(cli, "SUBCOMMANDS", ("runtime.cli_detect",))
+def test_model_error_leaves_no_output(crowd_copy, tmp_path, capsys):
     out, vis = tmp_path / "out.json", tmp_path / "vis"
     status = cli.main(["detect", str(crowd_copy), "--weights", str(tmp_path / "absent.pth"),
                        "--backend", "torch", "--json", str(out), "--save-dir", str(vis)])

@@ -72,11 +72,9 @@ def test_shared_images_face_counts(executor, shared_dir, name):
     assert sum(f.score >= 0.6 for f in faces) == REFERENCE_COUNTS[name]
 
 
-def test_cli_with_weights_file(mnet_pth, shared_dir, tmp_path, monkeypatch):
-    pytest.importorskip("wts_export.weights", reason="the weights loader (wts_export.weights) has not landed")
+def test_cli_with_weights_file(mnet_pth, shared_dir, tmp_path):
     from retinaface_trt import cli
 
-    monkeypatch.setattr(cli, "SUBCOMMANDS", ("runtime.cli_detect",))
     out = tmp_path / "out.json"
     image = str(shared_dir / "images" / "crowd_1024x624.jpg")
     assert cli.main(["detect", image, "--weights", str(mnet_pth), "--backend", "torch", "--device", "cpu",
