@@ -11,8 +11,14 @@ from __future__ import annotations
 import enum
 
 
-class _TrtEnum(enum.IntEnum):
-    """An enum that prints like a pybind11 enum of the bindings."""
+class _TrtEnum(enum.Enum):
+    """An enum that behaves like a pybind11 enum of the bindings: ``int(member)`` gives its value, and
+    members of different enums never compare equal (even with the same value)."""
+
+    def __int__(self) -> int:
+        return self.value
+
+    __index__ = __int__
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__}.{self.name}: {self.value}>"
