@@ -1,0 +1,37 @@
+"""Annotated copies: boxes, scores and the five landmarks drawn on a BGR image, as detect.py draws them."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from runtime.types import Face
+
+BOX_COLOUR = (0, 0, 255)
+TEXT_COLOUR = (255, 255, 255)
+# BGR colours of the landmarks in RetinaFace order: left eye, right eye, nose, mouth left, mouth right.
+LANDMARK_COLOURS = ((0, 0, 255), (0, 255, 255), (255, 0, 255), (0, 255, 0), (255, 0, 0))
+
+
+def draw_faces(bgr: np.ndarray, faces: list[Face]) -> np.ndarray:
+    """A copy of BGR uint8 [H, W, 3] with every face in ``faces`` drawn (filter by score beforehand)."""
+    canvas = bgr.copy()
+    for face in faces:
+        x1, y1, x2, y2 = (int(round(v)) for v in face.box)
+        cv2.rectangle(canvas, (x1, y1), (x2, y2), BOX_COLOUR, 2)
+        cv2.putText(canvas, f"{face.score:.4f}", (x1, y1 + 12), cv2.FONT_HERSHEY_DUPLEX, 0.5, TEXT_COLOUR)
+        for (x, y), colour in zip(np.asarray(face.landmarks).reshape(5, 2), LANDMARK_COLOURS):
+            cv2.circle(canvas, (int(round(x)), int(round(y))), 1, colour, 4)
+    return canvas
+
+
+def encode_like(path: str, bgr: np.ndarray) -> bytes:
+    """Encode ``bgr`` in the format named by ``path``'s extension (JPEG, PNG, …); PNG when OpenCV can't."""
+    suffix = "." + path.rsplit(".", 1)[-1].lower() if "." in path else ".png"
+    try:
+        ok, data = cv2.imencode(suffix, bgr)
+    except cv2.error:
+        ok, data = cv2.imencode(".png", bgr)
+    if not ok:
+        ok, data = cv2.imencode(".png", bgr)
+    return data.tobytes()

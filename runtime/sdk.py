@@ -1,0 +1,60 @@
+"""The SDK of the deployment notes: ``Engine(...).infer(image_base64) -> JSON string``.
+
+Example::
+
+    from runtime import Engine
+
+    with Engine(weights="weights/mobilenet0.25_Final.pth", device="cpu") as engine:
+        record = json.loads(engine.infer(base64_text))
+
+Errors (bad base64, not an image, too large, bad weights, a released engine) raise
+:class:`retinaface_trt.errors.RetinaFaceError` with a one-line message.
+"""
+
+from __future__ import annotations
+
+from retinaface_trt.errors import RetinaFaceError
+from runtime.image_io import decode_base64
+from runtime.records import DEFAULT_VIS_THRESHOLD, image_record, to_json
+
+
+class Engine:
+    """Face detection on base64-encoded images, returning one JSON record per call.
+
+    weights / engine: a .pth/.wts weights file, or a TensorRT engine file (one of them is needed)
+    backend:          ``auto`` (default), ``tensorrt``, ``torch`` or ``onnxruntime``
+    device:           ``auto`` (CUDA when available, default), ``cpu``, ``cuda``, ``cuda:N``
+    vis_threshold:    faces with a lower score are left out of the record (default 0.6)
+    **options:        :class:`runtime.detector.Detector` options (resize, input_size, thresholds, max_pixels)
+    """
+
+    def __init__(self, weights=None, engine=None, backend: str = "auto", device: str = "auto",
+                 vis_threshold: float = DEFAULT_VIS_THRESHOLD, **options):
+        from runtime.detector import Detector
+
+        self.vis_threshold = float(vis_threshold)
+        self.detector = Detector.from_options(weights=weights, engine=engine, backend=backend,
+                                              device=device, **options)
+
+    def infer(self, image_base64: str, name: str | None = None) -> str:
+        """One base64 image (``data:image/...;base64,`` prefix allowed) → its JSON record as a string.
+
+        ``name`` goes into the record's ``"image"`` field (null when not given).
+        """
+        if self.detector is None:
+            raise RetinaFaceError("this Engine was released; create a new one")
+        bgr = decode_base64(image_base64, max_pixels=self.detector.max_pixels)
+        faces = self.detector.detect(bgr)
+        return to_json(image_record(name, bgr.shape[1], bgr.shape[0], faces, self.vis_threshold))
+
+    def release(self) -> None:
+        """Free the model and all GPU memory it held. Safe to call twice."""
+        if self.detector is not None:
+            self.detector.close()
+            self.detector = None
+
+    def __enter__(self) -> "Engine":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()

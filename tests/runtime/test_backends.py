@@ -1,0 +1,67 @@
+"""Backend selection: names, devices and the errors for what is not installed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from retinaface_trt.errors import RetinaFaceError
+from runtime import backends
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(RetinaFaceError, match="auto, tensorrt, torch, onnxruntime"):
+        backends.create_backend("openvino", weights="w.pth")
+
+
+def test_tensorrt_missing_names_the_install_command(monkeypatch):
+    monkeypatch.setattr(backends, "tensorrt_available", lambda: False)
+    with pytest.raises(RetinaFaceError, match=r"pip install 'retinaface-trt\[tensorrt\]'"):
+        backends.create_backend("tensorrt", engine="model.engine")
+
+
+def test_onnxruntime_is_not_available_yet():
+    with pytest.raises(RetinaFaceError, match="not available yet"):
+        backends.create_backend("onnxruntime", weights="w.pth")
+
+
+def test_auto_with_engine_only_and_no_tensorrt_explains(monkeypatch):
+    monkeypatch.setattr(backends, "tensorrt_available", lambda: False)
+    with pytest.raises(RetinaFaceError, match="TensorRT is not installed"):
+        backends.create_backend("auto", engine="model.engine")
+
+
+def test_torch_backend_missing_weights_file(tmp_path):
+    with pytest.raises(RetinaFaceError, match="not found"):
+        backends.create_backend("torch", weights=tmp_path / "absent.pth")
+
+
+def test_unknown_device_is_refused():
+    with pytest.raises(RetinaFaceError, match="device"):
+        backends.resolve_device("tpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
+def test_cuda_without_gpu_is_refused():
+    with pytest.raises(RetinaFaceError, match="no CUDA GPU"):
+        backends.resolve_device("cuda")
+
+
+def test_weights_of_another_network_are_refused():
+    from runtime.backends.torch_backend import TorchBackend
+
+    classifier = {"features.0.weight": np.zeros((8, 3, 3, 3), np.float32), "fc.weight": np.zeros((2, 8), np.float32)}
+    with pytest.raises(RetinaFaceError, match="not a RetinaFace checkpoint"):
+        TorchBackend(classifier, device="cpu")
+
+
+def test_weights_of_the_wrong_backbone_are_refused(mnet_pth):
+    """MobileNet weights under a ResNet-50 marker: the first ResNet layer's weights are missing."""
+    from runtime.backends.torch_backend import TorchBackend
+
+    state = torch.load(mnet_pth, map_location="cpu", weights_only=True)
+    weights = {k: v.numpy() for k, v in state.items()}
+    weights["body.conv1.weight"] = weights.pop("body.stage1.0.0.weight")
+    with pytest.raises(RetinaFaceError, match="do not match"):
+        TorchBackend(weights, device="cpu")

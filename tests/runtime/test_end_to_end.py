@@ -1,0 +1,82 @@
+"""The whole pipeline with the executor on CPU (float32) against the original implementation's detections.
+
+Criteria: the same faces at score ≥ 0.5 (IoU ≥ 0.99), scores within 1e-3, landmarks within 0.5 px.
+"""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from runtime.backends.torch_backend import TorchBackend
+from runtime.detector import Detector
+
+# Faces at score >= 0.6 found by the original at each image's own size (../shared/README.md).
+REFERENCE_COUNTS = {"crowd_1024x624.jpg": 26, "selfie_1600x898.jpg": 364,
+                    "children_1024x768.jpg": 8, "astronaut_512x512.png": 1}
+
+
+@pytest.fixture(scope="module")
+def executor(mnet_pth):
+    """The executor backend on CPU, weights read independently of the project's loaders."""
+    state = torch.load(mnet_pth, map_location="cpu", weights_only=True)
+    backend = TorchBackend({k: v.numpy() for k, v in state.items()}, device="cpu")
+    yield backend
+    backend.close()
+
+
+def _iou(box, boxes):
+    x1, y1 = np.maximum(box[0], boxes[:, 0]), np.maximum(box[1], boxes[:, 1])
+    x2, y2 = np.minimum(box[2], boxes[:, 2]), np.minimum(box[3], boxes[:, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = lambda b: (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    return inter / (area(box) + area(boxes) - inter)
+
+
+def _assert_same_faces(faces, reference, min_score=0.5):
+    ours = np.array([[*f.box, f.score, *np.asarray(f.landmarks).ravel()] for f in faces if f.score >= min_score])
+    theirs = reference[reference[:, 4] >= min_score]
+    assert len(ours) == len(theirs)
+    for face in theirs:
+        match = ours[np.argmax(_iou(face[:4], ours[:, :4]))]
+        assert _iou(face[:4], match[None, :4])[0] >= 0.99
+        assert abs(match[4] - face[4]) <= 1e-3
+        assert np.abs(match[5:] - face[5:]).max() <= 0.5
+
+
+def test_original_size_equals_reference(executor, crowd_image, crowd_reference):
+    faces = Detector(executor, resize="original").detect(crowd_image)
+    _assert_same_faces(faces, crowd_reference["dets_origin"])
+
+
+def test_stretch_640_equals_reference(executor, crowd_image, crowd_reference):
+    faces = Detector(executor, resize="stretch", input_size=(640, 640)).detect(crowd_image)
+    _assert_same_faces(faces, crowd_reference["dets_640_in_origin_coords"])
+
+
+def test_letterbox_finds_the_reference_faces(executor, crowd_image, crowd_reference):
+    """Letterbox has no stored reference: its confident faces must be faces found at original size."""
+    faces = [f for f in Detector(executor, resize="letterbox").detect(crowd_image) if f.score >= 0.9]
+    reference = crowd_reference["dets_origin"][:, :4]
+    assert len(faces) > 10
+    assert all(_iou(np.array(f.box), reference).max() >= 0.5 for f in faces)
+
+
+@pytest.mark.parametrize("name", sorted(REFERENCE_COUNTS))
+def test_shared_images_face_counts(executor, shared_dir, name):
+    faces = Detector(executor).detect(cv2.imread(str(shared_dir / "images" / name)))
+    assert sum(f.score >= 0.6 for f in faces) == REFERENCE_COUNTS[name]
+
+
+def test_cli_with_weights_file(mnet_pth, shared_dir, tmp_path):
+    from retinaface_trt import cli
+
+    out = tmp_path / "out.json"
+    image = str(shared_dir / "images" / "crowd_1024x624.jpg")
+    assert cli.main(["detect", image, "--weights", str(mnet_pth), "--backend", "torch", "--device", "cpu",
+                     "--json", str(out)]) == 0
+    assert len(json.loads(out.read_text())[0]["faces"]) == REFERENCE_COUNTS["crowd_1024x624.jpg"]
