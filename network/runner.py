@@ -17,14 +17,15 @@ class ExecutorModel:
     """RetinaFace built with :func:`populate_network` on the executor and compiled for one device.
 
     ``model(x)`` takes float32 [N, 3, H, W] (BGR minus mean) and returns (loc, conf, landms) as tensors on
-    ``model.device``; by default batch, height and width are all dynamic.
+    ``model.device``; by default batch, height and width are all dynamic. ``half=True`` runs the strongly
+    typed float16 network (float32 input and outputs), as a TensorRT FP16 engine would be built.
     """
 
     def __init__(self, weights: Mapping[str, np.ndarray], cfg: RetinaFaceConfig | None = None,
-                 device: str | torch.device = "cpu", input_shape=(-1, 3, -1, -1)):
+                 device: str | torch.device = "cpu", input_shape=(-1, 3, -1, -1), half: bool = False):
         self.cfg = cfg or config_for_weights(weights)
         self.network = trt.Builder(trt.Logger()).create_network(0)
-        self._store = populate_network(trt, self.network, weights, self.cfg, input_shape=input_shape)
+        self._store = populate_network(trt, self.network, weights, self.cfg, input_shape=input_shape, half=half)
         self.device = torch.device(device)
         self._program = Program(self.network, self.device)
 

@@ -30,6 +30,10 @@ def add_parser(subparsers) -> None:
     p.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "torch", "onnxruntime"),
                    help="what runs the network (default auto: TensorRT with --engine on a GPU, else torch)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"),
+                   help="network precision (torch: float16 network; tensorrt: engines built from --weights)")
+    p.add_argument("--engine-cache", metavar="DIR",
+                   help="where engines built from --weights are kept (default ~/.cache/retinaface-trt)")
     p.add_argument("--resize", default="original", choices=("original", "stretch", "letterbox"),
                    help="original: image's own size (detect.py); stretch / letterbox: to --input-size")
     p.add_argument("--input-size", default="640x640", help="WxH network input for stretch/letterbox (640x640)")
@@ -57,7 +61,8 @@ def run(args) -> int:
     from runtime.detector import Detector
 
     with Detector.from_options(weights=args.weights, engine=args.engine, backend=args.backend,
-                               device=args.device, **options) as detector:
+                               device=args.device, precision=args.precision,
+                               engine_cache=args.engine_cache, **options) as detector:
         if args.save_dir:  # created only once the model loaded: a failed start leaves nothing behind
             os.makedirs(args.save_dir, exist_ok=True)
         records = _process_all(detector, jobs, args)

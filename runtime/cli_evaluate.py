@@ -35,7 +35,7 @@ def add_parser(subparsers) -> None:
                         help="manifest.tsv of resized images: map boxes back to original pixels")
     parser.add_argument("--backend", default="auto", help="detector backend (default: auto)")
     parser.add_argument("--device", default="cpu", help="device, e.g. cpu or cuda:0 (default: cpu)")
-    parser.add_argument("--precision", help="backend precision, e.g. fp32 or fp16 (default: the backend's)")
+    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16"), help="network precision (fp32)")
     parser.add_argument("--resize", default="original",
                         help="resize policy (default: original = detect at each file's own size)")
     parser.add_argument("--input-size", type=_size, default=(640, 640),
@@ -57,10 +57,8 @@ def _check_inputs(args: argparse.Namespace) -> None:
 def detector_options(args: argparse.Namespace) -> dict:
     """The keyword arguments of ``Detector.from_options`` that the flags give (detection at 0.02 / NMS 0.4)."""
     options = dict(weights=str(args.weights), backend=args.backend, device=args.device, resize=args.resize,
-                   input_size=args.input_size, confidence_threshold=0.02, nms_threshold=0.4,
-                   top_k=5000, keep_top_k=750)
-    if args.precision is not None:
-        options["precision"] = args.precision
+                   input_size=args.input_size, precision=args.precision, confidence_threshold=0.02,
+                   nms_threshold=0.4, top_k=5000, keep_top_k=750)
     return options
 
 

@@ -40,13 +40,22 @@ class Detector:
 
     @classmethod
     def from_options(cls, weights=None, engine=None, backend: str = "auto", device: str | None = "cpu",
-                     **options) -> "Detector":
-        """Build the backend (:func:`runtime.backends.create_backend`) and a Detector over it."""
+                     precision: str = "fp32", engine_cache=None, **options) -> "Detector":
+        """Build the backend (:func:`runtime.backends.create_backend`) and a Detector over it.
+
+        ``precision`` ("fp32"/"fp16") and ``engine_cache`` go to the backend; ``options`` to the Detector.
+        """
         from runtime.backends import create_backend
 
         if weights is None and engine is None:
             raise RetinaFaceError("no model given: pass weights (.pth/.wts) or a TensorRT engine")
-        return cls(create_backend(backend, weights=weights, engine=engine, device=device), **options)
+        backend = create_backend(backend, weights=weights, engine=engine, device=device, precision=precision,
+                                 input_size=options.get("input_size", (640, 640)), engine_cache=engine_cache)
+        try:
+            return cls(backend, **options)
+        except BaseException:
+            backend.close()
+            raise
 
     def detect(self, bgr: np.ndarray) -> list[Face]:
         """All kept detections of one BGR uint8 [H, W, 3] image (gray/BGRA/16-bit are converted), by score."""

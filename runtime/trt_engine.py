@@ -112,6 +112,49 @@ class TensorRTRunner:
         return self._buffers[shape]
 
 
+class TensorRTBackend:
+    """The ``tensorrt`` backend of :mod:`runtime.backends`: a :class:`TensorRTRunner` on one CUDA device.
+
+    ``infer`` returns the runner's reused output buffers; the detector consumes them before the next call.
+    """
+
+    name = "tensorrt"
+
+    def __init__(self, engine_path: str | Path, device="cuda", trt=None):
+        from network.config import get_config
+        from runtime.backends import resolve_device
+
+        device = resolve_device("cuda" if device in (None, "auto") else device)
+        if device.type != "cuda":
+            raise RetinaFaceError(f"the tensorrt backend runs on an NVIDIA GPU, not on {device}; "
+                                  "use --device cuda (or --backend torch for the CPU)")
+        self._runner = TensorRTRunner(engine_path, device_index=device.index or 0, trt=trt)
+        self.device = self._runner.device
+        self.cfg = get_config(self._runner.backbone)
+        self.precision = self._runner.precision
+        self.fixed_input_size = self._runner.fixed_input_size
+
+    def infer(self, batch):
+        if self._runner is None:
+            raise RetinaFaceError("this backend was closed; create a new one")
+        return self._runner.infer(batch)
+
+    def close(self) -> None:
+        import torch
+
+        if self._runner is not None:
+            self._runner.close()
+            self._runner = None
+            torch.cuda.empty_cache()
+
+
+def default_engine_cache() -> Path:
+    """Where engines built automatically from weights are kept: $RETINAFACE_TRT_CACHE or ~/.cache/retinaface-trt."""
+    import os
+
+    return Path(os.environ.get("RETINAFACE_TRT_CACHE", Path.home() / ".cache" / "retinaface-trt"))
+
+
 def engine_cache_key(weights_sha256: str, tensorrt_version: str, gpu: str, precision: str,
                      input_size: tuple[int, int], max_batch: int) -> str:
     """16 hex digits identifying one cached engine (weights, TensorRT version, GPU, precision, shape)."""

@@ -24,6 +24,10 @@ from retinaface_trt.fileio import write_text_atomic
 SIDECAR_FORMAT = 1
 
 
+class EngineMismatchError(RetinaFaceError):
+    """The engine was built with another TensorRT version or GPU architecture (it can be rebuilt)."""
+
+
 @dataclass(frozen=True)
 class DeviceInfo:
     """The GPU an engine is built for or run on."""
@@ -77,7 +81,7 @@ def check_compatible(info: dict, engine_path: str | Path, tensorrt_version: str,
         found.append(f"GPU {info.get('gpu_name')} with compute capability {info.get('compute_capability')} "
                      f"(running on {device.name}, {device.compute_capability})")
     if found:
-        raise RetinaFaceError(f"engine {engine_path} was built with {' and '.join(found)}; an engine runs only "
+        raise EngineMismatchError(f"engine {engine_path} was built with {' and '.join(found)}; an engine runs only "
                               f"with the TensorRT version and GPU architecture that built it; "
                               f"{rebuild_hint(info, engine_path)}")
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from dataclasses import dataclass
 from typing import Protocol
 
 from retinaface_trt.errors import RetinaFaceError
@@ -23,6 +24,7 @@ from retinaface_trt.errors import RetinaFaceError
 log = logging.getLogger("retinaface_trt")
 
 BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
+PRECISIONS = ("fp32", "fp16")
 DEVICES_HELP = "cpu, cuda, cuda:N or auto (cuda when available)"
 
 
@@ -60,14 +62,37 @@ def resolve_device(device: str | None = "cpu"):
     return resolved
 
 
-def create_backend(name: str = "auto", weights=None, engine=None, device: str | None = "cpu") -> Backend:
+@dataclass(frozen=True)
+class BackendRequest:
+    """What :func:`create_backend` is asked to build.
+
+    precision:    "fp32" or "fp16" (the torch executor runs a float16 network; TensorRT engines built from
+                  weights use it; an existing engine keeps the precision it was built with)
+    input_size:   (W, H) of engines built automatically from weights (stretch / letterbox sizes)
+    engine_cache: folder of engines built from weights (default :func:`runtime.trt_engine.default_engine_cache`)
+    """
+
+    weights: object = None
+    engine: object = None
+    device: str | None = "cpu"
+    precision: str = "fp32"
+    input_size: tuple[int, int] = (640, 640)
+    engine_cache: object = None
+
+
+def create_backend(name: str = "auto", weights=None, engine=None, device: str | None = "cpu",
+                   precision: str = "fp32", input_size=(640, 640), engine_cache=None) -> Backend:
     """Build the backend called ``name`` from a weights file (.pth/.wts, or a state_dict) or an engine file."""
     if name not in BACKENDS:
         raise RetinaFaceError(f"unknown backend {name!r}; expected one of: {', '.join(BACKENDS)}")
+    if precision not in PRECISIONS:
+        raise RetinaFaceError(f"unknown precision {precision!r}; expected one of: {', '.join(PRECISIONS)}")
+    request = BackendRequest(weights, engine, device, precision, tuple(input_size), engine_cache)
     if name == "auto":
         name = _pick_auto(weights, engine)
-    backend = _BUILDERS[name](weights, engine, device)
-    log.info("backend: %s on %s (%s)", backend.name, backend.device, backend.cfg.name)
+    backend = _BUILDERS[name](request)
+    log.info("backend: %s on %s (%s, %s)", backend.name, backend.device, backend.cfg.name,
+             getattr(backend, "precision", precision))
     return backend
 
 
@@ -82,29 +107,47 @@ def _pick_auto(weights, engine) -> str:
     return "torch"
 
 
-def _torch_backend(weights, engine, device):
+def _torch_backend(request: BackendRequest):
     from runtime.backends.torch_backend import TorchBackend
 
-    if weights is None:
+    if request.weights is None:
         raise RetinaFaceError("the torch backend needs --weights (a .pth or .wts file), not an engine")
-    return TorchBackend(weights, device=device)
+    return TorchBackend(request.weights, device=request.device, precision=request.precision)
 
 
-def _tensorrt_backend(weights, engine, device):
+def _tensorrt_backend(request: BackendRequest):
+    """An engine as given; or one built from the weights into the engine cache (also when the given
+    engine was built with another TensorRT version or GPU and the weights are at hand)."""
     if not tensorrt_available():
         raise RetinaFaceError("TensorRT is not installed: pip install 'retinaface-trt[tensorrt]' "
                               "(or use --backend torch)")
-    if engine is None:
-        raise RetinaFaceError("the tensorrt backend needs --engine (a serialized TensorRT engine file)")
-    try:
-        from runtime.trt_engine import TensorRTBackend
-    except ImportError as error:
-        raise RetinaFaceError(f"the TensorRT runner is not available in this build ({error}); "
-                              "use --backend torch") from None
-    return TensorRTBackend(engine, device=device)
+    from runtime.trt_engine import TensorRTBackend
+    from runtime.trt_sidecar import EngineMismatchError
+
+    if request.engine is None and request.weights is None:
+        raise RetinaFaceError("the tensorrt backend needs --engine (a serialized engine) or --weights to build one")
+    if request.engine is not None:
+        try:
+            return TensorRTBackend(request.engine, device=request.device)
+        except EngineMismatchError as error:
+            if request.weights is None:
+                raise
+            log.warning("%s; rebuilding it from %s", error, request.weights)
+    return TensorRTBackend(_cached_engine(request), device=request.device)
 
 
-def _onnxruntime_backend(weights, engine, device):
+def _cached_engine(request: BackendRequest):
+    from runtime.backends import resolve_device
+    from runtime.trt_engine import default_engine_cache, ensure_engine
+
+    if not isinstance(request.weights, (str, bytes)) and not hasattr(request.weights, "__fspath__"):
+        raise RetinaFaceError("building a TensorRT engine needs a weights file path (.pth or .wts)")
+    device = resolve_device("cuda" if request.device in (None, "auto", "cpu") else request.device)
+    return ensure_engine(request.weights, request.engine_cache or default_engine_cache(), request.precision,
+                         request.input_size, device_index=device.index or 0)
+
+
+def _onnxruntime_backend(request: BackendRequest):
     raise RetinaFaceError("the onnxruntime backend is not available yet; use --backend torch")
 
 

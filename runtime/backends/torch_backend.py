@@ -16,14 +16,15 @@ class TorchBackend:
     name = "torch"
     fixed_input_size = None
 
-    def __init__(self, weights, device: str | None = "cpu"):
+    def __init__(self, weights, device: str | None = "cpu", precision: str = "fp32"):
         weights = _weights_arg(weights)
         try:
             from network.runner import ExecutorModel
         except ImportError as error:
             raise RetinaFaceError(f"the PyTorch executor is not available in this build ({error})") from None
         self.device = resolve_device(device)
-        self._model = ExecutorModel.from_weights(weights, device=str(self.device))
+        self.precision = precision
+        self._model = ExecutorModel.from_weights(weights, device=str(self.device), half=precision == "fp16")
         self.cfg = self._model.cfg
 
     def infer(self, batch: torch.Tensor):
