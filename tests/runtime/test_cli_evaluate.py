@@ -77,7 +77,6 @@ def test_run_with_fake_detector_writes_summary(main, subset_args, tmp_path, monk
 
 @pytest.mark.slow
 def test_subset_ap_matches_original_implementation(main, subset_args, shared_dir, tmp_path):
-    pytest.importorskip("runtime.detector", reason="runtime.detector (the Detector) is not on this branch yet")
     listing = shared_dir / "widerface" / "val_subset_416" / "wider_val_subset.txt"
     assert main(subset_args + ["--list", str(listing), "--backend", "torch", "--device", "cpu"]) == 0
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
