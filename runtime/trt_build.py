@@ -11,6 +11,7 @@ Shapes are NCHW float32 with a dynamic batch (``-1``) served by one optimization
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -105,8 +106,13 @@ def _builder_config(trt, builder, options: BuildOptions):
     shapes = options.profile()
     profile.set_shape(INPUT_NAME, shapes["min"], shapes["opt"], shapes["max"])
     config.add_optimization_profile(profile)
-    trt_compat.attach_progress(trt, config)
+    trt_compat.attach_progress(trt, config, report=_show_progress)
     return config
+
+
+def _show_progress(message: str, *args) -> None:
+    """Build progress on stderr whatever the log level: a build takes minutes and should not look stuck."""
+    print("build: " + message % args, file=sys.stderr, flush=True)
 
 
 def _output_shapes(network) -> dict[str, list[int]]:
