@@ -65,3 +65,53 @@ def test_weights_of_the_wrong_backbone_are_refused(mnet_pth):
     weights["body.conv1.weight"] = weights.pop("body.stage1.0.0.weight")
     with pytest.raises(RetinaFaceError, match="do not match"):
         TorchBackend(weights, device="cpu")
+
+
+class _FakeTensorRTBackend:
+    """Stands in for runtime.trt_engine.TensorRTBackend: engines named 'stale*' were built elsewhere."""
+
+    def __init__(self, engine, device="cuda"):
+        from runtime.trt_sidecar import EngineMismatchError
+
+        if str(engine).startswith("stale"):
+            raise EngineMismatchError(f"engine {engine} was built with TensorRT 8.6.1 (running 10.3.0)")
+        self.engine, self.name, self.device = engine, "tensorrt", torch.device("cpu")
+        self.cfg = type("Cfg", (), {"name": "mobilenet0.25"})()
+
+
+@pytest.fixture
+def fake_tensorrt(monkeypatch):
+    from runtime import trt_engine
+
+    built = []
+    monkeypatch.setattr(backends, "tensorrt_available", lambda: True)
+    monkeypatch.setattr(trt_engine, "TensorRTBackend", _FakeTensorRTBackend)
+    monkeypatch.setattr(backends, "_cached_engine", lambda request: built.append(request) or "cache/built.engine")
+    return built
+
+
+def test_tensorrt_engine_is_used_as_given(fake_tensorrt):
+    backend = backends.create_backend("tensorrt", engine="model.engine", weights="w.pth")
+    assert backend.engine == "model.engine" and fake_tensorrt == []
+
+
+def test_stale_engine_is_rebuilt_from_weights_into_the_cache(fake_tensorrt):
+    backend = backends.create_backend("tensorrt", engine="stale.engine", weights="w.pth", precision="fp16",
+                                      input_size=(512, 384))
+    assert backend.engine == "cache/built.engine"
+    assert [(r.weights, r.precision, r.input_size) for r in fake_tensorrt] == [("w.pth", "fp16", (512, 384))]
+
+
+def test_stale_engine_without_weights_says_how_to_rebuild(fake_tensorrt):
+    with pytest.raises(RetinaFaceError, match="built with TensorRT 8.6.1"):
+        backends.create_backend("tensorrt", engine="stale.engine")
+    assert fake_tensorrt == []
+
+
+def test_weights_alone_build_an_engine(fake_tensorrt):
+    assert backends.create_backend("tensorrt", weights="w.pth").engine == "cache/built.engine"
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(RetinaFaceError, match="fp32, fp16"):
+        backends.create_backend("torch", weights="w.pth", precision="int8")
