@@ -159,3 +159,13 @@ def test_half_network_is_strongly_typed_and_close(mnet_wts, mnet_executor):
     assert half["conf"].dtype == torch.float32
     errors = max_errors([half[n] for n in ("loc", "conf", "landms")], program_outputs)
     assert errors["conf"] <= 1e-2 and errors["loc"] <= 5e-2 and errors["landms"] <= 1e-1, errors
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_executor_on_cuda_matches_cpu(mnet_wts, mnet_executor, crowd_reference):
+    x = torch.from_numpy(crowd_reference["input_640x640_bgr_minus_mean"])
+    on_cuda = ExecutorModel(mnet_wts, device="cuda")
+    torch.backends.cudnn.allow_tf32 = False   # float32 convolutions, as the CPU computes them
+    errors = max_errors([t.cpu() for t in on_cuda(x.cuda())], mnet_executor(x))
+    assert all(e <= TOLERANCE for e in errors.values()), errors
