@@ -138,3 +138,28 @@ def export_onnx(weights, output: str | os.PathLike, input_size: tuple[int, int] 
 def model_backbone(proto) -> str | None:
     """The ``retinaface.backbone`` metadata of an ONNX ModelProto, or None for a file from elsewhere."""
     return next((p.value for p in proto.metadata_props if p.key == BACKBONE_KEY), None)
+
+
+def read_model_facts(path: str | os.PathLike) -> tuple[bytes, dict]:
+    """An exported model's bytes and facts: ``backbone``, ``weights_sha256`` ("" if unknown), ``input_shape``
+    ([N, 3, H, W], None where dynamic). RetinaFaceError for a file ``export-onnx`` did not write."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise RetinaFaceError(f"ONNX model {path} not found; write one with `retinaface-trt export-onnx`")
+    data = path.read_bytes()
+    try:
+        proto = onnx.load_from_string(data)
+    except Exception as error:   # noqa: BLE001 - protobuf raises several types for a damaged file
+        raise RetinaFaceError(f"{path} is not a readable ONNX model ({error}); re-export it") from None
+    backbone = model_backbone(proto)
+    names = ([i.name for i in proto.graph.input], [o.name for o in proto.graph.output])
+    if backbone is None or names != ([INPUT_NAME], list(OUTPUT_NAMES)):
+        raise RetinaFaceError(f"{path} is not a RetinaFace model from `retinaface-trt export-onnx` (expected input "
+                              f"'{INPUT_NAME}', outputs {', '.join(OUTPUT_NAMES)} and '{BACKBONE_KEY}' metadata; "
+                              f"found {names[0]}, {names[1]}, backbone {backbone}); re-export it")
+    dims = proto.graph.input[0].type.tensor_type.shape.dim
+    shape = [d.dim_value if d.HasField("dim_value") else None for d in dims]
+    sha = next((p.value for p in proto.metadata_props if p.key == SHA256_KEY), "")
+    return data, {"backbone": backbone, "weights_sha256": sha, "input_shape": shape}
