@@ -28,23 +28,24 @@ from runtime.trt_sidecar import DeviceInfo, write_sidecar
 log = logging.getLogger("retinaface_trt")
 
 
-def parser_error_lines(parser) -> list[str]:
+def parser_error_lines(trt, parser) -> list[str]:
     """One line per error recorded by ``parser`` (a ``trt.OnnxParser``): where it happened and why."""
-    lines = []
-    for index in range(parser.num_errors):
-        error = parser.get_error(index)
-        where = f"node {error.node()}"
-        if hasattr(error, "node_name"):      # 10.x and 11.x name the node and its operator
-            where += f" '{error.node_name()}' ({error.node_operator()})"
-        lines.append(f"{where}: {error.desc()}")
-    return lines
+    named = hasattr(trt.ParserError, "node_name")      # 10.x and 11.x name the node and its operator
+    return [_error_line(parser.get_error(index), named) for index in range(parser.num_errors)]
+
+
+def _error_line(error, named: bool) -> str:
+    where = f"node {error.node()}"
+    if named and hasattr(error, "node_name"):
+        where += f" '{error.node_name()}' ({error.node_operator()})"
+    return f"{where}: {error.desc()}"
 
 
 def parse_onnx(trt, network, data: bytes, logger):
     """Fill ``network`` from the serialized ONNX ``data``; return the parser (keep it until the build ends)."""
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(data):
-        details = "; ".join(parser_error_lines(parser)) or "no details given"
+        details = "; ".join(parser_error_lines(trt, parser)) or "no details given"
         raise RetinaFaceError(f"TensorRT's ONNX parser refused the model: {details}; re-export it with "
                               "`retinaface-trt export-onnx` (opset 17)")
     return parser

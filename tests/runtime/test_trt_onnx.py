@@ -45,7 +45,7 @@ def _fake_trt(errors):
         def get_error(self, index):
             return errors[index]
 
-    return types.SimpleNamespace(OnnxParser=OnnxParser)
+    return types.SimpleNamespace(OnnxParser=OnnxParser, ParserError=type(errors[0]) if errors else _Error)
 
 
 def test_parser_errors_name_the_node_and_operator():
