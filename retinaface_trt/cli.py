@@ -22,6 +22,7 @@ log = logging.getLogger("retinaface_trt")
 SUBCOMMANDS = (
     "wts_export.cli",
     "runtime.cli_trt",
+    "runtime.cli_onnx",
     "runtime.cli_detect",
     "runtime.cli_evaluate",
 )

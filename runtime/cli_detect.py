@@ -26,7 +26,7 @@ def add_parser(subparsers) -> None:
                               description=__doc__.split("\n\n")[0])
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     p.add_argument("--weights", help=".pth or .wts weights (torch backend)")
-    p.add_argument("--engine", help="serialized TensorRT engine (tensorrt backend)")
+    p.add_argument("--engine", help="serialized TensorRT engine (tensorrt backend) or .onnx model (onnxruntime backend)")
     p.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "torch", "onnxruntime"),
                    help="what runs the network (default auto: TensorRT with --engine on a GPU, else torch)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available)")

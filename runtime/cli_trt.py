@@ -1,4 +1,5 @@
-"""``retinaface-trt build WEIGHTS -o ENGINE`` and ``retinaface-trt inspect ENGINE``."""
+"""``retinaface-trt build WEIGHTS -o ENGINE`` (or ``build --onnx MODEL.onnx -o ENGINE``) and
+``retinaface-trt inspect ENGINE``."""
 
 from __future__ import annotations
 
@@ -22,8 +23,10 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def add_parser(subparsers) -> None:
-    build = subparsers.add_parser("build", help="build a TensorRT engine from .wts or .pth weights")
-    build.add_argument("weights", type=Path, help="RetinaFace weights, .wts or .pth")
+    build = subparsers.add_parser("build", help="build a TensorRT engine from .wts/.pth weights or an ONNX model")
+    build.add_argument("weights", type=Path, nargs="?", help="RetinaFace weights, .wts or .pth (hand-built network)")
+    build.add_argument("--onnx", type=Path, metavar="MODEL.onnx",
+                       help="build from this ONNX model (from export-onnx) with TensorRT's ONNX parser instead")
     build.add_argument("-o", "--output", type=Path, required=True, help="engine file to write (plus ENGINE.json)")
     build.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
                        help="fp32 (TF32 off, matches PyTorch) or fp16 (default: %(default)s)")
@@ -52,10 +55,17 @@ def run_build(args) -> int:
                            max_size=args.max_size, opt_batch=args.opt_batch, max_batch=args.max_batch,
                            workspace_mib=args.workspace, timing_cache=args.timing_cache)
     options.validate()
+    if (args.weights is None) == (args.onnx is None):
+        raise RetinaFaceError("build needs exactly one model: WEIGHTS (.wts/.pth) or --onnx MODEL.onnx")
+    source = args.weights or args.onnx
+    if not source.is_file():
+        raise RetinaFaceError(f"model file {source} does not exist; pass a .wts/.pth file or --onnx MODEL.onnx")
     trt = import_tensorrt()
-    if not args.weights.is_file():
-        raise RetinaFaceError(f"weights file {args.weights} does not exist; pass a .wts or .pth file")
-    path = build_engine_file(args.weights, args.output, options, force=args.force, trt=trt)
+    if args.onnx is not None:
+        from runtime.trt_onnx import build_engine_from_onnx
+        path = build_engine_from_onnx(args.onnx, args.output, options, force=args.force, trt=trt)
+    else:
+        path = build_engine_file(args.weights, args.output, options, force=args.force, trt=trt)
     print(f"wrote {path} and {path.name}.json (TensorRT {trt.__version__}, {args.precision})")
     return 0
 

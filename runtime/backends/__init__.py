@@ -8,14 +8,17 @@ A backend has ``name`` (str), ``cfg`` (:class:`network.config.RetinaFaceConfig`)
 * ``close()``: release what it holds (GPU memory included); safe to call twice.
 
 :func:`create_backend` picks and builds one by name. Names: ``auto`` (TensorRT when it is importable, a
-GPU is present and an engine file is given; otherwise the PyTorch executor), ``tensorrt``, ``torch``
-(the executor of the hand-built network, on CPU or CUDA) and ``onnxruntime`` (not available yet).
+GPU is present and an engine file is given; ONNX Runtime for an ``.onnx`` file; otherwise the PyTorch executor), ``tensorrt``, ``torch``
+(the executor of the hand-built network, on CPU or CUDA) and ``onnxruntime`` (an ``.onnx`` file given as
+``engine``, or ``.onnx`` / ``.pth`` / ``.wts`` given as ``weights``; see
+:mod:`runtime.backends.onnxruntime_backend`).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -99,6 +102,8 @@ def create_backend(name: str = "auto", weights=None, engine=None, device: str | 
 def _pick_auto(weights, engine) -> str:
     import torch
 
+    if any(str(path).lower().endswith(".onnx") for path in (engine, weights) if isinstance(path, (str, os.PathLike))):
+        return "onnxruntime"
     if engine is not None and tensorrt_available() and torch.cuda.is_available():
         return "tensorrt"
     if weights is None:
@@ -148,7 +153,15 @@ def _cached_engine(request: BackendRequest):
 
 
 def _onnxruntime_backend(request: BackendRequest):
-    raise RetinaFaceError("the onnxruntime backend is not available yet; use --backend torch")
+    from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+    model = request.engine if request.engine is not None else request.weights
+    if model is None or isinstance(model, dict):
+        raise RetinaFaceError("the onnxruntime backend needs a model file: --engine MODEL.onnx "
+                              "(or --weights .onnx/.pth/.wts)")
+    if request.precision != "fp32":
+        raise RetinaFaceError("the onnxruntime backend runs the float32 export; use --precision fp32")
+    return OnnxRuntimeBackend(model, device=request.device)
 
 
 _BUILDERS = {"torch": _torch_backend, "tensorrt": _tensorrt_backend, "onnxruntime": _onnxruntime_backend}

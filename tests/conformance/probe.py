@@ -104,6 +104,28 @@ def scenario_builder(ctx: Context, populate, weights, cfg, network_factory=None)
                 build_serialized(shim, weights, cfg, options, logger, populate=populate)
 
 
+def scenario_onnx(ctx: Context) -> None:
+    """The ONNX-parser route (runtime.trt_onnx): a refused model (errors read), then a parsed one built."""
+    from runtime.trt_build import BuildOptions
+    from runtime.trt_compat import make_logger
+    from runtime.trt_onnx import build_serialized_from_onnx
+    from retinaface_trt.errors import RetinaFaceError
+
+    shim = Shim(ctx, {"Builder": factory(ctx, "Builder"), "OnnxParser": factory(ctx, "OnnxParser")})
+    logger = make_logger(shim)
+    ctx.returns.update({"OnnxParser.parse": lambda data: False, "OnnxParser.num_errors": lambda: 1,
+                        "OnnxParser.get_error": lambda index: Checked(ctx, "ParserError")})
+    try:
+        build_serialized_from_onnx(shim, b"onnx model", BuildOptions(), logger)
+        ctx.problems.append("a refused ONNX model did not raise RetinaFaceError")
+    except RetinaFaceError:
+        pass
+    ctx.returns["OnnxParser.parse"] = lambda data: True
+    with tempfile.TemporaryDirectory() as tmp:
+        options = BuildOptions(timing_cache=Path(tmp) / "timing.cache", min_size=(320, 320), max_size=(1024, 1024))
+        build_serialized_from_onnx(shim, b"onnx model", options, logger)
+
+
 def scenario_progress(ctx: Context) -> None:
     from runtime.trt_compat import attach_progress
 
@@ -234,6 +256,7 @@ def run(weights_path: str) -> dict:
     scenarios = {
         "runtime": scenario_runtime,
         "progress": scenario_progress,
+        "onnx": scenario_onnx,
         "builder": lambda ctx: scenario_builder(ctx, populate or (lambda *a, **k: None), weights, cfg, make_net),
     }
     if executor is not None:

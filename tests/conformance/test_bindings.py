@@ -40,6 +40,12 @@ def test_compat_helpers_use_only_real_names(probe, version):
     assert _problems(probe(version), "compat") == []
 
 
+@pytest.mark.parametrize("version", VERSIONS)
+def test_onnx_parser_route_fits_the_real_signatures(probe, version):
+    result = probe(version)
+    assert "OnnxParser.parse" in result["scenarios"]["onnx"]["used"] and _problems(result, "onnx") == []
+
+
 # TENSORRT_API.md §1.1/§1.2: 8.6 explicit batch (bit 0) and the FP16 flag; 10.x STRONGLY_TYPED (bit 1);
 # 11.x flags 0, always strongly typed.
 EXPECTED_FLAGS = {"8.6.1": (1, False), "10.3.0": (2, True), "10.16.1.11": (2, True), "11.4.0.106": (0, True)}

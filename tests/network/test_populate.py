@@ -9,7 +9,8 @@ from network.executor import trt
 from network.runner import ExecutorModel
 from retinaface_trt.errors import RetinaFaceError
 from wts_export.checkpoint import load_state_dict
-from wts_export.model import RetinaFace, build_model
+from wts_export.model import build_model
+from tests.helpers import random_resnet50_state_dict
 from wts_export.wts import read_wts, write_wts
 
 TOLERANCE = 1e-4
@@ -72,23 +73,6 @@ def test_static_and_dynamic_shapes_agree(mnet_wts, mnet_executor):
     x = torch.randn(1, 3, 160, 224, generator=torch.Generator().manual_seed(2)) * 50
     static = ExecutorModel(mnet_wts, input_shape=(1, 3, 160, 224))
     assert max(max_errors(static(x), mnet_executor(x)).values()) == 0.0
-
-
-def random_resnet50_state_dict(seed=0):
-    """A ResNet-50 RetinaFace with seeded random weights and non-trivial BatchNorm statistics."""
-    torch.manual_seed(seed)
-    model = RetinaFace(RESNET_50)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if name.endswith("running_mean"):
-                tensor.normal_(0, 0.1)
-            elif name.endswith("running_var"):
-                tensor.uniform_(0.5, 1.5)
-            elif name.endswith(".weight") and tensor.dim() == 1:
-                tensor.uniform_(0.5, 1.5)
-            elif name.endswith(".bias"):
-                tensor.normal_(0, 0.1)
-    return model.eval(), {k: v.numpy() for k, v in model.state_dict().items()}
 
 
 def test_resnet50_random_weights_match_pytorch():

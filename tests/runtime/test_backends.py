@@ -21,9 +21,9 @@ def test_tensorrt_missing_names_the_install_command(monkeypatch):
         backends.create_backend("tensorrt", engine="model.engine")
 
 
-def test_onnxruntime_is_not_available_yet():
-    with pytest.raises(RetinaFaceError, match="not available yet"):
-        backends.create_backend("onnxruntime", weights="w.pth")
+def test_onnxruntime_without_a_model_file_says_what_it_needs():
+    with pytest.raises(RetinaFaceError, match="needs a model file"):
+        backends.create_backend("onnxruntime")
 
 
 def test_auto_with_engine_only_and_no_tensorrt_explains(monkeypatch):

@@ -1,0 +1,177 @@
+"""Run every available path on the same inputs and measure how far apart their outputs are.
+
+Paths (each follows the backend protocol of :mod:`runtime.backends`):
+
+* ``pytorch``: the project's PyTorch RetinaFace (:mod:`wts_export.model`), the reference;
+* ``executor``: the hand-built network on the executor (``torch`` backend);
+* ``onnxruntime``: an ``.onnx`` file, or the weights exported in memory (dynamic N, H, W);
+* ``tensorrt:NAME``: each engine given (hand-built, or ``build --onnx``: the sidecar's ``source`` tells).
+
+Errors per output (loc, conf, landms): ``abs`` = max |a − b|; ``rel`` = max |a − b| / max |b|
+(relative to the largest magnitude of the second path's output, which stays meaningful where single
+values are near 0). Detection agreement: detect.py's post-processing on both outputs, faces with score
+≥ ``score_threshold`` matched one to one by mutual best IoU ≥ 0.5; the worst score and landmark
+differences (pixels of the network input) over the matched faces.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from itertools import combinations
+
+import numpy as np
+import torch
+
+OUTPUTS = ("loc", "conf", "landms")
+
+
+class PyTorchPath:
+    """The PyTorch model as a backend (CPU, any size and batch)."""
+
+    name = "pytorch"
+    fixed_input_size = None
+    device = torch.device("cpu")
+
+    def __init__(self, weights):
+        from runtime.onnx_export import torch_model
+
+        self._model = torch_model(weights)
+        self.cfg = self._model.cfg
+
+    def infer(self, batch: torch.Tensor):
+        with torch.inference_mode():
+            return self._model(batch.cpu())
+
+    def close(self) -> None:
+        self._model = None
+
+
+def open_paths(weights, onnx=None, engines=(), device: str = "cpu") -> tuple[list, list[str]]:
+    """([(name, backend)] of every path that can run here, [why each other path was skipped])."""
+    from retinaface_trt.errors import RetinaFaceError
+    from runtime.backends import create_backend
+
+    opened = [("pytorch", PyTorchPath(weights)), ("executor", create_backend("torch", weights, None, device))]
+    skipped = []
+    try:
+        opened.append(("onnxruntime", create_backend("onnxruntime", weights, onnx, device)))
+    except RetinaFaceError as error:
+        skipped.append(f"onnxruntime: {error}")
+    for engine in engines:
+        try:
+            opened.append((f"tensorrt:{_engine_label(engine)}", create_backend("tensorrt", None, engine, device)))
+        except RetinaFaceError as error:
+            skipped.append(f"tensorrt {engine}: {error}")
+    return opened, skipped
+
+
+def _engine_label(engine) -> str:
+    from pathlib import Path
+
+    from runtime.trt_sidecar import read_sidecar
+
+    try:
+        source = read_sidecar(engine).get("source", "weights")
+    except Exception:   # noqa: BLE001 - the backend reports a bad sidecar properly right after
+        source = "?"
+    return f"{Path(engine).name} ({source})"
+
+
+@dataclass
+class PairReport:
+    """How far path ``a`` is from path ``b`` on one input. Errors per output name; differences in pixels."""
+
+    input: str
+    a: str
+    b: str
+    abs: dict
+    rel: dict
+    faces_a: int
+    faces_b: int
+    matched: int
+    worst_score: float
+    worst_landmark_px: float
+
+    def max_abs(self) -> float:
+        return max(self.abs.values())
+
+
+def output_errors(a, b) -> tuple[dict, dict]:
+    """Max absolute and relative (see module doc) error of each output; a, b: (loc, conf, landms) tensors."""
+    absolute, relative = {}, {}
+    for name, x, y in zip(OUTPUTS, a, b):
+        diff = float((x.cpu().double() - y.cpu().double()).abs().max())
+        absolute[name] = diff
+        relative[name] = diff / max(float(y.abs().max()), 1e-12)
+    return absolute, relative
+
+
+def detections(outputs, cfg, width: int, height: int, score_threshold: float) -> list[torch.Tensor]:
+    """detect.py's detections [K, 15] per image of a batch, keeping scores ≥ ``score_threshold``."""
+    from runtime.postprocess import detect_faces
+    from runtime.priors import prior_tensor
+
+    loc, conf, landms = (o.cpu().float() for o in outputs)
+    priors = prior_tensor(cfg, height, width, "cpu")
+    dets = [detect_faces(loc[i], conf[i], landms[i], priors, width, height) for i in range(loc.shape[0])]
+    return [d[d[:, 4] >= score_threshold] for d in dets]
+
+
+def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """IoU matrix [Ka, Kb] of boxes a [Ka, 4] and b [Kb, 4] in (x1, y1, x2, y2), continuous areas."""
+    top_left = torch.maximum(a[:, None, :2], b[None, :, :2])
+    bottom_right = torch.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = (bottom_right - top_left).clamp(min=0).prod(dim=2)
+    area = lambda boxes: (boxes[:, 2:] - boxes[:, :2]).prod(dim=1)   # noqa: E731
+    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
+
+
+def match_faces(da: torch.Tensor, db: torch.Tensor, iou: float = 0.5) -> tuple[int, float, float]:
+    """(matched, worst |score difference|, worst landmark distance in px) of detections da [Ka, 15], db [Kb, 15]."""
+    if len(da) == 0 or len(db) == 0:
+        return 0, 0.0, 0.0
+    overlaps = box_iou(da[:, :4], db[:, :4])
+    best_b, best_a = overlaps.argmax(1), overlaps.argmax(0)
+    mutual = (best_a[best_b] == torch.arange(len(da))) & (overlaps.max(1).values >= iou)
+    ia, ib = torch.nonzero(mutual).flatten(), best_b[mutual]
+    if len(ia) == 0:
+        return 0, 0.0, 0.0
+    score = float((da[ia, 4] - db[ib, 4]).abs().max())
+    points = (da[ia, 5:].reshape(-1, 5, 2) - db[ib, 5:].reshape(-1, 5, 2)).norm(dim=2)
+    return len(ia), score, float(points.max())
+
+
+def compare_batch(paths, batch: torch.Tensor, label: str, score_threshold: float = 0.5) -> list[PairReport]:
+    """Run ``batch`` (float32 [N, 3, H, W]) through every (name, backend) and compare each pair.
+
+    Detection counts are summed over the batch; errors and differences are the worst over it.
+    """
+    height, width = batch.shape[2:]
+    outputs = {name: backend.infer(batch.to(backend.device)) for name, backend in paths}
+    cfg = paths[0][1].cfg
+    dets = {name: detections(out, cfg, width, height, score_threshold) for name, out in outputs.items()}
+    reports = []
+    for (a, _), (b, _) in combinations(paths, 2):
+        absolute, relative = output_errors(outputs[a], outputs[b])
+        matches = [match_faces(x, y) for x, y in zip(dets[a], dets[b])]
+        reports.append(PairReport(label, a, b, absolute, relative, sum(len(d) for d in dets[a]),
+                                  sum(len(d) for d in dets[b]), sum(m[0] for m in matches),
+                                  max(m[1] for m in matches), max(m[2] for m in matches)))
+    return reports
+
+
+def format_table(reports: list[PairReport]) -> str:
+    """A plain-text table: one row per input and pair."""
+    header = (f"{'input':<28} {'pair':<36} " + " ".join(f"{o + ' abs':>10} {o + ' rel':>10}" for o in OUTPUTS)
+              + f" {'faces':>9} {'matched':>7} {'score Δ':>9} {'landm Δpx':>9}")
+    rows = [header, "-" * len(header)]
+    for r in reports:
+        errors = " ".join(f"{r.abs[o]:>10.2e} {r.rel[o]:>10.2e}" for o in OUTPUTS)
+        rows.append(f"{r.input:<28} {r.a + ' vs ' + r.b:<36} {errors} {f'{r.faces_a}/{r.faces_b}':>9} "
+                    f"{r.matched:>7} {r.worst_score:>9.2e} {r.worst_landmark_px:>9.2e}")
+    return "\n".join(rows)
+
+
+def to_records(reports: list[PairReport]) -> list[dict]:
+    """The reports as JSON-ready dictionaries."""
+    return [asdict(r) for r in reports]
