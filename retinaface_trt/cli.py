@@ -24,6 +24,7 @@ SUBCOMMANDS = (
     "runtime.cli_trt",
     "runtime.cli_detect",
     "runtime.cli_evaluate",
+    "runtime.cli_benchmark",
 )
 
 
