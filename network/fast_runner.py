@@ -40,6 +40,7 @@ class CudaGraphed:
         self.fn, self.warmup = fn, warmup
         self._graphs: dict = {}
 
+    @torch.inference_mode()
     def __call__(self, *xs: torch.Tensor):
         key = tuple((tuple(x.shape), x.dtype) for x in xs)
         if key not in self._graphs:

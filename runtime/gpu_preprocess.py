@@ -37,11 +37,22 @@ def _axis_table(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     return index, np.rint(weights).astype(np.int64)
 
 
-def _tables(n_in: int, n_out: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+@functools.lru_cache(maxsize=64)
+def _device_tables(n_in: int, n_out: int, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     index, weights = _axis_table(n_in, n_out)
     upper = np.minimum(index + 1, n_in - 1)
     as_t = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
     return as_t(index), as_t(upper), as_t(weights.astype(np.int32))
+
+
+def _tables(n_in: int, n_out: int, device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    # Cached per device: no host-to-device copy after the first call (none is allowed in a CUDA graph capture).
+    return _device_tables(n_in, n_out, str(device))
+
+
+@functools.lru_cache(maxsize=16)
+def _mean(dtype: torch.dtype, device: str) -> torch.Tensor:
+    return torch.tensor(MEAN_BGR, dtype=dtype, device=device)
 
 
 def resize_linear_u8(images: torch.Tensor, width: int, height: int) -> torch.Tensor:
@@ -71,8 +82,7 @@ def _half_area(images: torch.Tensor) -> torch.Tensor:
 def network_input(images: torch.Tensor, dtype: torch.dtype = torch.float32,
                   channels_last: bool = False) -> torch.Tensor:
     """uint8 [N, H, W, 3] BGR → ``dtype`` [N, 3, H, W] minus (104, 117, 123); NHWC memory if ``channels_last``."""
-    mean = torch.tensor(MEAN_BGR, dtype=dtype, device=images.device)
-    nhwc = images.to(dtype) - mean
+    nhwc = images.to(dtype) - _mean(dtype, str(images.device))
     chw = nhwc.permute(0, 3, 1, 2)
     return chw if channels_last else chw.contiguous()
 
