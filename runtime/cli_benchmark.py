@@ -54,7 +54,7 @@ def run(args) -> int:
         precisions=tuple(args.precision or ["fp32"]), batch=_positive(args.batch or (128 if gpu else 4), "--batch"),
         input_size=_size(args.input_size), images=tuple(args.image or ()), baseline=args.baseline,
         warmup=_positive(args.warmup if args.warmup is not None else (20 if gpu else 3), "--warmup", zero=True),
-        repeats=_positive(args.repeats or (100 if gpu else 10), "--repeats"))
+        repeats=_positive(args.repeats if args.repeats is not None else (100 if gpu else 10), "--repeats"))
     env, rows = run_benchmark(config, report=lambda line: print(line, flush=True))
     if args.json_path:
         text = json.dumps({"env": env, "rows": [r.as_dict() for r in rows]}, indent=1)
