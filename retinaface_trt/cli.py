@@ -25,6 +25,7 @@ SUBCOMMANDS = (
     "runtime.cli_onnx",
     "runtime.cli_detect",
     "runtime.cli_evaluate",
+    "runtime.cli_benchmark",
 )
 
 
