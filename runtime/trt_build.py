@@ -84,11 +84,21 @@ def build_serialized(trt, weights: Mapping[str, np.ndarray], cfg, options: Build
     half = options.precision == "fp16" and trt_compat.uses_strong_typing(trt)
     # The returned store owns every array handed to TensorRT (which keeps references, not copies).
     store = populate(trt, network, weights, cfg, input_shape=options.input_shape(), half=half, input_name=INPUT_NAME)
+    built = serialize_network(trt, builder, network, options, "the engine")
+    del store   # only now may the arrays go
+    return built
+
+
+def serialize_network(trt, builder, network, options: BuildOptions, what: str) -> tuple[bytes, dict]:
+    """Configure the builder for ``options``, build ``network``, write the timing cache back.
+
+    Returns (plan bytes, {"outputs": {name: shape}, "input_shape": [...]}). Whatever owns the network's
+    weights must stay alive until this returns.
+    """
     config = _builder_config(trt, builder, options)
     plan = builder.build_serialized_network(network, config)
-    del store   # only now may the arrays go
     if plan is None:
-        raise RetinaFaceError("TensorRT could not build the engine (its log above says why); check the GPU "
+        raise RetinaFaceError(f"TensorRT could not build {what} (its log above says why); check the GPU "
                               "memory and --workspace, or rerun with -vv for TensorRT's full log")
     if options.timing_cache is not None:
         write_bytes_atomic(options.timing_cache, trt_compat.serialize_timing_cache(config))

@@ -22,7 +22,7 @@ from pathlib import Path
 from retinaface_trt.errors import RetinaFaceError
 from retinaface_trt.fileio import check_writable, write_bytes_atomic
 from runtime import trt_compat
-from runtime.trt_build import BuildOptions, _builder_config, _output_shapes, sidecar_info
+from runtime.trt_build import BuildOptions, serialize_network, sidecar_info
 from runtime.trt_sidecar import DeviceInfo, write_sidecar
 
 log = logging.getLogger("retinaface_trt")
@@ -60,15 +60,9 @@ def build_serialized_from_onnx(trt, data: bytes, options: BuildOptions, logger) 
     builder = trt.Builder(logger)
     network = builder.create_network(trt_compat.network_flags(trt))
     parser = parse_onnx(trt, network, data, logger)
-    config = _builder_config(trt, builder, options)
-    plan = builder.build_serialized_network(network, config)
+    built = serialize_network(trt, builder, network, options, "the engine from the ONNX model")
     del parser   # the network refers to weights the parser owns: only now may it go
-    if plan is None:
-        raise RetinaFaceError("TensorRT could not build the engine from the ONNX model (its log above says why); "
-                              "rerun with -vv for TensorRT's full log")
-    if options.timing_cache is not None:
-        write_bytes_atomic(options.timing_cache, trt_compat.serialize_timing_cache(config))
-    return bytes(plan), {"outputs": _output_shapes(network), "input_shape": list(options.input_shape())}
+    return built
 
 
 def options_for_model(options: BuildOptions, shape: list) -> BuildOptions:
