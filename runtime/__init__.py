@@ -4,7 +4,7 @@
 the names are resolved on first use.
 """
 
-_EXPORTS = {"Engine": "runtime.sdk", "Detector": "runtime.detector", "Face": "runtime.types"}
+_EXPORTS = {"Engine": "runtime.sdk", "Detector": "runtime.detector", "Face": "runtime.face"}
 
 __all__ = list(_EXPORTS)
 

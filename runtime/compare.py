@@ -33,7 +33,7 @@ class PyTorchPath:
     device = torch.device("cpu")
 
     def __init__(self, weights):
-        from runtime.onnx_export import torch_model
+        from wts_export.onnx_export import torch_model
 
         self._model = torch_model(weights)
         self.cfg = self._model.cfg
@@ -68,7 +68,7 @@ def open_paths(weights, onnx=None, engines=(), device: str = "cpu") -> tuple[lis
 def _engine_label(engine) -> str:
     from pathlib import Path
 
-    from runtime.trt_sidecar import read_sidecar
+    from runtime.backends.tensorrt.sidecar import read_sidecar
 
     try:
         source = read_sidecar(engine).get("source", "weights")

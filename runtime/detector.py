@@ -15,7 +15,7 @@ from retinaface_trt.errors import RetinaFaceError
 from runtime import preprocess
 from runtime.image_io import DEFAULT_MAX_PIXELS, to_bgr8
 from runtime.postprocess import DetectionOptions, detect_faces
-from runtime.types import Face
+from runtime.face import Face
 
 
 class Detector:

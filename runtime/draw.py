@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from runtime.types import Face
+from runtime.face import Face
 
 BOX_COLOUR = (0, 0, 255)
 TEXT_COLOUR = (255, 255, 255)

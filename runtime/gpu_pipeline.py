@@ -17,7 +17,7 @@ from runtime.gpu_postprocess import detect_faces_batch
 from runtime.gpu_preprocess import network_input, preprocess_batch
 from runtime.postprocess import DetectionOptions
 from runtime.priors import prior_tensor
-from runtime.types import Face
+from runtime.face import Face
 
 
 class FastDetector:

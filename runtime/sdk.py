@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from retinaface_trt.errors import RetinaFaceError
 from runtime.image_io import decode_base64
-from runtime.records import DEFAULT_VIS_THRESHOLD, image_record, to_json
+from runtime.face import DEFAULT_VIS_THRESHOLD, image_record, to_json
 
 
 class Engine:

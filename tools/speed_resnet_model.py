@@ -5,7 +5,7 @@ import sys
 import torch
 
 from network.fast_runner import FastExecutorModel
-from runtime.benchmark import summarise, time_calls
+from runtime.benchmark.timing import summarise, time_calls
 from wts_export.checkpoint import load_state_dict
 from wts_export.model import build_model
 from wts_export.weights import load_weights

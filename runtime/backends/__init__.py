@@ -11,7 +11,7 @@ A backend has ``name`` (str), ``cfg`` (:class:`network.config.RetinaFaceConfig`)
 GPU is present and an engine file is given; ONNX Runtime for an ``.onnx`` file; otherwise the PyTorch executor), ``tensorrt``, ``torch``
 (the executor of the hand-built network, on CPU or CUDA) and ``onnxruntime`` (an ``.onnx`` file given as
 ``engine``, or ``.onnx`` / ``.pth`` / ``.wts`` given as ``weights``; see
-:mod:`runtime.backends.onnxruntime_backend`).
+:mod:`runtime.backends.onnxruntime`).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class BackendRequest:
     precision:    "fp32" or "fp16" (the torch executor runs a float16 network; TensorRT engines built from
                   weights use it; an existing engine keeps the precision it was built with)
     input_size:   (W, H) of engines built automatically from weights (stretch / letterbox sizes)
-    engine_cache: folder of engines built from weights (default :func:`runtime.trt_engine.default_engine_cache`)
+    engine_cache: folder of engines built from weights (default :func:`runtime.backends.tensorrt.engine.default_engine_cache`)
     """
 
     weights: object = None
@@ -113,7 +113,7 @@ def _pick_auto(weights, engine) -> str:
 
 
 def _torch_backend(request: BackendRequest):
-    from runtime.backends.torch_backend import TorchBackend
+    from runtime.backends.executor import TorchBackend
 
     if request.weights is None:
         raise RetinaFaceError("the torch backend needs --weights (a .pth or .wts file), not an engine")
@@ -126,8 +126,8 @@ def _tensorrt_backend(request: BackendRequest):
     if not tensorrt_available():
         raise RetinaFaceError("TensorRT is not installed: pip install 'retinaface-trt[tensorrt]' "
                               "(or use --backend torch)")
-    from runtime.trt_engine import TensorRTBackend
-    from runtime.trt_sidecar import EngineMismatchError
+    from runtime.backends.tensorrt.engine import TensorRTBackend
+    from runtime.backends.tensorrt.sidecar import EngineMismatchError
 
     if request.engine is None and request.weights is None:
         raise RetinaFaceError("the tensorrt backend needs --engine (a serialized engine) or --weights to build one")
@@ -143,7 +143,7 @@ def _tensorrt_backend(request: BackendRequest):
 
 def _cached_engine(request: BackendRequest):
     from runtime.backends import resolve_device
-    from runtime.trt_engine import default_engine_cache, ensure_engine
+    from runtime.backends.tensorrt.engine import default_engine_cache, ensure_engine
 
     if not isinstance(request.weights, (str, bytes)) and not hasattr(request.weights, "__fspath__"):
         raise RetinaFaceError("building a TensorRT engine needs a weights file path (.pth or .wts)")
@@ -153,7 +153,7 @@ def _cached_engine(request: BackendRequest):
 
 
 def _onnxruntime_backend(request: BackendRequest):
-    from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     model = request.engine if request.engine is not None else request.weights
     if model is None or isinstance(model, dict):

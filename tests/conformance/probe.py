@@ -72,8 +72,8 @@ BUILD_RETURNS = {
 
 
 def scenario_runtime(ctx: Context) -> None:
-    from runtime.trt_compat import make_logger
-    from runtime.trt_session import EngineSession
+    from runtime.backends.tensorrt.compat import make_logger
+    from runtime.backends.tensorrt.session import EngineSession
 
     shim = Shim(ctx, {"Runtime": factory(ctx, "Runtime")})
     session = EngineSession(shim, b"serialized plan", make_logger(shim))
@@ -85,8 +85,8 @@ def scenario_runtime(ctx: Context) -> None:
 
 
 def scenario_builder(ctx: Context, populate, weights, cfg, network_factory=None) -> None:
-    from runtime.trt_build import BuildOptions, build_serialized
-    from runtime.trt_compat import make_logger
+    from runtime.backends.tensorrt.build import BuildOptions, build_serialized
+    from runtime.backends.tensorrt.compat import make_logger
 
     shim = Shim(ctx, {"Builder": factory(ctx, "Builder")})
     logger = make_logger(shim)
@@ -105,10 +105,10 @@ def scenario_builder(ctx: Context, populate, weights, cfg, network_factory=None)
 
 
 def scenario_onnx(ctx: Context) -> None:
-    """The ONNX-parser route (runtime.trt_onnx): a refused model (errors read), then a parsed one built."""
-    from runtime.trt_build import BuildOptions
-    from runtime.trt_compat import make_logger
-    from runtime.trt_onnx import build_serialized_from_onnx
+    """The ONNX-parser route (runtime.backends.tensorrt.build_onnx): a refused model (errors read), then a parsed one built."""
+    from runtime.backends.tensorrt.build import BuildOptions
+    from runtime.backends.tensorrt.compat import make_logger
+    from runtime.backends.tensorrt.build_onnx import build_serialized_from_onnx
     from retinaface_trt.errors import RetinaFaceError
 
     shim = Shim(ctx, {"Builder": factory(ctx, "Builder"), "OnnxParser": factory(ctx, "OnnxParser")})
@@ -127,7 +127,7 @@ def scenario_onnx(ctx: Context) -> None:
 
 
 def scenario_progress(ctx: Context) -> None:
-    from runtime.trt_compat import attach_progress
+    from runtime.backends.tensorrt.compat import attach_progress
 
     target = types.SimpleNamespace(progress_monitor=None)
     attach_progress(Shim(ctx, {}), Checked(ctx, "IBuilderConfig", target), report=lambda *a: None)
@@ -150,8 +150,8 @@ class _Recorder:
 
 
 def compat_facts(ctx: Context) -> dict:
-    """What runtime.trt_compat decides for this version: creation flags and the precision calls."""
-    from runtime import trt_compat
+    """What runtime.backends.tensorrt.compat decides for this version: creation flags and the precision calls."""
+    from runtime.backends.tensorrt import compat as trt_compat
 
     shim = Shim(ctx, {})
     facts = {"network_flags": trt_compat.network_flags(shim), "strong_typing": trt_compat.uses_strong_typing(shim),

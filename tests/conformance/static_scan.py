@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SCANNED = ("runtime/trt_compat.py", "runtime/trt_build.py", "runtime/trt_session.py", "runtime/trt_onnx.py")
+SCANNED = ("runtime/backends/tensorrt/compat.py", "runtime/backends/tensorrt/build.py", "runtime/backends/tensorrt/session.py", "runtime/backends/tensorrt/build_onnx.py")
 # Receivers that are the project's or Python's own objects, never TensorRT ones.
 PROJECT_RECEIVERS = {"self", "options", "log", "target", "time", "hashlib", "np", "trt_compat", "error",
                      "cache", "report", "logging", "shapes", "p", "info", "self._steps"}

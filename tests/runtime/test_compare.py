@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from retinaface_trt.cli import main
+from runtime.cli.main import main
 from retinaface_trt.errors import RetinaFaceError
 from runtime.backends import create_backend
 from runtime.compare import match_faces, output_errors
@@ -45,7 +45,7 @@ def test_onnxruntime_backend_from_weights_matches_stored_outputs(mnet_pth, crowd
 
 
 def test_onnxruntime_backend_refuses_a_wrong_size_for_a_fixed_model(mnet_pth, tmp_path):
-    from runtime.onnx_export import export_onnx
+    from wts_export.onnx_export import export_onnx
 
     backend = create_backend("auto", engine=export_onnx(mnet_pth, tmp_path / "m.onnx", input_size=(320, 256)))
     assert (backend.name, backend.fixed_input_size) == ("onnxruntime", (320, 256))
@@ -56,7 +56,7 @@ def test_onnxruntime_backend_refuses_a_wrong_size_for_a_fixed_model(mnet_pth, tm
 def test_onnxruntime_backend_refuses_cuda_without_onnxruntime_gpu(mnet_pth, monkeypatch):
     import onnxruntime
 
-    from runtime.backends import onnxruntime_backend
+    from runtime.backends import onnxruntime as onnxruntime_backend
 
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
     monkeypatch.setattr(onnxruntime_backend, "resolve_device", lambda d: torch.device("cuda", 0))

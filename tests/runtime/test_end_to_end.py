@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.backends.torch_backend import TorchBackend
+from runtime.backends.executor import TorchBackend
 from runtime.detector import Detector
 
 # Faces at score >= 0.6 found by the original at each image's own size (../shared/README.md).
@@ -73,7 +73,7 @@ def test_shared_images_face_counts(executor, shared_dir, name):
 
 
 def test_cli_with_weights_file(mnet_pth, shared_dir, tmp_path):
-    from retinaface_trt import cli
+    from runtime.cli import main as cli
 
     out = tmp_path / "out.json"
     image = str(shared_dir / "images" / "crowd_1024x624.jpg")

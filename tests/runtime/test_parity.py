@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.backends.onnxruntime_backend import OnnxRuntimeBackend
-from runtime.backends.torch_backend import TorchBackend
+from runtime.backends.onnxruntime import OnnxRuntimeBackend
+from runtime.backends.executor import TorchBackend
 from runtime.compare import PyTorchPath, compare_batch
-from runtime.onnx_export import export_onnx
+from wts_export.onnx_export import export_onnx
 from runtime.preprocess import to_network_input
 from tests.helpers import random_resnet50_state_dict
 

@@ -1,0 +1,127 @@
+"""The ``onnxruntime`` backend: an ONNX model (from ``export-onnx``, or exported on the fly) in ONNX Runtime.
+
+Providers: ``CPUExecutionProvider`` for ``device="cpu"``; ``CUDAExecutionProvider`` for a CUDA device,
+which needs the ``onnxruntime-gpu`` package (a RetinaFaceError says so otherwise). Inputs and outputs
+cross as numpy arrays (one host copy each way); outputs come back as torch tensors on ``device``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from retinaface_trt.errors import RetinaFaceError
+from runtime.backends import resolve_device
+
+ONNX_SUFFIX = ".onnx"
+
+
+class OnnxRuntimeBackend:
+    """Backend protocol over one ``onnxruntime.InferenceSession``.
+
+    model: an ``.onnx`` file, or ``.pth`` / ``.wts`` weights (exported in memory with dynamic N, H, W)
+    ``fixed_input_size`` is (W, H) for a model exported at one size, None for a dynamic one.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, model: str | os.PathLike, device: str | None = "cpu", threads: int = 0):
+        ort = _import_onnxruntime()
+        self.device = resolve_device(device)
+        proto = _load_proto(model)
+        self.cfg = _config_of(proto, model)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(threads)   # 0: ONNX Runtime's default (all cores)
+        self._session = ort.InferenceSession(proto.SerializeToString(), options, providers=self._providers(ort))
+        self._input = self._session.get_inputs()[0]
+        self._outputs = _output_names(self._session)
+        self.fixed_input_size = _fixed_size(self._input.shape)
+
+    def _providers(self, ort) -> list[str]:
+        if self.device.type == "cpu":
+            return ["CPUExecutionProvider"]
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise RetinaFaceError("ONNX Runtime has no CUDA provider here; install onnxruntime-gpu "
+                                  "(pip install onnxruntime-gpu) or use --device cpu")
+        return [("CUDAExecutionProvider", {"device_id": self.device.index or 0})]
+
+    def infer(self, batch):
+        """float32 [N, 3, H, W] → (loc [N, P, 4], conf [N, P, 2], landms [N, P, 10]) on ``device``."""
+        import torch
+
+        if self._session is None:
+            raise RetinaFaceError("this backend was closed; create a new one")
+        self._check(batch)
+        array = batch.detach().to("cpu", torch.float32).contiguous().numpy()
+        outputs = self._session.run(self._outputs, {self._input.name: array})
+        return tuple(torch.from_numpy(o).to(self.device) for o in outputs)
+
+    def _check(self, batch) -> None:
+        if self.fixed_input_size and tuple(batch.shape[2:]) != self.fixed_input_size[::-1]:
+            w, h = self.fixed_input_size
+            raise RetinaFaceError(f"this ONNX model takes {w}x{h} inputs, found {batch.shape[3]}x{batch.shape[2]}; "
+                                  "resize to that size or export with --dynamic")
+        fixed_batch = self._input.shape[0]
+        if isinstance(fixed_batch, int) and fixed_batch != batch.shape[0]:
+            raise RetinaFaceError(f"this ONNX model takes batches of {fixed_batch}, found {batch.shape[0]}; "
+                                  "export with --dynamic for other batch sizes")
+
+    def close(self) -> None:
+        self._session = None
+
+
+def _import_onnxruntime():
+    try:
+        import onnxruntime
+    except ImportError:
+        raise RetinaFaceError("ONNX Runtime is not installed: pip install onnxruntime "
+                              "(or onnxruntime-gpu for CUDA)") from None
+    return onnxruntime
+
+
+def _load_proto(model):
+    """An ONNX file → ModelProto; weights → exported in memory (dynamic N, H, W)."""
+    import onnx
+
+    from wts_export import onnx_export
+
+    path = Path(model)
+    if not path.is_file():
+        raise RetinaFaceError(f"model file {path} not found; expected an .onnx file (or .pth / .wts weights)")
+    if path.suffix.lower() != ONNX_SUFFIX:
+        torch_model = onnx_export.torch_model(path)
+        data = onnx_export.onnx_bytes(torch_model, dynamic=True)
+        return onnx_export.finish_model(data, torch_model.cfg.name)
+    try:
+        return onnx.load(str(path))
+    except Exception as error:   # noqa: BLE001 - protobuf raises several types for a damaged file
+        raise RetinaFaceError(f"{path} is not a readable ONNX model ({error}); re-export it with "
+                              "`retinaface-trt export-onnx`") from None
+
+
+def _config_of(proto, model):
+    """The RetinaFace configuration named in the model's metadata (written by ``export-onnx``)."""
+    from network.config import get_config
+    from wts_export.onnx_export import BACKBONE_KEY, model_backbone
+
+    backbone = model_backbone(proto)
+    if backbone is None:
+        raise RetinaFaceError(f"{model} carries no '{BACKBONE_KEY}' metadata, so its prior configuration is "
+                              "unknown; export it with `retinaface-trt export-onnx`")
+    return get_config(backbone)
+
+
+def _output_names(session) -> list[str]:
+    from wts_export.onnx_export import OUTPUT_NAMES
+
+    names = [o.name for o in session.get_outputs()]
+    if sorted(names) != sorted(OUTPUT_NAMES):
+        raise RetinaFaceError(f"expected ONNX outputs {', '.join(OUTPUT_NAMES)}, found {', '.join(names)}; "
+                              "export the model with `retinaface-trt export-onnx`")
+    return list(OUTPUT_NAMES)
+
+
+def _fixed_size(shape) -> tuple[int, int] | None:
+    """(W, H) when both are fixed integers in the input shape [N, 3, H, W], else None."""
+    height, width = shape[2], shape[3]
+    return (width, height) if isinstance(height, int) and isinstance(width, int) else None

@@ -1,0 +1,1 @@
+"""The TensorRT backend: engine builds (hand-built network or ONNX parser), sidecars, version differences, the runner."""

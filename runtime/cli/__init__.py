@@ -1,0 +1,1 @@
+"""The command-line tool: ``main`` dispatches to one module per subcommand."""

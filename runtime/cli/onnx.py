@@ -1,0 +1,90 @@
+"""``retinaface-trt export-onnx CHECKPOINT OUT.onnx`` and ``retinaface-trt compare --weights W IMAGE...``."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+
+def add_parser(subparsers) -> None:
+    export = subparsers.add_parser("export-onnx", help="export the PyTorch model to ONNX",
+                                   description="Export RetinaFace (.pth or .wts weights) to an ONNX file with "
+                                               "inputs 'input' and outputs 'loc', 'conf', 'landms'.")
+    export.add_argument("checkpoint", help=".pth or .wts weights")
+    export.add_argument("output", help="the .onnx file to write")
+    export.add_argument("--input-size", default="640x640", metavar="WxH",
+                        help="fixed input size, batch 1 (default 640x640)")
+    export.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
+    export.add_argument("--opset", type=int, default=17, help="ONNX opset, 11 or higher (default 17)")
+    export.add_argument("--simplify", action="store_true", help="simplify the graph with onnxslim")
+    export.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
+    export.set_defaults(run=run_export)
+    compare = subparsers.add_parser("compare", help="compare every available path on the same inputs",
+                                    description="Run the PyTorch model, the executor, ONNX Runtime and TensorRT "
+                                                "engines on the same images; print per pair the output errors and "
+                                                "the detection agreement.")
+    compare.add_argument("images", nargs="+", metavar="IMAGE")
+    compare.add_argument("--weights", required=True, help=".pth or .wts weights (PyTorch and executor paths)")
+    compare.add_argument("--onnx", help="ONNX model (default: the weights exported in memory)")
+    compare.add_argument("--engine", action="append", default=[], help="TensorRT engine (repeatable)")
+    compare.add_argument("--input-size", metavar="WxH",
+                         help="stretch images to this size (default: each image's own size, or a fixed model's)")
+    compare.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
+    compare.add_argument("--score-threshold", type=float, default=0.5, help="faces compared from this score (0.5)")
+    compare.add_argument("--atol", type=float, default=1e-4, help="exit 1 when an output differs more (1e-4)")
+    compare.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    compare.set_defaults(run=run_compare)
+
+
+def run_export(args) -> int:
+    from wts_export.onnx_export import export_onnx
+    from runtime.preprocess import parse_size
+
+    path = export_onnx(args.checkpoint, args.output, parse_size(args.input_size), dynamic=args.dynamic,
+                       opset=args.opset, simplify=args.simplify, force=args.force)
+    shape = "N x 3 x H x W dynamic" if args.dynamic else f"1 x 3 x {args.input_size}"
+    print(f"wrote {path} (opset {args.opset}, input {shape}{', simplified' if args.simplify else ''})")
+    return 0
+
+
+def run_compare(args) -> int:
+    from runtime.compare import compare_batch, format_table, open_paths, to_records
+
+    fixed = _parse_optional_size(args.input_size)
+    paths, skipped = open_paths(args.weights, args.onnx, args.engine, args.device)
+    for line in skipped:
+        print(f"skipped {line}", file=sys.stderr)
+    try:
+        size = fixed or next((b.fixed_input_size for _, b in paths if b.fixed_input_size), None)
+        reports = [r for image in args.images for r in compare_batch(paths, *_network_input(image, size),
+                                                                   args.score_threshold)]
+    finally:
+        for _, backend in paths:
+            backend.close()
+    print(json.dumps({"paths": [n for n, _ in paths], "skipped": skipped, "pairs": to_records(reports)}, indent=2)
+          if args.json else format_table(reports))
+    worst = max((r.max_abs() for r in reports), default=0.0)
+    if worst > args.atol:
+        print(f"retinaface-trt compare: outputs differ by up to {worst:.3g}, more than --atol {args.atol:g}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _parse_optional_size(text):
+    from runtime.preprocess import parse_size
+
+    return parse_size(text) if text else None
+
+
+def _network_input(image_path: str, size):
+    """(float32 [1, 3, H, W] BGR minus mean, label): stretched to ``size`` (W, H) or at the image's own size."""
+    from pathlib import Path
+
+    from runtime.image_io import read_image
+    from runtime.preprocess import resize_image, to_network_input
+
+    bgr = read_image(image_path)
+    resized, _ = resize_image(bgr, "stretch" if size else "original", size or (0, 0))
+    size = (resized.shape[1], resized.shape[0])
+    return to_network_input([resized], "cpu"), f"{Path(image_path).name}@{size[0]}x{size[1]}"

@@ -1,0 +1,143 @@
+"""Run a detector over WIDER FACE val images and score it with the official protocol.
+
+Images live at ``<images_dir>/<event>/<name>.jpg``. Outputs under ``out_dir`` (all written atomically):
+``predictions/<event>/<name>.txt`` (the official text format), ``summary.json`` and ``pr_curves.png``.
+The detector is anything with ``detect(bgr_uint8_image) -> list[Face]`` (see :mod:`runtime.face`);
+its boxes are in pixels of the image file, mapped to original pixels through a scale manifest when the
+files are resized copies.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+from typing import IO, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from retinaface_trt.errors import RetinaFaceError
+from retinaface_trt.fileio import atomic_write, write_text_atomic
+from runtime.evaluation.widerface import (SETTINGS, GroundTruthImage, ScaleEntry, format_predictions, restrict,
+                               rows_from_boxes)
+from runtime.evaluation.protocol import evaluate_predictions
+
+
+def progress(items: Sequence, label: str, stream: IO, every_s: float = 0.2) -> Iterator:
+    """Yield ``items`` while drawing ``label [#####.....] i/n  r it/s`` on ``stream`` (one line, redrawn)."""
+    total, start, last = len(items), time.perf_counter(), 0.0
+    for done, item in enumerate(items):
+        yield item
+        now = time.perf_counter()
+        if now - last >= every_s or done + 1 == total:
+            last, filled = now, (30 * (done + 1)) // max(total, 1)
+            rate = (done + 1) / max(now - start, 1e-9)
+            stream.write(f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] {done + 1}/{total} {rate:.1f} it/s")
+            stream.flush()
+    if total:
+        stream.write("\n")
+
+
+def list_images(images_dir: Path, keys: Iterable[str] | None = None) -> list[str]:
+    """Keys of the images to evaluate: ``keys`` (each checked to exist) or every ``<event>/<name>.jpg``."""
+    if not images_dir.is_dir():
+        raise RetinaFaceError(f"image folder {images_dir} does not exist; expected <event>/<name>.jpg files")
+    if keys is None:
+        keys = sorted(f"{p.parent.name}/{p.stem}" for p in images_dir.glob("*/*.jpg"))
+        if not keys:
+            raise RetinaFaceError(f"no <event>/<name>.jpg images in {images_dir}")
+    keys = list(keys)
+    missing = [k for k in keys if not (images_dir / f"{k}.jpg").is_file()]
+    if missing:
+        raise RetinaFaceError(f"{len(missing)} listed image(s) are missing from {images_dir}, "
+                              f"e.g. {missing[0]}.jpg; check --images and --list")
+    return keys
+
+
+def detect_rows(detector, image_path: Path, scale: ScaleEntry | None) -> np.ndarray:
+    """Detect faces in one image file -> prediction rows [N, 5] (x, y, w, h, score), original pixels."""
+    import cv2
+
+    image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+    if image is None:
+        raise RetinaFaceError(f"cannot read image {image_path}: not a readable JPEG")
+    faces = detector.detect(image)
+    boxes = np.array([face.box for face in faces], dtype=np.float64).reshape(-1, 4)
+    scores = np.array([face.score for face in faces], dtype=np.float64)
+    return rows_from_boxes(scale.to_original(boxes) if scale else boxes, scores)
+
+
+def summarise(results: Mapping[str, dict], n_images: int, settings: Mapping | None = None) -> dict:
+    """The ``summary.json`` content: AP and face count per setting, image count, settings used."""
+    summary = {s: round(results[s]["ap"], 6) for s in SETTINGS}
+    summary.update(images=n_images, faces={s: int(results[s]["faces"]) for s in SETTINGS},
+                   protocol={"iou_threshold": 0.5, "score_thresholds": len(results[SETTINGS[0]]["recall"]),
+                             "score_normalisation": "min-max over all predictions"})
+    summary["settings"] = dict(settings or {})
+    return summary
+
+
+def plot_pr_curves(results: Mapping[str, dict], path: Path) -> None:
+    """Write the easy / medium / hard precision-recall curves as a PNG (matplotlib, Agg backend)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 5), dpi=100)
+    axes = figure.add_subplot()
+    for setting in SETTINGS:
+        r = results[setting]
+        axes.plot(r["recall"], r["precision"], label=f"{setting}  AP {r['ap']:.4f}  ({r['faces']} faces)")
+    axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01), title="WIDER FACE val")
+    axes.grid(alpha=0.3)
+    axes.legend(loc="upper right")
+    with atomic_write(path, "wb") as handle:
+        figure.savefig(handle, format="png")
+
+
+def write_outputs(out_dir: Path, predictions: Mapping[str, np.ndarray], summary: dict,
+                  results: Mapping[str, dict]) -> None:
+    """Write the prediction files, ``summary.json`` and ``pr_curves.png`` under ``out_dir`` (created)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for key, rows in predictions.items():
+        path = out_dir / "predictions" / f"{key}.txt"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(path, format_predictions(key.split("/")[-1], rows))
+    write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
+    plot_pr_curves(results, out_dir / "pr_curves.png")
+
+
+def evaluate_folder(detector, images_dir: str | Path, ground_truth: Mapping[str, GroundTruthImage],
+                    keys: Iterable[str] | None = None, scale_manifest: Mapping[str, ScaleEntry] | None = None,
+                    out_dir: str | Path | None = None, settings: Mapping | None = None,
+                    show_progress: bool = True, stream: IO | None = None) -> dict:
+    """Detect faces in every image (or those in ``keys``) and score them on those images only.
+
+    scale_manifest: {key: ScaleEntry} when the files are resized copies (every key must be in it).
+    out_dir: where predictions, ``summary.json`` and ``pr_curves.png`` go (nothing written if None).
+    settings: detector options recorded in the summary.
+    show_progress: draw a progress bar on ``stream`` (default: the current ``sys.stderr``).
+    Returns the summary dict (see :func:`summarise`).
+    """
+    images_dir = Path(images_dir)
+    keys = list_images(images_dir, keys)
+    truth = restrict(ground_truth, keys)
+    if scale_manifest is not None:
+        _check_manifest(scale_manifest, keys)
+    items = progress(keys, "evaluate", stream or sys.stderr) if show_progress else keys
+    predictions = {k: detect_rows(detector, images_dir / f"{k}.jpg",
+                                  scale_manifest[k] if scale_manifest is not None else None) for k in items}
+    results = evaluate_predictions(predictions, truth)
+    summary = summarise(results, len(keys), settings)
+    if out_dir is not None:
+        write_outputs(Path(out_dir), predictions, summary, results)
+    return summary
+
+
+def _check_manifest(manifest: Mapping[str, ScaleEntry], keys: Sequence[str]) -> None:
+    missing = [k for k in keys if k not in manifest]
+    if missing:
+        raise RetinaFaceError(f"{len(missing)} image(s) are not in the scale manifest, e.g. {missing[0]!r}; "
+                              "pass the manifest.tsv that came with these images")

@@ -1,0 +1,65 @@
+"""Detected faces and their JSON records, shared by every backend, the CLI and the SDK.
+
+A :class:`Face` is in pixels of the original image. The JSON record of one image (CLI ``--json``, SDK
+``Engine.infer``) is ``{"image": <name or null>, "width": W, "height": H, "faces": [Face.to_dict(), ...]}``
+with only the faces whose score is ≥ ``vis_threshold``, sorted by score descending. A CLI input that
+failed gives ``{"image": ..., "width": null, "height": null, "faces": [], "error": "<message>"}``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+DEFAULT_VIS_THRESHOLD = 0.6  # detect.py draws faces with score >= 0.6
+
+# RetinaFace landmark order (image left/right, as the original detect.py documents it).
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face, in pixels of the original image.
+
+    box:       (x1, y1, x2, y2), float
+    score:     face probability in [0, 1] (``conf[:, 1]`` of the network)
+    landmarks: float array [5, 2] of (x, y), in :data:`LANDMARK_NAMES` order
+    """
+
+    box: tuple[float, float, float, float]
+    score: float
+    landmarks: np.ndarray
+
+    def to_dict(self) -> dict:
+        """The JSON form: box as x, y, w, h; landmarks as a list of {id, x, y}."""
+        x1, y1, x2, y2 = self.box
+        return {
+            "score": float(self.score),
+            "box": {"x": float(x1), "y": float(y1), "w": float(x2 - x1), "h": float(y2 - y1)},
+            "landmarks": [{"id": i, "x": float(x), "y": float(y)}
+                          for i, (x, y) in enumerate(np.asarray(self.landmarks).reshape(5, 2))],
+        }
+
+
+def visible(faces: list[Face], vis_threshold: float = DEFAULT_VIS_THRESHOLD) -> list[Face]:
+    """The faces with score ≥ ``vis_threshold``, by score descending."""
+    return sorted((f for f in faces if f.score >= vis_threshold), key=lambda f: -f.score)
+
+
+def image_record(image, width: int, height: int, faces: list[Face],
+                 vis_threshold: float = DEFAULT_VIS_THRESHOLD) -> dict:
+    """The record of one processed image (see the module docstring)."""
+    return {"image": image, "width": int(width), "height": int(height),
+            "faces": [face.to_dict() for face in visible(faces, vis_threshold)]}
+
+
+def error_record(image, message: str) -> dict:
+    """The record of an input that could not be processed."""
+    return {"image": image, "width": None, "height": None, "faces": [], "error": message}
+
+
+def to_json(value, indent: int | None = None) -> str:
+    """Serialise records; NaN/inf are refused (they are not JSON)."""
+    return json.dumps(value, indent=indent, allow_nan=False)

@@ -1,0 +1,79 @@
+"""``retinaface-trt export-wts`` called in-process through ``main([...])``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from runtime.cli.main import main
+from wts_export.weights import load_weights
+from wts_export.wts import read_wts
+
+
+@pytest.fixture(scope="module")
+def exported(mnet_pth, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "mnet.wts"
+    assert main(["export-wts", str(mnet_pth), str(out)]) == 0
+    return out
+
+
+def test_export_matches_checkpoint(exported, mnet_pth):
+    from_pth, from_wts = load_weights(mnet_pth), read_wts(exported)
+    assert list(from_wts) == list(from_pth)
+    assert all(np.array_equal(from_wts[k], from_pth[k].reshape(-1)) for k in from_pth)
+
+
+def test_prints_one_line_summary(mnet_pth, tmp_path, capsys):
+    out = tmp_path / "m.wts"
+    main(["export-wts", str(mnet_pth), str(out)])
+    weights = load_weights(mnet_pth)
+    line = capsys.readouterr().out
+    assert line.count("\n") == 1
+    assert f"{len(weights)} entries" in line and f"{sum(w.size for w in weights.values()):,} values" in line
+    assert "mobilenet0.25" in line and str(out) in line
+
+
+def test_refuses_to_overwrite(mnet_pth, tmp_path, capsys):
+    out = tmp_path / "m.wts"
+    out.write_text("keep me")
+    assert main(["export-wts", str(mnet_pth), str(out)]) == 1
+    assert "--force" in capsys.readouterr().err
+    assert out.read_text() == "keep me"
+
+
+def test_force_overwrites(mnet_pth, tmp_path):
+    out = tmp_path / "m.wts"
+    out.write_text("old")
+    assert main(["export-wts", str(mnet_pth), str(out), "--force"]) == 0
+    assert len(read_wts(out)) == len(load_weights(mnet_pth))
+
+
+def test_missing_output_folder_writes_nothing(mnet_pth, tmp_path, capsys):
+    assert main(["export-wts", str(mnet_pth), str(tmp_path / "absent" / "m.wts")]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unrecognised_weights_are_refused(tmp_path, capsys):
+    torch.save(nn.Linear(2, 2).state_dict(), tmp_path / "other.pth")
+    assert main(["export-wts", str(tmp_path / "other.pth"), str(tmp_path / "o.wts")]) == 1
+    assert "not a RetinaFace checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "o.wts").exists()
+
+
+def test_pickled_model_is_refused(tmp_path, capsys):
+    torch.save(nn.Linear(2, 2), tmp_path / "whole.pth")
+    assert main(["export-wts", str(tmp_path / "whole.pth"), str(tmp_path / "o.wts")]) == 1
+    assert "model.state_dict()" in capsys.readouterr().err
+    assert not (tmp_path / "o.wts").exists()
+
+
+def test_incomplete_checkpoint_is_refused(mnet_pth, tmp_path, capsys):
+    state = torch.load(mnet_pth, map_location="cpu", weights_only=True)
+    del state["LandmarkHead.2.conv1x1.bias"]
+    torch.save(state, tmp_path / "cut.pth")
+    assert main(["export-wts", str(tmp_path / "cut.pth"), str(tmp_path / "o.wts")]) == 1
+    assert "LandmarkHead.2.conv1x1.bias" in capsys.readouterr().err
+    assert not (tmp_path / "o.wts").exists()
