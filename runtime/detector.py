@@ -13,8 +13,9 @@ import numpy as np
 
 from retinaface_trt.errors import RetinaFaceError
 from runtime import preprocess
-from runtime.image_io import DEFAULT_MAX_PIXELS, to_bgr8
-from runtime.postprocess import DetectionOptions, detect_faces
+from runtime.image_io import to_bgr8
+from runtime.options import DEFAULT_MAX_PIXELS, DetectionOptions, check_resize
+from runtime.postprocess import detect_faces
 from runtime.face import Face
 
 
@@ -31,7 +32,7 @@ class Detector:
                  confidence_threshold: float = 0.02, nms_threshold: float = 0.4, top_k: int = 5000,
                  keep_top_k: int = 750, max_pixels: int = DEFAULT_MAX_PIXELS):
         self.backend = backend
-        self.resize = preprocess.check_policy(resize)
+        self.resize = check_resize(resize)
         self.input_size = tuple(int(v) for v in input_size)
         self.options = DetectionOptions(float(confidence_threshold), int(top_k), float(nms_threshold),
                                         int(keep_top_k))

@@ -15,7 +15,7 @@ from network.fast_runner import CudaGraphed, FastExecutorModel
 from network.populate import INPUT_NAME, OUTPUT_NAMES
 from runtime.gpu_postprocess import detect_faces_batch
 from runtime.gpu_preprocess import network_input, preprocess_batch
-from runtime.postprocess import DetectionOptions
+from runtime.options import DetectionOptions
 from runtime.priors import prior_tensor
 from runtime.face import Face
 

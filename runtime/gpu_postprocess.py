@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from runtime.postprocess import DetectionOptions
+from runtime.options import DetectionOptions
 
 _PASSES_PER_CHECK = 4
 _MAX_MATRIX_ELEMENTS = 1 << 27   # IoU entries per chunk of images (bounds the temporary memory)

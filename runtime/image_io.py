@@ -20,9 +20,8 @@ import cv2
 import numpy as np
 
 from retinaface_trt.errors import RetinaFaceError
+from runtime.options import DEFAULT_MAX_PIXELS
 
-# 40 megapixels: well above any camera image, well below what exhausts memory in the float pipeline.
-DEFAULT_MAX_PIXELS = 40_000_000
 
 _DATA_URL = re.compile(r"^\s*data:image/[\w.+-]+;base64,", re.IGNORECASE)
 

@@ -15,19 +15,9 @@ The arithmetic follows the original operation by operation so that float32 resul
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
-
-@dataclass(frozen=True)
-class DetectionOptions:
-    """detect.py's post-processing settings and their defaults."""
-
-    confidence_threshold: float = 0.02   # keep scores strictly above this
-    top_k: int = 5000                    # candidates kept before NMS
-    nms_threshold: float = 0.4           # remove a box whose IoU with a kept box is > this
-    keep_top_k: int = 750                # detections kept after NMS
+from runtime.options import DetectionOptions
 
 
 def decode_boxes(loc: torch.Tensor, priors: torch.Tensor, variances=(0.1, 0.2)) -> torch.Tensor:

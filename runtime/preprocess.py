@@ -21,9 +21,9 @@ import cv2
 import numpy as np
 
 from retinaface_trt.errors import RetinaFaceError
+from runtime.options import check_resize
 
 MEAN_BGR = (104.0, 117.0, 123.0)
-RESIZE_POLICIES = ("original", "stretch", "letterbox")
 
 
 @dataclass(frozen=True)
@@ -43,13 +43,6 @@ class Transform:
         return out
 
 
-def check_policy(resize: str) -> str:
-    """Return ``resize`` if it names a policy, else raise RetinaFaceError listing them."""
-    if resize not in RESIZE_POLICIES:
-        raise RetinaFaceError(f"unknown resize policy {resize!r}; expected one of: {', '.join(RESIZE_POLICIES)}")
-    return resize
-
-
 def resize_image(bgr: np.ndarray, resize: str, input_size: tuple[int, int]) -> tuple[np.ndarray, Transform]:
     """Apply a resize policy to BGR uint8 [H, W, 3].
 
@@ -58,7 +51,7 @@ def resize_image(bgr: np.ndarray, resize: str, input_size: tuple[int, int]) -> t
     """
     height, width = bgr.shape[:2]
     in_w, in_h = input_size
-    if check_policy(resize) == "original":
+    if check_resize(resize) == "original":
         return bgr, Transform()
     if resize == "stretch":
         resized = cv2.resize(bgr, (in_w, in_h), interpolation=cv2.INTER_LINEAR)
@@ -87,15 +80,3 @@ def to_network_input(images: list[np.ndarray], device="cpu"):
     batch = torch.from_numpy(np.stack(images)).to(device)
     mean = torch.tensor(MEAN_BGR, dtype=torch.float32, device=batch.device)
     return (batch.float() - mean).permute(0, 3, 1, 2).contiguous()
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """Parse ``"640x640"`` (W x H) into (640, 640); raise RetinaFaceError on anything else."""
-    parts = text.lower().replace("×", "x").split("x")
-    try:
-        width, height = (int(p) for p in parts)
-    except ValueError:
-        raise RetinaFaceError(f"invalid input size {text!r}; expected WIDTHxHEIGHT, e.g. 640x640") from None
-    if width <= 0 or height <= 0:
-        raise RetinaFaceError(f"invalid input size {text!r}; width and height must be positive")
-    return width, height

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import torch
 
-from runtime.postprocess import DetectionOptions
+from runtime.options import DetectionOptions
 from runtime.preprocess import MEAN_BGR
 
 

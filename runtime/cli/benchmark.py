@@ -10,6 +10,8 @@ import json
 import sys
 
 from retinaface_trt.errors import RetinaFaceError
+from runtime.cli import options
+from runtime.options import DEFAULT_INPUT_SIZE
 
 BACKEND_CHOICES = ("fast", "torch", "onnxruntime", "tensorrt")
 
@@ -24,7 +26,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
     p.add_argument("--precision", action="append", choices=("fp32", "fp16"), help="repeatable (default fp32)")
     p.add_argument("--batch", type=int, help="throughput batch (default 128 on a GPU, 4 on the CPU)")
-    p.add_argument("--input-size", default="640x640", help="WxH network input (default 640x640)")
+    p.add_argument("--input-size", type=options.size, default=DEFAULT_INPUT_SIZE, metavar="WxH",
+                   help="network input (default 640x640)")
     p.add_argument("--image", action="append", metavar="PATH",
                    help="BGR test image(s), repeatable (default: a synthetic 1024x624 image)")
     p.add_argument("--baseline", action="store_true", help="also time the PyTorch model + CPU detect.py pipeline")
@@ -52,7 +55,7 @@ def run(args) -> int:
     config = BenchmarkConfig(
         weights=args.weights, device=device, backends=tuple(args.backend or ["fast"]),
         precisions=tuple(args.precision or ["fp32"]), batch=_positive(args.batch or (128 if gpu else 4), "--batch"),
-        input_size=_size(args.input_size), images=tuple(args.image or ()), baseline=args.baseline,
+        input_size=args.input_size, images=tuple(args.image or ()), baseline=args.baseline,
         warmup=_positive(args.warmup if args.warmup is not None else (20 if gpu else 3), "--warmup", zero=True),
         repeats=_positive(args.repeats if args.repeats is not None else (100 if gpu else 10), "--repeats"))
     env, rows = run_benchmark(config, report=lambda line: print(line, flush=True))
@@ -61,12 +64,6 @@ def run(args) -> int:
         write_text_atomic(args.json_path, text + "\n", force=args.force)
         print(f"wrote {args.json_path}", file=sys.stderr)
     return 0
-
-
-def _size(text: str) -> tuple[int, int]:
-    from runtime.preprocess import parse_size
-
-    return parse_size(text)
 
 
 def _positive(value: int, flag: str, zero: bool = False) -> int:

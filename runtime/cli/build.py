@@ -3,23 +3,13 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 from retinaface_trt.errors import RetinaFaceError
-
-
-def _size(text: str) -> tuple[int, int]:
-    """Parse "WxH" (e.g. "640x640") into (W, H)."""
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x640, found {text!r}") from None
-    if w <= 0 or h <= 0:
-        raise argparse.ArgumentTypeError(f"width and height must be positive, found {text!r}")
-    return (w, h)
+from runtime.backends import PRECISIONS
+from runtime.cli import options
 
 
 def add_parser(subparsers) -> None:
@@ -28,12 +18,12 @@ def add_parser(subparsers) -> None:
     build.add_argument("--onnx", type=Path, metavar="MODEL.onnx",
                        help="build from this ONNX model (from export-onnx) with TensorRT's ONNX parser instead")
     build.add_argument("-o", "--output", type=Path, required=True, help="engine file to write (plus ENGINE.json)")
-    build.add_argument("--precision", choices=("fp32", "fp16"), default="fp32",
+    build.add_argument("--precision", choices=PRECISIONS, default="fp32",
                        help="fp32 (TF32 off, matches PyTorch) or fp16 (default: %(default)s)")
-    build.add_argument("--input-size", type=_size, default=(640, 640), metavar="WxH",
+    build.add_argument("--input-size", type=options.size, default=(640, 640), metavar="WxH",
                        help="network input size, the profile's optimum (default: 640x640)")
-    build.add_argument("--min-size", type=_size, metavar="WxH", help="with --max-size: dynamic height and width")
-    build.add_argument("--max-size", type=_size, metavar="WxH")
+    build.add_argument("--min-size", type=options.size, metavar="WxH", help="with --max-size: dynamic height and width")
+    build.add_argument("--max-size", type=options.size, metavar="WxH")
     build.add_argument("--opt-batch", type=int, default=1, help="batch size to tune for (default: %(default)s)")
     build.add_argument("--max-batch", type=int, default=8, help="largest batch (default: %(default)s)")
     build.add_argument("--workspace", type=int, default=1024, metavar="MIB",

@@ -15,6 +15,8 @@ import sys
 import time
 
 from retinaface_trt.errors import RetinaFaceError
+from runtime.cli import options
+from runtime.face import DEFAULT_VIS_THRESHOLD
 
 log = logging.getLogger("retinaface_trt")
 
@@ -25,24 +27,10 @@ def add_parser(subparsers) -> None:
     p = subparsers.add_parser("detect", help="detect faces in images (detect.py pipeline)",
                               description=__doc__.split("\n\n")[0])
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
-    p.add_argument("--weights", help=".pth or .wts weights (torch backend)")
-    p.add_argument("--engine", help="serialized TensorRT engine (tensorrt backend) or .onnx model (onnxruntime backend)")
-    p.add_argument("--backend", default="auto", choices=("auto", "tensorrt", "torch", "onnxruntime"),
-                   help="what runs the network (default auto: TensorRT with --engine on a GPU, else torch)")
-    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default: cuda when available)")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "fp16"),
-                   help="network precision (torch: float16 network; tensorrt: engines built from --weights)")
-    p.add_argument("--engine-cache", metavar="DIR",
-                   help="where engines built from --weights are kept (default ~/.cache/retinaface-trt)")
-    p.add_argument("--resize", default="original", choices=("original", "stretch", "letterbox"),
-                   help="original: image's own size (detect.py); stretch / letterbox: to --input-size")
-    p.add_argument("--input-size", default="640x640", help="WxH network input for stretch/letterbox (640x640)")
-    p.add_argument("--confidence-threshold", type=float, default=0.02, help="default 0.02")
-    p.add_argument("--nms-threshold", type=float, default=0.4, help="default 0.4")
-    p.add_argument("--top-k", type=int, default=5000, help="candidates before NMS (default 5000)")
-    p.add_argument("--keep-top-k", type=int, default=750, help="detections after NMS (default 750)")
-    p.add_argument("--vis-threshold", type=float, default=0.6, help="faces reported/drawn from this score (0.6)")
-    p.add_argument("--max-pixels", type=int, default=None, help="refuse larger images (default 40000000; 0: none)")
+    options.add_model_args(p)
+    options.add_pipeline_args(p)
+    p.add_argument("--vis-threshold", type=options.probability, default=DEFAULT_VIS_THRESHOLD,
+                   help=f"faces reported and drawn from this score (default {DEFAULT_VIS_THRESHOLD})")
     p.add_argument("--json", dest="json_path", metavar="OUT.json", help="write one record per image")
     p.add_argument("--save-dir", metavar="DIR", help="write annotated copies here (created if missing)")
     p.add_argument("--force", action="store_true", help="overwrite existing output files")
@@ -51,18 +39,14 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     from retinaface_trt.fileio import check_writable
-    from runtime.preprocess import parse_size
 
     if args.json_path:
         check_writable(args.json_path, args.force)
     _check_save_dir(args.save_dir)
-    options = _detector_options(args, parse_size(args.input_size))
     jobs = expand_inputs(args.inputs)  # [(path, error or None)], in input order
     from runtime.detector import Detector
 
-    with Detector.from_options(weights=args.weights, engine=args.engine, backend=args.backend,
-                               device=args.device, precision=args.precision,
-                               engine_cache=args.engine_cache, **options) as detector:
+    with Detector.from_options(**options.detector_options(args)) as detector:
         if args.save_dir:  # created only once the model loaded: a failed start leaves nothing behind
             os.makedirs(args.save_dir, exist_ok=True)
         records = _process_all(detector, jobs, args)
@@ -100,14 +84,6 @@ def _folder_images(folder: str) -> list[tuple[str, str | None]]:
         return [(folder, f"cannot read folder {folder}: {error.strerror or error}")]
     found = [(os.path.join(folder, n), None) for n in names if n.lower().endswith(IMAGE_SUFFIXES)]
     return found or [(folder, f"folder {folder} holds no image files ({', '.join(IMAGE_SUFFIXES[:4])}, …)")]
-
-
-def _detector_options(args, input_size) -> dict:
-    from runtime.image_io import DEFAULT_MAX_PIXELS
-
-    return dict(resize=args.resize, input_size=input_size, confidence_threshold=args.confidence_threshold,
-                nms_threshold=args.nms_threshold, top_k=args.top_k, keep_top_k=args.keep_top_k,
-                max_pixels=DEFAULT_MAX_PIXELS if args.max_pixels is None else args.max_pixels)
 
 
 def _check_save_dir(save_dir) -> None:

@@ -11,35 +11,21 @@ import argparse
 from pathlib import Path
 
 from retinaface_trt.errors import RetinaFaceError
-
-
-def _size(text: str) -> tuple[int, int]:
-    """``"640x640"`` -> (640, 640) as (width, height)."""
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT such as 640x640, found {text!r}") from None
-    return width, height
+from runtime.cli import options
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
         "evaluate", help="WIDER FACE val AP (easy / medium / hard) with the official protocol",
         description="Detect faces in WIDER FACE val images and compute easy / medium / hard AP.")
-    parser.add_argument("--weights", required=True, help="checkpoint (.pth), .wts, ONNX or engine file")
     parser.add_argument("--images", required=True, type=Path, help="folder of <event>/<name>.jpg images")
     parser.add_argument("--ground-truth", required=True, type=Path,
                         help="folder with wider_face_val.mat and wider_{easy,medium,hard}_val.mat")
     parser.add_argument("--list", type=Path, help="evaluate only the images listed ('/<event>/<name>.jpg' lines)")
     parser.add_argument("--scale-manifest", type=Path,
                         help="manifest.tsv of resized images: map boxes back to original pixels")
-    parser.add_argument("--backend", default="auto", help="detector backend (default: auto)")
-    parser.add_argument("--device", default="cpu", help="device, e.g. cpu or cuda:0 (default: cpu)")
-    parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16"), help="network precision (fp32)")
-    parser.add_argument("--resize", default="original",
-                        help="resize policy (default: original = detect at each file's own size)")
-    parser.add_argument("--input-size", type=_size, default=(640, 640),
-                        help="network input WIDTHxHEIGHT when --resize is not 'original' (default: 640x640)")
+    options.add_model_args(parser, default_device="cpu")
+    options.add_pipeline_args(parser)
     parser.add_argument("--out", type=Path, default=Path("out/evaluate"),
                         help="output folder for predictions/, summary.json, pr_curves.png (default: out/evaluate)")
     parser.set_defaults(run=run)
@@ -48,18 +34,11 @@ def add_parser(subparsers) -> None:
 def _check_inputs(args: argparse.Namespace) -> None:
     for flag, path, is_dir in (("--images", args.images, True), ("--ground-truth", args.ground_truth, True),
                                ("--list", args.list, False), ("--scale-manifest", args.scale_manifest, False),
-                               ("--weights", Path(args.weights), False)):
+                               ("--weights", args.weights and Path(args.weights), False),
+                               ("--engine", args.engine and Path(args.engine), False)):
         if path is not None and not (path.is_dir() if is_dir else path.is_file()):
             kind = "folder" if is_dir else "file"
             raise RetinaFaceError(f"{flag}: {kind} {path} does not exist; check the path")
-
-
-def detector_options(args: argparse.Namespace) -> dict:
-    """The keyword arguments of ``Detector.from_options`` that the flags give (detection at 0.02 / NMS 0.4)."""
-    options = dict(weights=str(args.weights), backend=args.backend, device=args.device, resize=args.resize,
-                   input_size=args.input_size, precision=args.precision, confidence_threshold=0.02,
-                   nms_threshold=0.4, top_k=5000, keep_top_k=750)
-    return options
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,11 +49,11 @@ def run(args: argparse.Namespace) -> int:
     ground_truth = load_ground_truth(args.ground_truth)
     keys = read_image_list(args.list) if args.list else None
     manifest = read_scale_manifest(args.scale_manifest) if args.scale_manifest else None
-    options = detector_options(args)
+    settings = options.detector_options(args)
     from runtime.detector import Detector  # after the cheap checks: it may import torch or TensorRT
 
-    detector = Detector.from_options(**options)
-    settings = {**options, "input_size": list(args.input_size),
+    detector = Detector.from_options(**settings)
+    settings = {**settings, "input_size": list(args.input_size),
                 "scale_manifest": str(args.scale_manifest) if args.scale_manifest else None}
     summary = evaluate_folder(detector, args.images, ground_truth, keys, manifest, args.out, settings)
     print(" ".join(f"{s} AP {summary[s]:.4f} ({summary['faces'][s]} faces)" for s in ("easy", "medium", "hard"))

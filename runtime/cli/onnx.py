@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import sys
 
+from runtime.cli import options
+from runtime.options import DEFAULT_INPUT_SIZE
+
 
 def add_parser(subparsers) -> None:
     export = subparsers.add_parser("export-onnx", help="export the PyTorch model to ONNX",
@@ -12,7 +15,7 @@ def add_parser(subparsers) -> None:
                                                "inputs 'input' and outputs 'loc', 'conf', 'landms'.")
     export.add_argument("checkpoint", help=".pth or .wts weights")
     export.add_argument("output", help="the .onnx file to write")
-    export.add_argument("--input-size", default="640x640", metavar="WxH",
+    export.add_argument("--input-size", type=options.size, default=DEFAULT_INPUT_SIZE, metavar="WxH",
                         help="fixed input size, batch 1 (default 640x640)")
     export.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
     export.add_argument("--opset", type=int, default=17, help="ONNX opset, 11 or higher (default 17)")
@@ -27,9 +30,9 @@ def add_parser(subparsers) -> None:
     compare.add_argument("--weights", required=True, help=".pth or .wts weights (PyTorch and executor paths)")
     compare.add_argument("--onnx", help="ONNX model (default: the weights exported in memory)")
     compare.add_argument("--engine", action="append", default=[], help="TensorRT engine (repeatable)")
-    compare.add_argument("--input-size", metavar="WxH",
+    compare.add_argument("--input-size", type=options.size, metavar="WxH",
                          help="stretch images to this size (default: each image's own size, or a fixed model's)")
-    compare.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N (default cpu)")
+    options.add_device_arg(compare, default="cpu")
     compare.add_argument("--score-threshold", type=float, default=0.5, help="faces compared from this score (0.5)")
     compare.add_argument("--atol", type=float, default=1e-4, help="exit 1 when an output differs more (1e-4)")
     compare.add_argument("--json", action="store_true", help="print JSON instead of the table")
@@ -38,11 +41,10 @@ def add_parser(subparsers) -> None:
 
 def run_export(args) -> int:
     from wts_export.onnx_export import export_onnx
-    from runtime.preprocess import parse_size
 
-    path = export_onnx(args.checkpoint, args.output, parse_size(args.input_size), dynamic=args.dynamic,
+    path = export_onnx(args.checkpoint, args.output, args.input_size, dynamic=args.dynamic,
                        opset=args.opset, simplify=args.simplify, force=args.force)
-    shape = "N x 3 x H x W dynamic" if args.dynamic else f"1 x 3 x {args.input_size}"
+    shape = "N x 3 x H x W dynamic" if args.dynamic else "1 x 3 x %d x %d" % args.input_size[::-1]
     print(f"wrote {path} (opset {args.opset}, input {shape}{', simplified' if args.simplify else ''})")
     return 0
 
@@ -50,7 +52,7 @@ def run_export(args) -> int:
 def run_compare(args) -> int:
     from runtime.compare import compare_batch, format_table, open_paths, to_records
 
-    fixed = _parse_optional_size(args.input_size)
+    fixed = args.input_size
     paths, skipped = open_paths(args.weights, args.onnx, args.engine, args.device)
     for line in skipped:
         print(f"skipped {line}", file=sys.stderr)
@@ -69,12 +71,6 @@ def run_compare(args) -> int:
               file=sys.stderr)
         return 1
     return 0
-
-
-def _parse_optional_size(text):
-    from runtime.preprocess import parse_size
-
-    return parse_size(text) if text else None
 
 
 def _network_input(image_path: str, size):

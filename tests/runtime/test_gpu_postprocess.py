@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from runtime.gpu_postprocess import detect_faces_batch, greedy_nms_sorted, iou_matrix_plus_one
-from runtime.postprocess import DetectionOptions, detect_faces, iou_plus_one
+from runtime.options import DetectionOptions
+from runtime.postprocess import detect_faces, iou_plus_one
 
 
 def slow_greedy(boxes, valid, threshold):

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.postprocess import DetectionOptions, detect_faces, iou_plus_one, nms_plus_one
+from runtime.options import DetectionOptions
+from runtime.postprocess import detect_faces, iou_plus_one, nms_plus_one
 
 
 def _slow_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from retinaface_trt.errors import RetinaFaceError
-from runtime.preprocess import Transform, parse_size, resize_image, to_network_input
+from runtime.preprocess import Transform, resize_image, to_network_input
 
 
 def test_stretch_input_equals_reference_input(crowd_image, crowd_reference):
@@ -55,8 +55,3 @@ def test_unknown_policy_is_refused():
     with pytest.raises(RetinaFaceError, match="letterbox"):
         resize_image(np.zeros((4, 4, 3), np.uint8), "crop", (4, 4))
 
-
-def test_parse_size():
-    assert parse_size("640x480") == (640, 480)
-    with pytest.raises(RetinaFaceError, match="WIDTHxHEIGHT"):
-        parse_size("640")

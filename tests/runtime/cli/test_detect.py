@@ -107,9 +107,10 @@ def test_max_pixels_flag_refuses_large_image(detect, crowd_copy, capsys):
     assert "exceeds the limit" in capsys.readouterr().err
 
 
-def test_bad_input_size_is_a_user_error(detect, crowd_copy, capsys):
-    assert detect(str(crowd_copy), "--input-size", "big") == 1
-    assert "WIDTHxHEIGHT" in capsys.readouterr().err
+def test_bad_input_size_is_a_usage_error(detect, crowd_copy, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        detect(str(crowd_copy), "--input-size", "big")
+    assert exit_info.value.code == 2 and "WIDTHxHEIGHT" in capsys.readouterr().err
 
 
 def test_unreadable_folder_is_reported(detect, crowd_copy, tmp_path, monkeypatch, capsys):

@@ -1,0 +1,79 @@
+"""The detection pipeline's settings, their defaults and their valid ranges, in one light module.
+
+Used by the library (:class:`runtime.detector.Detector`, the SDK) and by the command-line flag groups
+(:mod:`runtime.cli.options`), so a value is refused the same way from Python and from the shell: one
+:class:`RetinaFaceError` line naming the setting, its range and the value found. Nothing heavy is imported
+here (no torch, no OpenCV), so ``--help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from retinaface_trt.errors import RetinaFaceError
+
+RESIZE_POLICIES = ("original", "stretch", "letterbox")
+DEFAULT_INPUT_SIZE = (640, 640)     # (W, H): the deployment notes' fixed engine size
+MAX_INPUT_SIDE = 8192               # pixels per side of the network input
+# 40 megapixels: well above any camera image, well below what exhausts memory in the float pipeline.
+DEFAULT_MAX_PIXELS = 40_000_000
+
+
+def check_probability(name: str, value) -> float:
+    """``value`` as a float if it is a finite number in [0, 1]; else RetinaFaceError."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and 0.0 <= number <= 1.0):
+        raise RetinaFaceError(f"{name} must be a number in [0, 1], found {value!r}")
+    return number
+
+
+def check_count(name: str, value, low: int = 1) -> int:
+    """``value`` as an int if it is an integer ≥ ``low``; else RetinaFaceError."""
+    if isinstance(value, bool) or not isinstance(value, (int, str)) and not hasattr(value, "__index__"):
+        raise RetinaFaceError(f"{name} must be an integer ≥ {low}, found {value!r}")
+    try:
+        number = int(value)
+    except ValueError:
+        raise RetinaFaceError(f"{name} must be an integer ≥ {low}, found {value!r}") from None
+    if number < low:
+        raise RetinaFaceError(f"{name} must be an integer ≥ {low}, found {value!r}")
+    return number
+
+
+def check_input_size(value, name: str = "input size") -> tuple[int, int]:
+    """``value`` (W, H) as a tuple of two ints in 1..MAX_INPUT_SIDE; else RetinaFaceError."""
+    try:
+        width, height = (check_count(name, v) for v in value)
+    except (TypeError, ValueError, RetinaFaceError):
+        width = height = 0
+    if not (0 < width <= MAX_INPUT_SIDE and 0 < height <= MAX_INPUT_SIDE):
+        raise RetinaFaceError(f"{name} must be (width, height) with each side in 1..{MAX_INPUT_SIDE}, "
+                              f"found {value!r}")
+    return width, height
+
+
+def check_resize(value) -> str:
+    """``value`` if it names a resize policy; else RetinaFaceError listing them."""
+    if value not in RESIZE_POLICIES:
+        raise RetinaFaceError(f"unknown resize policy {value!r}; expected one of: {', '.join(RESIZE_POLICIES)}")
+    return value
+
+
+@dataclass(frozen=True)
+class DetectionOptions:
+    """detect.py's post-processing settings and their defaults, checked when created."""
+
+    confidence_threshold: float = 0.02   # keep scores strictly above this
+    top_k: int = 5000                    # candidates kept before NMS
+    nms_threshold: float = 0.4           # remove a box whose IoU with a kept box is > this
+    keep_top_k: int = 750                # detections kept after NMS
+
+    def __post_init__(self):
+        for name in ("confidence_threshold", "nms_threshold"):
+            object.__setattr__(self, name, check_probability(name, getattr(self, name)))
+        for name in ("top_k", "keep_top_k"):
+            object.__setattr__(self, name, check_count(name, getattr(self, name)))

@@ -1,0 +1,37 @@
+"""The shared flag groups: one parser for sizes, ranges checked while parsing."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from runtime.cli import options
+
+
+def test_size_parses_width_by_height():
+    assert options.size("640x480") == (640, 480) and options.size("320×240") == (320, 240)
+
+
+@pytest.mark.parametrize("text", ["640", "0x480", "640x-1", "axb", "9000x100", "640x480x3"])
+def test_size_refuses_what_is_not_a_positive_bounded_pair(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        options.size(text)
+
+
+@pytest.mark.parametrize("text", ["-0.1", "1.5", "nan", "inf", "x"])
+def test_probability_refuses_out_of_range(text):
+    with pytest.raises(argparse.ArgumentTypeError, match=r"\[0, 1\]"):
+        options.probability(text)
+
+
+def test_detector_options_maps_every_flag_of_the_groups():
+    parser = argparse.ArgumentParser()
+    options.add_model_args(parser)
+    options.add_pipeline_args(parser)
+    args = parser.parse_args(["--weights", "w.pth", "--top-k", "10", "--input-size", "320x240"])
+    mapped = options.detector_options(args)
+    assert (mapped["weights"], mapped["top_k"], mapped["input_size"]) == ("w.pth", 10, (320, 240))
+    assert set(mapped) == {"weights", "engine", "backend", "device", "precision", "engine_cache", "resize",
+                           "input_size", "confidence_threshold", "nms_threshold", "top_k", "keep_top_k",
+                           "max_pixels"}
