@@ -1,42 +1,64 @@
-"""The detection pipeline on top of any backend: BGR image → faces in original image pixels.
+"""The one detection pipeline, on top of any backend: BGR images → faces in original image pixels.
 
-Steps: check/convert the image (:mod:`runtime.image_io`) → resize policy (:mod:`runtime.preprocess`) →
-minus mean → backend → priors for the input size (cached) → :func:`runtime.postprocess.detect_faces`
-→ back to original pixels. Post-processing runs in torch on the backend's device.
+Every caller goes through :class:`Detector`: the ``detect`` CLI, the SDK ``Engine``, ``evaluate``,
+``compare``, the service and the benchmark. For a group of same-sized images the chain is:
+
+    host uint8 → (pinned buffer → device) → resize policy → minus mean → backend → priors → decode + NMS
+    → one device→host copy of the detections → back to original pixels
+
+On a CUDA device everything between the upload and the copy back stays on the device and waits on nothing
+(:mod:`runtime.preprocess`, :mod:`runtime.postprocess`); where the backend allows it (``capturable``: the
+executor and TensorRT) the whole chain is captured as one CUDA graph per batch shape, the second time that
+shape is seen, and replayed after that. On the CPU the same chain runs with OpenCV and NumPy.
+
+A Detector serialises its calls (a lock): it may be shared between threads.
 """
 
 from __future__ import annotations
 
+import threading
 from itertools import groupby
 
 import numpy as np
+import torch
 
 from retinaface_trt.errors import RetinaFaceError
-from runtime import preprocess
+from runtime.device import Buffers, GraphCache
+from runtime.face import Face, faces_from_array
 from runtime.image_io import to_bgr8
-from runtime.options import DEFAULT_MAX_PIXELS, DetectionOptions, check_resize
-from runtime.postprocess import detect_faces
-from runtime.face import Face
+from runtime.options import (DEFAULT_INPUT_SIZE, DEFAULT_MAX_PIXELS, DetectionOptions, check_count,
+                             check_input_size, check_resize)
+from runtime.postprocess import detect_faces_batch
+from runtime.preprocess import Layout, layout, network_input, place
+from runtime.priors import prior_tensor
 
 
 class Detector:
     """detect.py-style face detection with a backend from :mod:`runtime.backends`.
 
-    resize:     ``original`` (detect.py), ``stretch`` or ``letterbox`` (see :mod:`runtime.preprocess`)
-    input_size: (W, H) of the network input for ``stretch`` / ``letterbox``; default (640, 640)
+    resize:      ``original`` (detect.py), ``stretch`` or ``letterbox`` (see :mod:`runtime.preprocess`)
+    input_size:  (W, H) of the network input for ``stretch`` / ``letterbox``; default (640, 640)
     confidence_threshold 0.02, nms_threshold 0.4, top_k 5000, keep_top_k 750: detect.py's defaults
-    max_pixels: images with more pixels are refused (RetinaFaceError); 0 disables the limit
+    max_pixels:  images with more pixels are refused (RetinaFaceError); 0 disables the limit
+    cuda_graphs: replay the chain as CUDA graphs (default: when the backend is capturable and on CUDA)
     """
 
-    def __init__(self, backend, *, resize: str = "original", input_size=(640, 640),
+    def __init__(self, backend, *, resize: str = "original", input_size=DEFAULT_INPUT_SIZE,
                  confidence_threshold: float = 0.02, nms_threshold: float = 0.4, top_k: int = 5000,
-                 keep_top_k: int = 750, max_pixels: int = DEFAULT_MAX_PIXELS):
+                 keep_top_k: int = 750, max_pixels: int = DEFAULT_MAX_PIXELS, cuda_graphs: bool | None = None):
         self.backend = backend
         self.resize = check_resize(resize)
-        self.input_size = tuple(int(v) for v in input_size)
-        self.options = DetectionOptions(float(confidence_threshold), int(top_k), float(nms_threshold),
-                                        int(keep_top_k))
-        self.max_pixels = int(max_pixels)
+        self.input_size = check_input_size(input_size)
+        self.options = DetectionOptions(confidence_threshold, top_k, nms_threshold, keep_top_k)
+        self.max_pixels = check_count("max_pixels", max_pixels, low=0)
+        self.device = torch.device(backend.device)
+        on_gpu = self.device.type == "cuda"
+        graphs = getattr(backend, "capturable", False) if cuda_graphs is None else bool(cuda_graphs)
+        self._graphs = GraphCache.stages({"place": self._placed, "detect": self._detected}) \
+            if graphs and on_gpu else None
+        self._host = Buffers("cpu", pinned=on_gpu)          # uploads and results, page-locked on a GPU
+        self._uploads = Buffers(self.device)                 # the device copies of the uploads
+        self._lock = threading.Lock()
         self._check_fixed_size()
 
     @classmethod
@@ -51,35 +73,50 @@ class Detector:
         if weights is None and engine is None:
             raise RetinaFaceError("no model given: pass weights (.pth/.wts) or a TensorRT engine")
         backend = create_backend(backend, weights=weights, engine=engine, device=device, precision=precision,
-                                 input_size=options.get("input_size", (640, 640)), engine_cache=engine_cache)
+                                 input_size=options.get("input_size", DEFAULT_INPUT_SIZE), engine_cache=engine_cache)
         try:
             return cls(backend, **options)
         except BaseException:
             backend.close()
             raise
 
-    def detect(self, bgr: np.ndarray) -> list[Face]:
-        """All kept detections of one BGR uint8 [H, W, 3] image (gray/BGRA/16-bit are converted), by score."""
-        return self.detect_batch([bgr])[0]
+    # Public API ----------------------------------------------------------------------------------------
+    def detect(self, image) -> list[Face]:
+        """All kept detections of one image, by score: a BGR uint8 [H, W, 3] ndarray (gray, BGRA and 16-bit
+        are converted), or a uint8 [H, W, 3] BGR tensor already on the device (e.g. decoded by nvJPEG)."""
+        return self.detect_batch([image])[0]
 
-    def detect_batch(self, images: list[np.ndarray]) -> list[list[Face]]:
-        """:meth:`detect` for several images, of any sizes; images sharing a network size run as one batch."""
+    def detect_batch(self, images) -> list[list[Face]]:
+        """:meth:`detect` for several images of any sizes; same-sized images run as one batch."""
+        return [faces_from_array(dets) for dets in self.detect_arrays(images)]
+
+    def detect_arrays(self, images) -> list[np.ndarray]:
+        """Like :meth:`detect_batch`, as float32 arrays [K, 15] per image (x1, y1, x2, y2, score, five (x, y)
+        in original pixels, by score): no Python object per face, for high-throughput callers.
+
+        ``images`` may also be one uint8 tensor [N, H, W, 3] (BGR, e.g. already on the device): a batch of
+        same-sized images, without per-image work on the host.
+        """
         if self.backend is None:
             raise RetinaFaceError("this detector was closed; create a new one")
-        prepared = [self._prepare(image, f"image {i}") for i, image in enumerate(images)]
-        results: list[list[Face]] = [[] for _ in images]
-        by_shape = sorted(range(len(images)), key=lambda i: prepared[i][0].shape)
-        for _, group in groupby(by_shape, key=lambda i: prepared[i][0].shape):
-            group = list(group)
-            for index, faces in zip(group, self._run([prepared[i] for i in group])):
-                results[index] = faces
+        if isinstance(images, torch.Tensor) and images.dim() == 4:
+            return self._detect_tensor(images)
+        prepared = [self._checked(image, f"image {i}") for i, image in enumerate(images)]
+        plans = [self._plan(image.shape) for image in prepared]
+        results: list = [None] * len(prepared)
+        by_canvas = sorted(range(len(prepared)), key=lambda i: (plans[i].canvas, plans[i].image))
+        for _, group in groupby(by_canvas, key=lambda i: plans[i].canvas):
+            for chunk in _chunks(list(group), getattr(self.backend, "max_batch", None)):
+                sizes = [(plans[j], [prepared[i] for i in same]) for j, same in _same_size(chunk, plans)]
+                for index, dets in zip(chunk, self._run(sizes)):
+                    results[index] = dets
         return results
 
     def close(self) -> None:
         """Release the backend (and the GPU memory it holds). Safe to call twice."""
         if self.backend is not None:
             self.backend.close()
-            self.backend = None
+            self.backend, self._graphs = None, None
 
     def __enter__(self) -> "Detector":
         return self
@@ -87,23 +124,88 @@ class Detector:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _prepare(self, image, source: str):
+    # The chain -------------------------------------------------------------------------------------------
+    def _placed(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 [N, H, W, 3] on the device → the resize policy's uint8 canvas [N, h, w, 3]."""
+        return place(images, layout((images.shape[2], images.shape[1]), self.resize, self.input_size))
+
+    def _detected(self, canvas: torch.Tensor):
+        """uint8 canvas [N, h, w, 3] on the device → (dets [N, D, 15] in network pixels, counts [N])."""
+        backend = self.backend
+        batch = network_input(canvas, getattr(backend, "input_dtype", torch.float32),
+                              getattr(backend, "input_channels_last", False))
+        loc, conf, landms = backend.infer(batch)
+        height, width = canvas.shape[1:3]
+        priors = prior_tensor(backend.cfg, height, width, self.device)
+        return detect_faces_batch(loc, conf, landms, priors, width, height, self.options, backend.cfg.variance)
+
+    def _detect_tensor(self, images: torch.Tensor) -> list[np.ndarray]:
+        self._checked(images[0], "image 0")
+        plan = self._plan(images.shape[1:])
+        return [dets for chunk in torch.split(images, getattr(self.backend, "max_batch", None) or len(images))
+                for dets in self._run([(plan, chunk)])]
+
+    def _plan(self, shape) -> Layout:
+        plan = layout((shape[1], shape[0]), self.resize, self.input_size)
+        self._check_input(plan)
+        return plan
+
+    def _run(self, sizes: list[tuple[Layout, object]]) -> list[np.ndarray]:
+        """[(layout, images of that size)] sharing one canvas size → detections in original pixels, in order.
+
+        ``images`` is a list of host arrays or a uint8 tensor [n, H, W, 3].
+        """
+        with self._lock, _on(self.device):
+            canvases = []
+            for plan, images in sizes:
+                batch = self._upload(images)
+                canvases.append(self._stage("place", self._placed, batch) if plan.resizes else batch)
+            canvas = canvases[0] if len(canvases) == 1 else torch.cat(canvases)
+            dets, counts = self._download(*self._stage("detect", self._detected, canvas))
+        plans = [plan for plan, images in sizes for _ in range(len(images))]
+        return [plan.transform.detections_to_original(dets[i, :counts[i]]) for i, plan in enumerate(plans)]
+
+    def _stage(self, name: str, fn, batch: torch.Tensor):
+        """``fn(batch)``, replayed from a CUDA graph per (stage, shape) where graphs are on."""
+        if self._graphs is None:
+            return fn(batch)
+        return self._graphs[name]((name,) + tuple(batch.shape), batch)
+
+    def _upload(self, images) -> torch.Tensor:
+        """The images as one uint8 [N, H, W, 3] tensor on the device (host ones through pinned memory)."""
+        if isinstance(images, torch.Tensor):
+            return images.to(self.device)
+        if isinstance(images[0], torch.Tensor):
+            return torch.stack([image.to(self.device) for image in images])
+        shape = (len(images),) + images[0].shape
+        if self.device.type != "cuda":
+            return torch.from_numpy(np.stack(images))
+        staged = self._host.get("upload", shape, torch.uint8)
+        np.stack(images, out=staged.numpy())
+        return self._uploads.get("upload", shape, torch.uint8).copy_(staged, non_blocking=True)
+
+    def _download(self, dets: torch.Tensor, counts: torch.Tensor) -> tuple[np.ndarray, list[int]]:
+        """One copy of the detections to the host (pinned on a GPU), then one wait for it."""
+        if self.device.type != "cuda":
+            return dets.numpy(), counts.tolist()
+        host_dets = self._host.get("dets", tuple(dets.shape), dets.dtype)
+        host_counts = self._host.get("counts", tuple(counts.shape), counts.dtype)
+        host_dets.copy_(dets, non_blocking=True)
+        host_counts.copy_(counts, non_blocking=True)
+        torch.cuda.current_stream(self.device).synchronize()
+        return host_dets.numpy(), host_counts.tolist()
+
+    # Checks ----------------------------------------------------------------------------------------------
+    def _checked(self, image, source: str):
+        if isinstance(image, torch.Tensor):
+            if image.dtype != torch.uint8 or image.dim() != 3 or image.shape[2] != 3:
+                raise RetinaFaceError(f"{source}: expected a uint8 tensor [H, W, 3] (BGR), found "
+                                      f"{image.dtype} {tuple(image.shape)}")
+            return image
         if not isinstance(image, np.ndarray):
             raise RetinaFaceError(f"{source}: expected a numpy array (BGR uint8 [H, W, 3]), "
                                   f"got {type(image).__name__}")
-        return preprocess.resize_image(to_bgr8(image, source, self.max_pixels), self.resize, self.input_size)
-
-    def _run(self, prepared) -> list[list[Face]]:
-        from runtime.priors import prior_tensor
-
-        batch = preprocess.to_network_input([net for net, _ in prepared], self.backend.device)
-        height, width = batch.shape[2:]
-        self._check_input(width, height)
-        loc, conf, landms = self.backend.infer(batch)
-        priors = prior_tensor(self.backend.cfg, height, width, self.backend.device)
-        return [_faces(detect_faces(loc[i], conf[i], landms[i], priors, width, height, self.options,
-                                    self.backend.cfg.variance), transform)
-                for i, (_, transform) in enumerate(prepared)]
+        return to_bgr8(image, source, self.max_pixels)
 
     def _check_fixed_size(self) -> None:
         fixed = getattr(self.backend, "fixed_input_size", None)
@@ -112,17 +214,29 @@ class Detector:
                                   f"input size {self.input_size[0]}x{self.input_size[1]} was asked for; "
                                   f"pass --input-size {fixed[0]}x{fixed[1]}")
 
-    def _check_input(self, width: int, height: int) -> None:
+    def _check_input(self, plan: Layout) -> None:
         fixed = getattr(self.backend, "fixed_input_size", None)
-        if fixed is not None and tuple(fixed) != (width, height):
+        if fixed is not None and tuple(fixed) != plan.canvas:
+            width, height = plan.canvas
             raise RetinaFaceError(f"the {self.backend.name} engine takes {fixed[0]}x{fixed[1]} inputs, got a "
                                   f"{width}x{height} image with resize 'original'; use --resize stretch or letterbox")
 
 
-def _faces(dets, transform: preprocess.Transform) -> list[Face]:
-    """Detections float32 [K, 15] in network pixels → Faces in original pixels (same order)."""
-    dets = dets.detach().cpu().numpy()
-    boxes = transform.boxes_to_original(dets[:, :4])
-    points = transform.boxes_to_original(dets[:, 5:15]).reshape(-1, 5, 2)
-    return [Face(box=tuple(float(v) for v in box), score=float(score), landmarks=landmarks)
-            for box, score, landmarks in zip(boxes, dets[:, 4], points)]
+def _same_size(chunk: list[int], plans: list[Layout]):
+    """(first index, indices) of consecutive runs of ``chunk`` whose images have the same size."""
+    for _, run in groupby(chunk, key=lambda i: plans[i].image):
+        run = list(run)
+        yield run[0], run
+
+
+def _chunks(items: list, size: int | None):
+    """``items`` in consecutive pieces of at most ``size`` (one piece when ``size`` is None)."""
+    size = size or len(items)
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _on(device: torch.device):
+    """Make ``device`` the current CUDA device for the duration (a no-op on the CPU)."""
+    import contextlib
+
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()

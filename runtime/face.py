@@ -43,6 +43,16 @@ class Face:
         }
 
 
+def faces_from_array(dets: np.ndarray) -> list[Face]:
+    """Detections float [K, 15] (x1, y1, x2, y2, score, five (x, y)) → Faces, in the same order.
+
+    The one conversion from arrays to faces; landmarks are views into ``dets``.
+    """
+    boxes, scores = dets[:, :4].tolist(), dets[:, 4].tolist()
+    points = dets[:, 5:15].reshape(-1, 5, 2)
+    return [Face(tuple(box), score, landmarks) for box, score, landmarks in zip(boxes, scores, points)]
+
+
 def visible(faces: list[Face], vis_threshold: float = DEFAULT_VIS_THRESHOLD) -> list[Face]:
     """The faces with score ≥ ``vis_threshold``, by score descending."""
     return sorted((f for f in faces if f.score >= vis_threshold), key=lambda f: -f.score)

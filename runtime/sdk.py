@@ -14,8 +14,9 @@ Errors (bad base64, not an image, too large, bad weights, a released engine) rai
 from __future__ import annotations
 
 from retinaface_trt.errors import RetinaFaceError
+from runtime.face import DEFAULT_VIS_THRESHOLD, faces_from_array, image_record, to_json
 from runtime.image_io import decode_base64
-from runtime.face import DEFAULT_VIS_THRESHOLD, image_record, to_json
+from runtime.options import check_probability
 
 
 class Engine:
@@ -25,16 +26,18 @@ class Engine:
     backend:          ``auto`` (default), ``tensorrt``, ``torch`` or ``onnxruntime``
     device:           ``auto`` (CUDA when available, default), ``cpu``, ``cuda``, ``cuda:N``
     vis_threshold:    faces with a lower score are left out of the record (default 0.6)
+    detector:         an existing :class:`runtime.detector.Detector` to use instead of building one (the Engine
+                      then owns it: ``release`` closes it)
     **options:        :class:`runtime.detector.Detector` options (resize, input_size, thresholds, max_pixels)
     """
 
     def __init__(self, weights=None, engine=None, backend: str = "auto", device: str = "auto",
-                 vis_threshold: float = DEFAULT_VIS_THRESHOLD, **options):
+                 vis_threshold: float = DEFAULT_VIS_THRESHOLD, detector=None, **options):
         from runtime.detector import Detector
 
-        self.vis_threshold = float(vis_threshold)
-        self.detector = Detector.from_options(weights=weights, engine=engine, backend=backend,
-                                              device=device, **options)
+        self.vis_threshold = check_probability("vis_threshold", vis_threshold)
+        self.detector = detector or Detector.from_options(weights=weights, engine=engine, backend=backend,
+                                                          device=device, **options)
 
     def infer(self, image_base64: str, name: str | None = None) -> str:
         """One base64 image (``data:image/...;base64,`` prefix allowed) → its JSON record as a string.
@@ -44,7 +47,8 @@ class Engine:
         if self.detector is None:
             raise RetinaFaceError("this Engine was released; create a new one")
         bgr = decode_base64(image_base64, max_pixels=self.detector.max_pixels)
-        faces = self.detector.detect(bgr)
+        dets = self.detector.detect_arrays([bgr])[0]
+        faces = faces_from_array(dets[dets[:, 4] >= self.vis_threshold])    # objects only for reported faces
         return to_json(image_record(name, bgr.shape[1], bgr.shape[0], faces, self.vis_threshold))
 
     def release(self) -> None:

@@ -26,3 +26,25 @@ def random_resnet50_state_dict(seed=0):
             elif name.endswith(".bias"):
                 tensor.normal_(0, 0.1)
     return model.eval(), {k: v.numpy() for k, v in model.state_dict().items()}
+
+
+class NetworkRun:
+    """The hand-built network on the executor as a callable: ``NetworkRun(weights)(x) -> (loc, conf, landms)``.
+
+    ``program_options`` go to :class:`network.executor.Program` (device, dtype, fold_batchnorm, channels_last);
+    without them every layer runs as TensorRT documents it (the executor's reference mode).
+    """
+
+    def __init__(self, weights, input_shape=(-1, 3, -1, -1), **program_options):
+        from network import populate_network
+        from network.executor import Program, trt
+
+        self.network = trt.Builder(trt.Logger()).create_network(0)
+        populate_network(trt, self.network, weights, input_shape=input_shape)
+        self.program = Program(self.network, **program_options)
+
+    def __call__(self, x: torch.Tensor):
+        from network import INPUT_NAME, OUTPUT_NAMES
+
+        outputs = self.program({INPUT_NAME: x})
+        return tuple(outputs[name] for name in OUTPUT_NAMES)

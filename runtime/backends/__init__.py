@@ -93,6 +93,8 @@ def create_backend(name: str = "auto", weights=None, engine=None, device: str | 
     request = BackendRequest(weights, engine, device, precision, tuple(input_size), engine_cache)
     if name == "auto":
         name = _pick_auto(weights, engine)
+        if name == "torch" and _onnxruntime_is_faster(request):
+            name = "onnxruntime"
     backend = _BUILDERS[name](request)
     log.info("backend: %s on %s (%s, %s)", backend.name, backend.device, backend.cfg.name,
              getattr(backend, "precision", precision))
@@ -112,12 +114,24 @@ def _pick_auto(weights, engine) -> str:
     return "torch"
 
 
+def _onnxruntime_is_faster(request: BackendRequest) -> bool:
+    """On a CPU, ONNX Runtime runs the float32 network in about half the executor's time (docs/benchmarks.md):
+    ``auto`` takes it for weights files when it is installed."""
+    import torch
+
+    on_cpu = (request.device or "auto").lower() == "cpu" or (
+        (request.device or "auto").lower() == "auto" and not torch.cuda.is_available())
+    is_file = isinstance(request.weights, (str, os.PathLike))
+    return (on_cpu and is_file and request.precision == "fp32"
+            and importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None)
+
+
 def _torch_backend(request: BackendRequest):
-    from runtime.backends.executor import TorchBackend
+    from runtime.backends.executor import ExecutorBackend
 
     if request.weights is None:
         raise RetinaFaceError("the torch backend needs --weights (a .pth or .wts file), not an engine")
-    return TorchBackend(request.weights, device=request.device, precision=request.precision)
+    return ExecutorBackend(request.weights, device=request.device, precision=request.precision)
 
 
 def _tensorrt_backend(request: BackendRequest):
@@ -156,7 +170,7 @@ def _onnxruntime_backend(request: BackendRequest):
     from runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     model = request.engine if request.engine is not None else request.weights
-    if model is None or isinstance(model, dict):
+    if model is None or not isinstance(model, (str, os.PathLike)):
         raise RetinaFaceError("the onnxruntime backend needs a model file: --engine MODEL.onnx "
                               "(or --weights .onnx/.pth/.wts)")
     if request.precision != "fp32":

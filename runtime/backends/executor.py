@@ -1,49 +1,80 @@
-"""The ``torch`` backend: the executor of the hand-built network (``network.runner``), on CPU or CUDA."""
+"""The ``torch`` backend: the hand-built network (``network.populate_network``) run by the project's executor.
+
+The network definition is the float32 one that a TensorRT build would get; the executor's options make it
+fast without changing what it computes (:class:`network.executor.Program`): BatchNorm folded into the
+convolutions in float64, float16 converted *after* folding for ``precision="fp16"`` (folding in float16 loses
+faces), channels-last activations on CUDA, and convolutions in IEEE float32 for ``"fp32"`` (no TF32). On CUDA
+the pipeline replays the whole chain, this network included, as a CUDA graph (``capturable``).
+"""
 
 from __future__ import annotations
 
 import os
+from typing import Mapping
 
+import numpy as np
 import torch
 
 from retinaface_trt.errors import RetinaFaceError
 from runtime.backends import resolve_device
+from runtime.device import float32_convolutions
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
 
 
-class TorchBackend:
-    """Runs :class:`network.runner.ExecutorModel` on any input size and batch (``fixed_input_size`` None)."""
+class ExecutorBackend:
+    """Backend protocol over the executor; any input size and batch (``fixed_input_size`` None).
+
+    weights:        a ``.pth`` / ``.wts`` path, or a ``{name: array}`` mapping (a state_dict as arrays)
+    fold_batchnorm: fold BatchNorm into the convolutions (default True; False runs every layer as TensorRT
+                    documents it, the executor's reference mode)
+    channels_last:  NHWC activations (default: on for CUDA)
+    """
 
     name = "torch"
     fixed_input_size = None
 
-    def __init__(self, weights, device: str | None = "cpu", precision: str = "fp32"):
-        weights = _weights_arg(weights)
-        try:
-            from network.runner import ExecutorModel
-        except ImportError as error:
-            raise RetinaFaceError(f"the PyTorch executor is not available in this build ({error})") from None
-        self.device = resolve_device(device)
-        self.precision = precision
-        self._model = ExecutorModel.from_weights(weights, device=str(self.device), half=precision == "fp16")
-        self.cfg = self._model.cfg
+    def __init__(self, weights, device: str | None = "cpu", precision: str = "fp32", *,
+                 fold_batchnorm: bool = True, channels_last: bool | None = None, input_shape=(-1, 3, -1, -1)):
+        from network import INPUT_NAME, OUTPUT_NAMES, config_for_weights, populate_network
+        from network.executor import Program, trt
+
+        if precision not in DTYPES:
+            raise RetinaFaceError(f"unknown precision {precision!r}; expected one of: {', '.join(DTYPES)}")
+        arrays = _load(weights)
+        self.device, self.precision = resolve_device(device), precision
+        self.cfg = config_for_weights(arrays)
+        self.capturable = self.device.type == "cuda"
+        self.input_dtype = DTYPES[precision]
+        self.input_channels_last = self.capturable if channels_last is None else bool(channels_last)
+        network = trt.Builder(trt.Logger()).create_network(0)
+        populate_network(trt, network, arrays, self.cfg, input_shape=tuple(input_shape))
+        self._program = Program(network, self.device, dtype=self.input_dtype, fold_batchnorm=fold_batchnorm,
+                                channels_last=self.input_channels_last)
+        self._names = (INPUT_NAME, OUTPUT_NAMES)
 
     def infer(self, batch: torch.Tensor):
-        """float32 [N, 3, H, W] on ``device`` → (loc [N, P, 4], conf [N, P, 2], landms [N, P, 10])."""
-        if self._model is None:
+        """[N, 3, H, W] (float32 or ``input_dtype``) on ``device`` → (loc [N, P, 4], conf [N, P, 2],
+        landms [N, P, 10]) float32 on ``device``."""
+        if self._program is None:
             raise RetinaFaceError("this backend was closed; create a new one")
-        with torch.inference_mode():
-            return self._model(batch)
+        input_name, output_names = self._names
+        with float32_convolutions():
+            outputs = self._program({input_name: batch})
+        return tuple(outputs[name] for name in output_names)
 
     def close(self) -> None:
-        self._model = None
+        self._program = None
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
 
-def _weights_arg(weights):
-    """A path is checked and passed on as a string; a state_dict (mapping of arrays) as is."""
-    if isinstance(weights, dict):
+def _load(weights) -> Mapping[str, np.ndarray]:
+    """A path is checked and loaded; a mapping of arrays is used as it is."""
+    if isinstance(weights, Mapping):
         return weights
     if not os.path.isfile(weights):
         raise RetinaFaceError(f"weights file {weights} not found; expected a .pth or .wts file")
-    return str(weights)
+    from wts_export.weights import load_weights
+
+    return load_weights(weights)

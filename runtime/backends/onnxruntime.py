@@ -24,6 +24,8 @@ class OnnxRuntimeBackend:
     """
 
     name = "onnxruntime"
+    capturable = False
+    precision = "fp32"
 
     def __init__(self, model: str | os.PathLike, device: str | None = "cpu", threads: int = 0):
         ort = _import_onnxruntime()
@@ -31,7 +33,10 @@ class OnnxRuntimeBackend:
         proto = _load_proto(model)
         self.cfg = _config_of(proto, model)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = int(threads)   # 0: ONNX Runtime's default (all cores)
+        options.intra_op_num_threads = int(threads) or _physical_cores()
+        # Idle ONNX Runtime threads spin by default, and steal the cores PyTorch and OpenCV use between calls.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self._session = ort.InferenceSession(proto.SerializeToString(), options, providers=self._providers(ort))
         self._input = self._session.get_inputs()[0]
         self._outputs = _output_names(self._session)
@@ -68,6 +73,14 @@ class OnnxRuntimeBackend:
 
     def close(self) -> None:
         self._session = None
+
+
+def _physical_cores() -> int:
+    """The cores this process may run on (affinity), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:      # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 def _import_onnxruntime():

@@ -1,17 +1,29 @@
-"""What each backend is timed on: closures per metric, built once (allocation happens outside the timed calls).
+"""What each backend is timed on: closures over the code users call, built once (allocations happen outside
+the timed calls).
 
-A suite is a list of :class:`Case` (metric, batch, fn, divisor, rate). Backends: ``fast`` (the fused
-executor on the device-side pipeline of :mod:`runtime.gpu_pipeline`), ``baseline`` (the PyTorch model,
-eager float32, detect.py-style CPU post-processing: :mod:`runtime.benchmark.baseline`), and any name of
-:func:`runtime.backends.create_backend` (``torch``, ``onnxruntime``, ``tensorrt``) through the Detector.
+A suite is a list of :class:`Case` (metric, batch, fn, notes). For a real backend (``torch``, ``onnxruntime``,
+``tensorrt``, built by :func:`runtime.backends.create_backend`) every case goes through the one pipeline:
+
+* ``model_ms``: ``backend.infer`` alone on a network input already on the device (batch 1 and N), replayed
+  from a CUDA graph where the pipeline replays it too;
+* ``detect_ms``: :meth:`Detector.detect` of a host BGR image, at its original size and stretched to the input
+  size;
+* ``sdk_ms``: :meth:`Engine.infer` of the image file as base64 (decode, detection, JSON);
+* ``images_per_s``: :meth:`Detector.detect_arrays` of a uint8 batch of N images already on the device (resize,
+  network, decode, NMS, detections on the host);
+* ``host_images_per_s`` / ``host_arrays_per_s``: :meth:`Detector.detect_batch` / ``detect_arrays`` of N host
+  images (upload included); ``copy_bound_images_per_s``: a pinned host→device copy of the same bytes alone.
+
+``baseline`` is the original-style pipeline (:mod:`runtime.benchmark.baseline`); ``compile`` the PyTorch model
+under ``torch.compile(mode="reduce-overhead")``, model only (a reference for the executor's speed).
 """
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass, field
 from typing import Callable
 
-import cv2
 import numpy as np
 import torch
 
@@ -26,82 +38,119 @@ class Case:
 
 @dataclass
 class Inputs:
-    """The data every suite is timed on. images: BGR uint8 host images (original sizes); (W, H) input size."""
+    """The data every suite is timed on: BGR uint8 host images at their original sizes and their files' bytes."""
 
-    weights: dict
     weights_path: str
     device: torch.device
     precision: str
     batch: int
     input_size: tuple[int, int]
     images: list[np.ndarray]
+    encoded: list[bytes]
 
-    def network_sized(self, count: int) -> np.ndarray:
-        """``count`` images stretched to the input size with cv2, cycling through ``images``: [count, H, W, 3]."""
-        resized = [cv2.resize(im, self.input_size, interpolation=cv2.INTER_LINEAR) for im in self.images]
-        return np.stack([resized[i % len(resized)] for i in range(count)])
+    def host_batch(self, count: int) -> list[np.ndarray]:
+        """``count`` images at the first image's size, cycling through the images of that size."""
+        same = [im for im in self.images if im.shape == self.images[0].shape]
+        return [same[i % len(same)] for i in range(count)]
 
-    def float_input(self, count: int) -> torch.Tensor:
-        from runtime.gpu_preprocess import network_input
-
-        return network_input(torch.from_numpy(self.network_sized(count)).to(self.device))
-
-
-def fast_suite(inputs: Inputs) -> list[Case]:
-    from network.fast_runner import FastExecutorModel
-    from runtime.gpu_pipeline import FastDetector
-
-    model = FastExecutorModel(inputs.weights, device=inputs.device, precision=inputs.precision)
-    detector = FastDetector(model, inputs.input_size)
-    one, many = inputs.float_input(1), inputs.float_input(inputs.batch)
-    uint8 = torch.from_numpy(inputs.network_sized(inputs.batch)).to(inputs.device)
-    notes = {"cuda_graph": model.cuda_graph, "channels_last": model.channels_last,
-             "folded_scales": model.program.num_folded}
-    return [Case("model_ms", 1, lambda: model(one), notes), Case("model_ms", inputs.batch, lambda: model(many), notes),
-            Case("images_per_s", inputs.batch, lambda: _sync(detector.detect_device(uint8)[1]), notes),
-            Case("e2e_ms_per_image", 1, lambda: detector.detect(inputs.images[0]), notes)]
+    def device_batch(self, count: int) -> torch.Tensor:
+        return torch.from_numpy(np.stack(self.host_batch(count))).to(self.device)
 
 
-def baseline_suite(inputs: Inputs) -> list[Case]:
-    from network.config import config_for_weights
-    from runtime.benchmark.baseline import BaselineDetector
-    from wts_export.model import build_model
-
-    from wts_export.checkpoint import load_state_dict
-
-    model = build_model(load_state_dict(inputs.weights_path)).to(inputs.device)
-    detector = BaselineDetector(model, config_for_weights(inputs.weights), inputs.device, inputs.input_size)
-    one, many = inputs.float_input(1), inputs.float_input(inputs.batch)
-    forward = torch.no_grad()(model)
-    notes = {"model": "wts_export RetinaFace, eager float32", "postprocess": "numpy on the CPU, loop priors"}
-    return [Case("model_ms", 1, lambda: forward(one), notes), Case("model_ms", inputs.batch, lambda: forward(many), notes),
-            Case("e2e_ms_per_image", 1, lambda: detector.detect(inputs.images[0]), notes)]
-
-
-def backend_suite(name: str, inputs: Inputs) -> list[Case]:
+def backend_suite(name: str, inputs: Inputs) -> tuple[list[Case], Callable[[], None]]:
+    """The cases of backend ``name`` and the function that releases what they hold."""
     from runtime.backends import create_backend
     from runtime.detector import Detector
+    from runtime.sdk import Engine
 
-    backend = create_backend(name, weights=inputs.weights, device=str(inputs.device), precision=inputs.precision,
-                             input_size=inputs.input_size)
-    detector = Detector(backend, resize="stretch", input_size=inputs.input_size)
-    one, many = inputs.float_input(1), inputs.float_input(inputs.batch)
-    sized = list(inputs.network_sized(inputs.batch))
-    infer = backend.infer
-    notes = {"pipeline": "runtime.detector.Detector (stretch)"}
-    return [Case("model_ms", 1, lambda: infer(one), notes), Case("model_ms", inputs.batch, lambda: infer(many), notes),
-            Case("images_per_s", inputs.batch, lambda: detector.detect_batch(sized), notes),
-            Case("e2e_ms_per_image", 1, lambda: detector.detect(inputs.images[0]), notes)]
+    backend = create_backend(name, weights=inputs.weights_path, device=str(inputs.device),
+                             precision=inputs.precision, input_size=inputs.input_size)
+    original = Detector(backend, resize="original")
+    stretch = Detector(backend, resize="stretch", input_size=inputs.input_size)
+    engine = Engine(detector=Detector(backend, resize="original"))
+    text = base64.b64encode(inputs.encoded[0]).decode("ascii")
+    host, on_device = inputs.host_batch(inputs.batch), inputs.device_batch(inputs.batch)
+    image, n = inputs.images[0], inputs.batch
+    notes = {"backend": backend.name, "cuda_graphs": original._graphs is not None}
+    cases = _model_cases(backend, inputs, notes)
+    cases += [Case("detect_ms", 1, lambda: original.detect(image), {**notes, "resize": "original"}),
+              Case("detect_ms", 1, lambda: stretch.detect(image), {**notes, "resize": "stretch"}),
+              Case("sdk_ms", 1, lambda: engine.infer(text), {**notes, "input": "base64 of the image file"}),
+              Case("images_per_s", n, lambda: stretch.detect_arrays(on_device), {**notes, "resize": "stretch"}),
+              Case("host_images_per_s", n, lambda: stretch.detect_batch(host), {**notes, "api": "detect_batch"}),
+              Case("host_arrays_per_s", n, lambda: stretch.detect_arrays(host), {**notes, "api": "detect_arrays"})]
+    if inputs.device.type == "cuda":
+        cases.append(_copy_bound(host, inputs.device))
+    return cases, backend.close
 
 
-def _sync(tensor: torch.Tensor):
-    """End a timed call when its result is on the host (as a caller reading the counts would)."""
-    return tensor.tolist()
+def _model_cases(backend, inputs: Inputs, notes: dict) -> list[Case]:
+    from runtime.device import GraphCache
+    from runtime.preprocess import network_input, place, layout
+
+    plan = layout((inputs.images[0].shape[1], inputs.images[0].shape[0]), "stretch", inputs.input_size)
+    dtype = getattr(backend, "input_dtype", torch.float32)
+    channels_last = getattr(backend, "input_channels_last", False)
+    graphed = getattr(backend, "capturable", False) and inputs.device.type == "cuda"
+    infer = GraphCache(backend.infer, capture_after=1) if graphed else None
+    cases = []
+    for count in (1, inputs.batch):
+        x = network_input(place(inputs.device_batch(count), plan), dtype, channels_last)
+        fn = (lambda x=x: infer(tuple(x.shape), x)) if graphed else (lambda x=x: backend.infer(x))
+        cases.append(Case("model_ms", count, fn, {**notes, "input": f"{dtype}".replace("torch.", "")}))
+    return cases
 
 
-def suite(name: str, inputs: Inputs) -> list[Case]:
-    if name == "fast":
-        return fast_suite(inputs)
-    if name == "baseline":
-        return baseline_suite(inputs)
-    return backend_suite(name, inputs)
+def _copy_bound(host: list[np.ndarray], device: torch.device) -> Case:
+    """The pinned host→device copy of the batch's bytes alone: the most any pipeline fed from the host can do."""
+    pinned = torch.from_numpy(np.stack(host)).pin_memory()
+    target = torch.empty_like(pinned, device=device)
+    return Case("copy_bound_images_per_s", len(host), lambda: target.copy_(pinned, non_blocking=True),
+                {"what": f"pinned copy of {pinned.numel() / 1e6:.1f} MB"})
+
+
+def baseline_suite(inputs: Inputs) -> tuple[list[Case], Callable[[], None]]:
+    from runtime.benchmark.baseline import BaselineDetector
+    from wts_export.checkpoint import load_state_dict
+    from wts_export.model import build_model
+
+    model = build_model(load_state_dict(inputs.weights_path)).to(inputs.device)
+    detector = BaselineDetector(model, model.cfg, inputs.device, inputs.input_size)
+    forward = torch.no_grad()(model)
+    image = inputs.images[0]
+    notes = {"model": "wts_export RetinaFace, eager float32", "postprocess": "NumPy on the CPU, loop-built priors"}
+    cases = [Case("model_ms", count, lambda x=_float_batch(inputs, count): forward(x), notes)
+             for count in (1, inputs.batch)]
+    cases.append(Case("detect_ms", 1, lambda: detector.detect(image), {**notes, "resize": "stretch"}))
+    return cases, lambda: None
+
+
+def compile_suite(inputs: Inputs) -> tuple[list[Case], Callable[[], None]]:
+    """The PyTorch model in float16 under torch.compile(mode="reduce-overhead"), model only."""
+    from wts_export.checkpoint import load_state_dict
+    from wts_export.model import build_model
+
+    model = build_model(load_state_dict(inputs.weights_path)).to(inputs.device).half()
+    model = model.to(memory_format=torch.channels_last)
+    compiled = torch.compile(model, mode="reduce-overhead")
+    notes = {"model": "wts_export RetinaFace, float16, channels-last, torch.compile(mode='reduce-overhead')"}
+    cases = []
+    for count in (1, inputs.batch):
+        x = _float_batch(inputs, count).half().contiguous(memory_format=torch.channels_last)
+        cases.append(Case("model_ms", count, lambda x=x: torch.no_grad()(compiled)(x), notes))
+    return cases, lambda: None
+
+
+def _float_batch(inputs: Inputs, count: int) -> torch.Tensor:
+    from runtime.preprocess import layout, network_input, place
+
+    plan = layout((inputs.images[0].shape[1], inputs.images[0].shape[0]), "stretch", inputs.input_size)
+    return network_input(place(inputs.device_batch(count), plan))
+
+
+SUITES = {"baseline": baseline_suite, "compile": compile_suite}
+
+
+def suite(name: str, inputs: Inputs):
+    """(cases, release) of ``name``: a backend of :mod:`runtime.backends`, ``baseline`` or ``compile``."""
+    return SUITES[name](inputs) if name in SUITES else backend_suite(name, inputs)

@@ -1,12 +1,9 @@
-"""Timing of the model and of the whole pipeline, per backend, with the method stated in the results.
+"""Timing, with the method stated in the results.
 
-Conventions: every measurement runs ``warmup`` untimed calls, then ``repeats`` timed ones, and reports
-median / min / max. On a GPU each call is timed with CUDA events recorded around it on the current stream
-(the call synchronises at its end, so host work inside it counts); on the CPU with ``time.perf_counter``.
-Metrics: ``model_ms`` (network only, float32 input already on the device, batch 1 or N), ``images_per_s``
-(batch N of BGR uint8 images already at the input size on the device → pre-processing, network, decode and
-NMS, detections on the device: N / median seconds) and ``e2e_ms_per_image`` (one decoded BGR image in host
-memory → list of faces, everything included).
+Every measurement runs ``warmup`` untimed calls, then ``repeats`` timed ones, and reports median / min / max.
+A call is timed by the host clock, the device synchronised before the clock stops (what a caller waits for),
+except ``model_ms`` on a GPU: CUDA events around the asynchronous call (device time). Per-second metrics are
+images / median seconds of one call of the batch. What each metric covers: :mod:`runtime.benchmark.suites`.
 """
 
 from __future__ import annotations
@@ -40,17 +37,25 @@ class Row:
         return asdict(self)
 
 
-def time_calls(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int) -> list[float]:
-    """Milliseconds of each of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones."""
+def time_calls(fn: Callable[[], object], device: torch.device, warmup: int, repeats: int,
+               wall: bool = True) -> list[float]:
+    """Milliseconds of each of ``repeats`` calls of ``fn`` after ``warmup`` untimed ones.
+
+    ``wall``: host clock around the call, the device synchronised before the clock stops (what a caller
+    waits); otherwise CUDA events on the current stream around it (device time of asynchronous work).
+    """
     for _ in range(warmup):
         fn()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-        return [_event_ms(fn) for _ in range(repeats)]
+        if not wall:
+            return [_event_ms(fn) for _ in range(repeats)]
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         times.append((time.perf_counter() - start) * 1000.0)
     return times
 
@@ -75,7 +80,8 @@ def environment(device: torch.device, warmup: int, repeats: int) -> dict:
     env = {
         "python": platform.python_version(), "torch": torch.__version__, "cpu": platform.processor() or
         platform.machine(), "cpu_threads": torch.get_num_threads(), "warmup": warmup, "repeats": repeats,
-        "timer": "CUDA events" if device.type == "cuda" else "time.perf_counter",
+        "timer": ("time.perf_counter, device synchronised (model_ms: CUDA events)" if device.type == "cuda"
+                  else "time.perf_counter"),
         "statistic": "median, min, max over repeats",
     }
     if device.type == "cuda":

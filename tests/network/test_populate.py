@@ -6,11 +6,10 @@ import torch
 
 from network import RESNET_50, populate_network
 from network.executor import trt
-from network.runner import ExecutorModel
 from retinaface_trt.errors import RetinaFaceError
 from wts_export.checkpoint import load_state_dict
 from wts_export.model import build_model
-from tests.helpers import random_resnet50_state_dict
+from tests.helpers import NetworkRun, random_resnet50_state_dict
 from wts_export.wts import read_wts, write_wts
 
 TOLERANCE = 1e-4
@@ -30,7 +29,7 @@ def mnet_wts(mnet_state_dict, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mnet_executor(mnet_wts):
-    return ExecutorModel(mnet_wts)
+    return NetworkRun(mnet_wts)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +70,7 @@ def test_batch_of_two_gives_per_image_results(mnet_executor):
 
 def test_static_and_dynamic_shapes_agree(mnet_wts, mnet_executor):
     x = torch.randn(1, 3, 160, 224, generator=torch.Generator().manual_seed(2)) * 50
-    static = ExecutorModel(mnet_wts, input_shape=(1, 3, 160, 224))
+    static = NetworkRun(mnet_wts, input_shape=(1, 3, 160, 224))
     assert max(max_errors(static(x), mnet_executor(x)).values()) == 0.0
 
 
@@ -80,7 +79,7 @@ def test_resnet50_random_weights_match_pytorch():
     x = torch.randn(1, 3, 200, 328, generator=torch.Generator().manual_seed(3)) * 50
     with torch.inference_mode():
         expected = model(x)
-    got = ExecutorModel(weights)(x)
+    got = NetworkRun(weights)(x)
     for name, g, e in zip(("loc", "conf", "landms"), got, expected):
         relative = float((g - e).abs().max() / e.abs().max().clamp_min(1e-6))
         assert relative <= TOLERANCE, (name, relative)
@@ -137,7 +136,7 @@ def test_half_network_is_strongly_typed_and_close(mnet_wts, mnet_executor):
              if isinstance(network.get_layer(i), trt.IConvolutionLayer)]
     assert all(layer.kernel.dtype == trt.float16 for layer in convs)
     x = torch.randn(1, 3, 64, 96, generator=torch.Generator().manual_seed(4)) * 50
-    program_outputs = ExecutorModel(mnet_wts, input_shape=(1, 3, 64, 96))(x)
+    program_outputs = NetworkRun(mnet_wts, input_shape=(1, 3, 64, 96))(x)
     from network.executor import Program
     half = Program(network)({"input": x})
     assert half["conf"].dtype == torch.float32
@@ -149,7 +148,7 @@ def test_half_network_is_strongly_typed_and_close(mnet_wts, mnet_executor):
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_executor_on_cuda_matches_cpu(mnet_wts, mnet_executor, crowd_reference):
     x = torch.from_numpy(crowd_reference["input_640x640_bgr_minus_mean"])
-    on_cuda = ExecutorModel(mnet_wts, device="cuda")
+    on_cuda = NetworkRun(mnet_wts, device="cuda")
     torch.backends.cudnn.allow_tf32 = False   # float32 convolutions, as the CPU computes them
     errors = max_errors([t.cpu() for t in on_cuda(x.cuda())], mnet_executor(x))
     assert all(e <= TOLERANCE for e in errors.values()), errors

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from runtime.backends.executor import TorchBackend
+from runtime.backends.executor import ExecutorBackend
 from runtime.detector import Detector
 
 # Faces at score >= 0.6 found by the original at each image's own size (../shared/README.md).
@@ -24,7 +24,7 @@ REFERENCE_COUNTS = {"crowd_1024x624.jpg": 26, "selfie_1600x898.jpg": 364,
 def executor(mnet_pth):
     """The executor backend on CPU, weights read independently of the project's loaders."""
     state = torch.load(mnet_pth, map_location="cpu", weights_only=True)
-    backend = TorchBackend({k: v.numpy() for k, v in state.items()}, device="cpu")
+    backend = ExecutorBackend({k: v.numpy() for k, v in state.items()}, device="cpu")
     yield backend
     backend.close()
 

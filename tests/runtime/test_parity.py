@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from runtime.backends.onnxruntime import OnnxRuntimeBackend
-from runtime.backends.executor import TorchBackend
+from runtime.backends.executor import ExecutorBackend
 from runtime.compare import PyTorchPath, compare_batch
 from wts_export.onnx_export import export_onnx
 from runtime.preprocess import to_network_input
@@ -24,7 +24,7 @@ SCORE_ATOL = 1e-4
 
 
 def _paths(weights, onnx_path):
-    return [("pytorch", PyTorchPath(weights)), ("executor", TorchBackend(weights)),
+    return [("pytorch", PyTorchPath(weights)), ("executor", ExecutorBackend(weights)),
             ("onnxruntime", OnnxRuntimeBackend(onnx_path, threads=2))]
 
 

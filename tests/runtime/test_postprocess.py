@@ -1,90 +1,206 @@
-"""Decoding and NMS against the stored detections and against a slow, loop-based reference."""
+"""Post-processing: exact detect.py semantics on hand-made NMS cases and real outputs, for every strategy.
+
+The reference is a slow, one-pair-at-a-time greedy NMS written independently below (float32 comparisons,
+as NumPy and torch compare a float32 array with a Python float). Strategies: the host (NumPy) one, the
+device (fixed-shape) one with its Triton kernels run by Triton's CPU interpreter, and the CUDA one where a
+GPU exists.
+"""
 
 from __future__ import annotations
+
+import importlib
+import importlib.util
 
 import numpy as np
 import pytest
 import torch
 
+from runtime import postprocess
 from runtime.options import DetectionOptions
-from runtime.postprocess import detect_faces, iou_plus_one, nms_plus_one
+from runtime.postprocess import box_iou, detect_faces, detect_faces_batch, greedy_nms
+
+needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None,
+                                  reason="Triton is not installed (.ci/run installs it for its CPU interpreter)")
 
 
-def _slow_nms(boxes: np.ndarray, scores: np.ndarray, threshold: float) -> list[int]:
-    """Greedy NMS, one pair at a time, with the "+1 pixel" areas (float64)."""
+def slow_greedy(boxes: np.ndarray, count: int, threshold: float) -> list[int]:
+    """Sequential greedy NMS over boxes [K, 4] in score order (the first ``count``), one pair at a time."""
     def iou(a, b):
-        w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]) + 1)
-        h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]) + 1)
-        inter = w * h
-        area = lambda r: (r[2] - r[0] + 1) * (r[3] - r[1] + 1)
-        return inter / (area(a) + area(b) - inter)
+        f = np.float32
+        w = max(f(0), min(a[2], b[2]) - max(a[0], b[0]) + f(1))
+        h = max(f(0), min(a[3], b[3]) - max(a[1], b[1]) + f(1))
+        area = lambda r: (r[2] - r[0] + f(1)) * (r[3] - r[1] + f(1))   # noqa: E731
+        with np.errstate(invalid="ignore"):
+            return f(w * h) / f(area(a) + area(b) - f(w * h))
 
-    keep = []
-    for i in sorted(range(len(scores)), key=lambda k: -scores[k]):
-        if all(iou(boxes[i], boxes[k]) <= threshold for k in keep):
-            keep.append(i)
-    return keep
-
-
-def _pair_at_iou_threshold(shift: float) -> np.ndarray:
-    """Two boxes 7 px wide (+1 convention) and 1 px high, the second shifted right by 3 + ``shift``.
-
-    At shift 0 the overlap is 4 px and the union 10 px: IoU exactly 0.4 (exact in float32 as 4/10).
-    A negative shift increases the overlap, so the IoU is just above 0.4.
-    """
-    return np.array([[0, 0, 6, 0], [3 + shift, 0, 9 + shift, 0]], dtype=np.float32)
+    kept: list[int] = []
+    for j in range(count):
+        if all(iou(boxes[i], boxes[j]) <= np.float32(threshold) for i in kept):
+            kept.append(j)
+    return kept
 
 
-def test_iou_exactly_at_threshold_is_kept():
-    boxes = _pair_at_iou_threshold(0.0)
-    assert iou_plus_one(torch.from_numpy(boxes[0]), torch.from_numpy(boxes[1:])).item() == pytest.approx(0.4)
-    kept = nms_plus_one(torch.from_numpy(boxes), torch.tensor([0.9, 0.8]), 0.4)
-    assert kept.tolist() == [0, 1] == _slow_nms(boxes, [0.9, 0.8], 0.4)
+def grid_boxes(n: int, k: int, seed: int) -> np.ndarray:
+    """Integer boxes on a small grid: many equal IoUs, ties and exact threshold hits. float32 [n, k, 4]."""
+    rng = np.random.default_rng(seed)
+    xy = rng.integers(0, 40, (n, k, 2)).astype(np.float32)
+    return np.concatenate([xy, xy + rng.integers(1, 12, (n, k, 2)).astype(np.float32)], axis=2)
 
 
-def test_iou_just_above_threshold_is_removed():
-    boxes = _pair_at_iou_threshold(-0.01)
-    kept = nms_plus_one(torch.from_numpy(boxes), torch.tensor([0.9, 0.8]), 0.4)
-    assert kept.tolist() == [0] == _slow_nms(boxes, [0.9, 0.8], 0.4)
+def at_threshold() -> np.ndarray:
+    """"+1" areas: A is 10×10 = 100 px, B is 10×4 = 40 px inside A: IoU 40/100, exactly 0.4 in float32."""
+    return np.array([[0, 0, 9, 9], [0, 0, 9, 3]], dtype=np.float32)
 
 
-def test_nms_matches_slow_reference_on_random_boxes():
-    rng = np.random.default_rng(3)
-    corners = rng.uniform(0, 80, (300, 2)).astype(np.float32)
-    boxes = np.hstack([corners, corners + rng.uniform(2, 30, (300, 2)).astype(np.float32)])
-    scores = rng.permutation(300).astype(np.float32) / 300
-    kept = nms_plus_one(torch.from_numpy(boxes), torch.from_numpy(scores), 0.4)
-    assert kept.tolist() == _slow_nms(boxes, scores, 0.4)
+CASES = {
+    "at the threshold": (at_threshold(), 0.4, [0, 1]),
+    "just below the threshold": (at_threshold(), 0.39, [0]),
+    "a suppression chain": (np.stack([np.arange(12) * 5, np.zeros(12), np.arange(12) * 5 + 9,
+                                      np.full(12, 9)], axis=1).astype(np.float32), 0.3, None),
+    "identical boxes (ties)": (np.tile(np.float32([[3, 3, 20, 20]]), (5, 1)), 0.4, [0]),
+    "degenerate boxes (0/0 is NaN: removed)": (np.float32([[5, 5, 4, 4], [9, 9, 8, 8], [0, 0, 3, 3]]), 0.4, [0, 2]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_host_nms_hand_made_cases(case):
+    boxes, threshold, expected = CASES[case]
+    reference = slow_greedy(boxes, len(boxes), threshold)
+    assert greedy_nms(boxes, threshold).tolist() == reference == (expected if expected is not None else reference)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_host_nms_equals_slow_reference_on_grids(seed):
+    boxes = grid_boxes(1, 150, seed)[0]
+    assert greedy_nms(boxes, 0.4).tolist() == slow_greedy(boxes, 150, 0.4)
 
 
 def test_nms_of_nothing_is_empty():
-    kept = nms_plus_one(torch.zeros(0, 4), torch.zeros(0), 0.4)
-    assert kept.shape == (0,) and kept.dtype == torch.int64
+    kept = greedy_nms(np.zeros((0, 4), np.float32), 0.4)
+    assert kept.shape == (0,) and kept.dtype == np.int64
 
 
-def _raw(crowd_reference):
-    return [torch.from_numpy(crowd_reference[k])[0] for k in ("loc_640", "conf_640", "landms_640")]
+@pytest.fixture
+def interpreted_triton(monkeypatch):
+    """runtime._nms_triton with its kernels run by Triton's CPU interpreter (restored afterwards)."""
+    monkeypatch.setenv("TRITON_INTERPRET", "1")
+    module = importlib.reload(importlib.import_module("runtime._nms_triton"))
+    yield module
+    monkeypatch.delenv("TRITON_INTERPRET")
+    importlib.reload(module)
+
+
+@needs_triton
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_triton_nms_hand_made_cases(interpreted_triton, case):
+    boxes, threshold, _ = CASES[case]
+    keep = interpreted_triton.nms_sorted(torch.from_numpy(boxes)[None], torch.tensor([len(boxes)]), threshold)
+    assert np.flatnonzero(keep[0].numpy()).tolist() == slow_greedy(boxes, len(boxes), threshold)
+
+
+@needs_triton
+def test_triton_nms_equals_slow_reference_past_one_mask_word(interpreted_triton):
+    # 150 boxes: three 64-bit words per row; counts that end inside a word, at zero, and at the full size.
+    boxes = grid_boxes(3, 150, seed=4)
+    counts = [150, 77, 0]
+    keep = interpreted_triton.nms_sorted(torch.from_numpy(boxes), torch.tensor(counts), 0.4).numpy()
+    for n, count in enumerate(counts):
+        assert np.flatnonzero(keep[n]).tolist() == slow_greedy(boxes[n], count, 0.4)
+
+
+def _raw(crowd_reference, batch=1):
+    return [torch.from_numpy(crowd_reference[k]).expand(batch, -1, -1) for k in ("loc_640", "conf_640", "landms_640")]
 
 
 def test_detections_equal_stored_detections(crowd_reference):
     priors = torch.from_numpy(crowd_reference["priors_640"])
-    dets = detect_faces(*_raw(crowd_reference), priors, 640, 640).numpy()
+    dets = detect_faces(*(t[0] for t in _raw(crowd_reference)), priors, 640, 640).numpy()
     np.testing.assert_allclose(dets, crowd_reference["dets_640_in640coords"], rtol=0, atol=1e-5)
 
 
-def test_detections_sorted_and_above_confidence(crowd_reference):
+def test_detections_are_sorted_and_above_the_confidence(crowd_reference):
     priors = torch.from_numpy(crowd_reference["priors_640"])
-    scores = detect_faces(*_raw(crowd_reference), priors, 640, 640).numpy()[:, 4]
+    scores = detect_faces(*(t[0] for t in _raw(crowd_reference)), priors, 640, 640).numpy()[:, 4]
     assert np.all(np.diff(scores) <= 0) and scores.min() > 0.02
 
 
 def test_keep_top_k_caps_the_count(crowd_reference):
     priors = torch.from_numpy(crowd_reference["priors_640"])
-    dets = detect_faces(*_raw(crowd_reference), priors, 640, 640, DetectionOptions(keep_top_k=7)).numpy()
-    np.testing.assert_array_equal(dets, crowd_reference["dets_640_in640coords"][:7])
+    dets, counts = detect_faces_batch(*_raw(crowd_reference), priors, 640, 640, DetectionOptions(keep_top_k=7))
+    assert dets.shape == (1, 7, 15) and int(counts[0]) == 7
+    np.testing.assert_array_equal(dets[0].numpy(), crowd_reference["dets_640_in640coords"][:7])
 
 
-def test_top_k_limits_candidates_before_nms(crowd_reference):
+def test_more_candidates_than_top_k(crowd_reference):
     priors = torch.from_numpy(crowd_reference["priors_640"])
-    dets = detect_faces(*_raw(crowd_reference), priors, 640, 640, DetectionOptions(top_k=1)).numpy()
-    assert dets.shape == (1, 15) and dets[0, 4] == crowd_reference["conf_640"][0, :, 1].max()
+    dets = detect_faces(*(t[0] for t in _raw(crowd_reference)), priors, 640, 640, DetectionOptions(top_k=1))
+    assert dets.shape == (1, 15) and float(dets[0, 4]) == crowd_reference["conf_640"][0, :, 1].max()
+
+
+def test_zero_candidates_give_zero_counts_and_zero_rows(crowd_reference):
+    priors = torch.from_numpy(crowd_reference["priors_640"])
+    dets, counts = detect_faces_batch(*_raw(crowd_reference), priors, 640, 640, DetectionOptions(confidence_threshold=1.0))
+    assert counts.tolist() == [0] and dets.shape == (1, 750, 15) and not dets.any()
+
+
+def test_batch_equals_each_image_alone(crowd_reference):
+    priors = torch.from_numpy(crowd_reference["priors_640"])
+    loc, conf, landms = _raw(crowd_reference)
+    g = torch.Generator().manual_seed(5)
+    other = torch.softmax(torch.randn(1, conf.shape[1], 2, generator=g) * 3, dim=-1)
+    batch = (torch.cat((loc, loc * 0.5)), torch.cat((conf, other)), torch.cat((landms, landms)))
+    dets, counts = detect_faces_batch(*batch, priors, 640, 640)
+    for n in range(2):
+        alone = detect_faces(batch[0][n], batch[1][n], batch[2][n], priors, 640, 640)
+        assert int(counts[n]) == len(alone) and torch.equal(dets[n, :counts[n]], alone)
+
+
+def test_equal_scores_keep_prior_order(crowd_reference):
+    # Ties in score: the lower prior index comes first (a stable sort), whatever the strategy.
+    priors = torch.from_numpy(crowd_reference["priors_640"])
+    loc, conf, landms = (t[0].clone() for t in _raw(crowd_reference))
+    conf[:, 1] = torch.where(conf[:, 1] > 0.5, torch.tensor(0.75), conf[:, 1])
+    dets = detect_faces(loc, conf, landms, priors, 640, 640, DetectionOptions(nms_threshold=1.0))
+    tied = dets[dets[:, 4] == 0.75]
+    assert len(tied) > 1
+    expected = postprocess.decode_boxes(loc[conf[:, 1] == 0.75], priors[conf[:, 1] == 0.75]) * 640
+    np.testing.assert_array_equal(tied[:, :4].numpy(), expected.numpy())
+
+
+@needs_triton
+def test_device_strategy_equals_host_strategy(crowd_reference, interpreted_triton, monkeypatch):
+    # The fixed-shape strategy (as on CUDA) with the Triton kernels interpreted, on CPU tensors.
+    monkeypatch.setattr(postprocess, "nms_sorted", interpreted_triton.nms_sorted)
+    priors = torch.from_numpy(crowd_reference["priors_640"])
+    options = DetectionOptions(top_k=400)
+    dets, counts = postprocess._detect_device(*_raw(crowd_reference), priors, 640, 640, options, (0.1, 0.2))
+    host, host_counts = detect_faces_batch(*_raw(crowd_reference), priors, 640, 640, options)
+    assert counts.tolist() == host_counts.tolist()
+    assert torch.equal(dets, host)
+
+
+def test_iou_is_plus_one_and_symmetric():
+    a = np.float32([[0, 0, 9, 9]])
+    b = np.float32([[5, 0, 14, 9]])
+    assert box_iou(a, b)[0, 0] == np.float32(50 / 150) == box_iou(b, a)[0, 0]
+    assert box_iou(torch.from_numpy(a), torch.from_numpy(b))[0, 0].item() == pytest.approx(1 / 3)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_strategy_equals_host_strategy(crowd_reference):
+    priors = torch.from_numpy(crowd_reference["priors_640"])
+    host, host_counts = detect_faces_batch(*_raw(crowd_reference, 3), priors, 640, 640)
+    cuda, counts = detect_faces_batch(*(t.cuda() for t in _raw(crowd_reference, 3)), priors.cuda(), 640, 640)
+    assert counts.cpu().tolist() == host_counts.tolist()
+    torch.testing.assert_close(cuda.cpu(), host, rtol=0, atol=1e-4)   # exp on the GPU may differ by an ulp
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_nms_equals_slow_reference():
+    boxes = grid_boxes(4, 300, seed=9)
+    counts = [300, 200, 64, 1]
+    keep = postprocess.nms_sorted(torch.from_numpy(boxes).cuda(), torch.tensor(counts).cuda(), 0.4).cpu().numpy()
+    for n, count in enumerate(counts):
+        assert np.flatnonzero(keep[n]).tolist() == slow_greedy(boxes[n], count, 0.4)

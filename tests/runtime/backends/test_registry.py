@@ -49,22 +49,22 @@ def test_cuda_without_gpu_is_refused():
 
 
 def test_weights_of_another_network_are_refused():
-    from runtime.backends.executor import TorchBackend
+    from runtime.backends.executor import ExecutorBackend
 
     classifier = {"features.0.weight": np.zeros((8, 3, 3, 3), np.float32), "fc.weight": np.zeros((2, 8), np.float32)}
     with pytest.raises(RetinaFaceError, match="not a RetinaFace checkpoint"):
-        TorchBackend(classifier, device="cpu")
+        ExecutorBackend(classifier, device="cpu")
 
 
 def test_weights_of_the_wrong_backbone_are_refused(mnet_pth):
     """MobileNet weights under a ResNet-50 marker: the first ResNet layer's weights are missing."""
-    from runtime.backends.executor import TorchBackend
+    from runtime.backends.executor import ExecutorBackend
 
     state = torch.load(mnet_pth, map_location="cpu", weights_only=True)
     weights = {k: v.numpy() for k, v in state.items()}
     weights["body.conv1.weight"] = weights.pop("body.stage1.0.0.weight")
     with pytest.raises(RetinaFaceError, match="do not match"):
-        TorchBackend(weights, device="cpu")
+        ExecutorBackend(weights, device="cpu")
 
 
 class _FakeTensorRTBackend:

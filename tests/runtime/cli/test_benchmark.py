@@ -2,24 +2,54 @@
 
 import json
 
+import pytest
+
 from runtime.cli.main import main
 
 ROW_KEYS = {"backend", "device", "precision", "batch", "input_size", "metric", "median", "min", "max", "repeats"}
 
 
-def test_benchmark_writes_json_rows(mnet_pth, tmp_path, capsys):
+def test_benchmark_times_what_users_call(mnet_pth, shared_dir, tmp_path, capsys):
     out = tmp_path / "bench.json"
-    code = main(["benchmark", "--weights", str(mnet_pth), "--device", "cpu", "--batch", "2", "--input-size",
-                 "160x128", "--warmup", "1", "--repeats", "2", "--baseline", "--json", str(out)])
+    image = str(shared_dir / "images" / "astronaut_512x512.png")
+    code = main(["benchmark", "--weights", str(mnet_pth), "--device", "cpu", "--backend", "torch",
+                 "--batch", "2", "--input-size", "160x128", "--warmup", "1", "--repeats", "2", "--baseline",
+                 "--image", image, "--json", str(out)])
     assert code == 0
     report = json.loads(out.read_text())
-    assert report["env"]["timer"] == "time.perf_counter" and report["env"]["torch"]
-    metrics = {(r["backend"], r["metric"], r["batch"]) for r in report["rows"]}
-    assert ("fast", "images_per_s", 2) in metrics and ("baseline", "e2e_ms_per_image", 1) in metrics
+    assert report["env"]["timer"] == "time.perf_counter" and report["env"]["torch"] and report["failures"] == []
+    metrics = {(r["backend"], r["metric"], r["batch"], r["notes"].get("resize")) for r in report["rows"]}
+    assert {("torch", "model_ms", 1, None), ("torch", "model_ms", 2, None), ("torch", "detect_ms", 1, "original"),
+            ("torch", "detect_ms", 1, "stretch"), ("torch", "sdk_ms", 1, None),
+            ("torch", "images_per_s", 2, "stretch"), ("baseline", "detect_ms", 1, "stretch")} <= metrics
     assert all(ROW_KEYS <= set(r) and r["input_size"] == [160, 128] and r["repeats"] == 2 for r in report["rows"])
     assert "warm-up" in capsys.readouterr().out
 
 
+def test_onnxruntime_rows_from_a_pth(mnet_pth, tmp_path):
+    out = tmp_path / "bench.json"
+    assert main(["benchmark", "--weights", str(mnet_pth), "--device", "cpu", "--backend", "onnxruntime",
+                 "--batch", "1", "--input-size", "96x96", "--warmup", "0", "--repeats", "1",
+                 "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["backend"] for r in rows} == {"onnxruntime"} and len(rows) >= 6
+
+
+def test_a_failing_backend_keeps_the_rows_already_measured(mnet_pth, tmp_path, monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "tensorrt", None)      # `import tensorrt` fails: the tensorrt suite too
+    out = tmp_path / "bench.json"
+    code = main(["benchmark", "--weights", str(mnet_pth), "--device", "cpu", "--backend", "torch",
+                 "--backend", "tensorrt", "--batch", "1", "--input-size", "96x96", "--warmup", "0",
+                 "--repeats", "1", "--json", str(out)])
+    report = json.loads(out.read_text())
+    assert code == 1 and any(r["backend"] == "torch" for r in report["rows"])
+    assert len(report["failures"]) == 1 and report["failures"][0].startswith("tensorrt")
+    assert "tensorrt" in capsys.readouterr().err
+
+
 def test_benchmark_refuses_zero_repeats(mnet_pth, capsys):
-    code = main(["benchmark", "--weights", str(mnet_pth), "--device", "cpu", "--repeats", "0"])
-    assert code == 1 and "--repeats" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_info:
+        main(["benchmark", "--weights", str(mnet_pth), "--device", "cpu", "--repeats", "0"])
+    assert exit_info.value.code == 2 and "--repeats" in capsys.readouterr().err

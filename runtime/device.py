@@ -1,0 +1,113 @@
+"""What the pipeline needs of a CUDA device: IEEE float32 convolutions, CUDA-graph replay, pinned buffers.
+
+Everything here is a no-op or a plain call on the CPU, so callers need no device-specific branches.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+from typing import Callable
+
+import torch
+
+
+@contextlib.contextmanager
+def float32_convolutions():
+    """cuDNN convolutions in IEEE float32 for the duration (PyTorch allows TF32 in them by default).
+
+    "fp32" must mean float32: TF32 rounds convolution inputs to 10 mantissa bits (score differences up to
+    1e-3 from the original's outputs). TensorRT fp32 engines are built with TF32 cleared for the same reason.
+    ``cudnn.benchmark`` is switched on as well: shapes repeat in a pipeline, and the fastest algorithm is kept.
+    """
+    cudnn = torch.backends.cudnn
+    with cudnn.flags(enabled=cudnn.enabled, benchmark=True, deterministic=cudnn.deterministic, allow_tf32=False):
+        yield
+
+
+class GraphCache:
+    """``cache(key, *tensors)``: ``fn(*tensors)`` eagerly, or replayed from a CUDA graph once ``key`` is known.
+
+    A key (for example a batch shape) is captured the ``capture_after``-th time it is seen (earlier calls run
+    eagerly: a folder of photos of one-off sizes never pays for captures) and kept in a least-recently-used
+    cache of ``size`` graphs that share one memory pool (they are never replayed concurrently). Before a
+    capture, ``fn`` runs ``warmup`` times on a side stream (cuDNN and Triton choose and compile their kernels
+    there). Inputs are copied into the graph's static inputs unless they are those very tensors; the outputs
+    returned are the graph's static outputs, overwritten by the next replay of that key: read them first.
+    """
+
+    def __init__(self, fn: Callable, capture_after: int = 2, size: int = 8, warmup: int = 2, pool=None):
+        self.fn, self.capture_after, self.size, self.warmup = fn, capture_after, size, warmup
+        self._graphs: collections.OrderedDict = collections.OrderedDict()
+        self._seen: collections.Counter = collections.Counter()
+        self._pool = pool
+
+    @classmethod
+    def stages(cls, functions: dict, **options) -> dict:
+        """One cache per stage of a chain, all sharing one memory pool (the stages run one after the other,
+        each reading the previous one's static outputs, which a pool never hands out while they are held)."""
+        pool = torch.cuda.graph_pool_handle()
+        return {name: cls(fn, pool=pool, **options) for name, fn in functions.items()}
+
+    def __call__(self, key, *xs: torch.Tensor):
+        if key in self._graphs:
+            self._graphs.move_to_end(key)
+            return self._replay(self._graphs[key], xs)
+        self._seen[key] += 1
+        if self._seen[key] < self.capture_after:
+            return self.fn(*xs)
+        self._graphs[key] = self._capture(xs)
+        while len(self._graphs) > self.size:
+            self._graphs.popitem(last=False)
+        return self._graphs[key][2]
+
+    def __len__(self) -> int:
+        return len(self._graphs)
+
+    @staticmethod
+    def _replay(entry, xs):
+        graph, inputs, outputs = entry
+        for static, x in zip(inputs, xs):
+            if static.data_ptr() != x.data_ptr():
+                static.copy_(x, non_blocking=True)
+        graph.replay()
+        return outputs
+
+    def _capture(self, xs):
+        inputs = list(xs)          # the caller's tensors become the static inputs
+        stream = torch.cuda.Stream(xs[0].device)
+        stream.wait_stream(torch.cuda.current_stream(xs[0].device))
+        with torch.cuda.stream(stream):
+            for _ in range(self.warmup):
+                self.fn(*inputs)
+        torch.cuda.current_stream(xs[0].device).wait_stream(stream)
+        if self._pool is None:
+            self._pool = torch.cuda.graph_pool_handle()
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self._pool):
+            outputs = self.fn(*inputs)
+        graph.replay()             # the captured run has not computed anything yet
+        return graph, inputs, outputs
+
+
+class Buffers:
+    """Tensors reused per (name, shape, dtype): page-locked host memory (``pinned=True``, so host↔device copies
+    can be asynchronous) or device memory; at most ``size`` are kept, the least recently used go first.
+
+    Allocating pinned memory costs milliseconds, and a pipeline asks for the same few shapes again and again.
+    Pinning is skipped where no CUDA device is in use.
+    """
+
+    def __init__(self, device: torch.device, pinned: bool = False, size: int = 16):
+        self.device, self.size = torch.device(device), size
+        self.pinned = pinned and torch.cuda.is_available()
+        self._buffers: collections.OrderedDict = collections.OrderedDict()
+
+    def get(self, name: str, shape: tuple, dtype: torch.dtype) -> torch.Tensor:
+        key = (name, tuple(shape), dtype)
+        if key not in self._buffers:
+            self._buffers[key] = torch.empty(shape, dtype=dtype, device=self.device, pin_memory=self.pinned)
+            while len(self._buffers) > self.size:
+                self._buffers.popitem(last=False)
+        self._buffers.move_to_end(key)
+        return self._buffers[key]
