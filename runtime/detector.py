@@ -175,8 +175,8 @@ class Detector:
         """The images as one uint8 [N, H, W, 3] tensor on the device (host ones through pinned memory)."""
         if isinstance(images, torch.Tensor):
             return images.to(self.device)
-        if isinstance(images[0], torch.Tensor):
-            return torch.stack([image.to(self.device) for image in images])
+        if any(isinstance(image, torch.Tensor) for image in images):
+            return torch.stack([torch.as_tensor(image).to(self.device) for image in images])
         shape = (len(images),) + images[0].shape
         if self.device.type != "cuda":
             return torch.from_numpy(np.stack(images))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from retinaface_trt.errors import RetinaFaceError
 from runtime.face import DEFAULT_VIS_THRESHOLD, faces_from_array, image_record, to_json
-from runtime.image_io import decode_base64
+from runtime.image_io import base64_bytes, decode_for, resolve_decoder
 from runtime.options import check_probability
 
 
@@ -26,18 +26,25 @@ class Engine:
     backend:          ``auto`` (default), ``tensorrt``, ``torch`` or ``onnxruntime``
     device:           ``auto`` (CUDA when available, default), ``cpu``, ``cuda``, ``cuda:N``
     vis_threshold:    faces with a lower score are left out of the record (default 0.6)
+    decoder:          ``auto`` (nvJPEG on a CUDA device when torchvision is installed, else OpenCV), ``cv2``
+                      (``cv2.imdecode``, exactly detect.py's pixels) or ``nvjpeg``; both give BGR
     detector:         an existing :class:`runtime.detector.Detector` to use instead of building one (the Engine
                       then owns it: ``release`` closes it)
     **options:        :class:`runtime.detector.Detector` options (resize, input_size, thresholds, max_pixels)
     """
 
     def __init__(self, weights=None, engine=None, backend: str = "auto", device: str = "auto",
-                 vis_threshold: float = DEFAULT_VIS_THRESHOLD, detector=None, **options):
+                 vis_threshold: float = DEFAULT_VIS_THRESHOLD, decoder: str = "auto", detector=None, **options):
         from runtime.detector import Detector
 
         self.vis_threshold = check_probability("vis_threshold", vis_threshold)
         self.detector = detector or Detector.from_options(weights=weights, engine=engine, backend=backend,
                                                           device=device, **options)
+        try:
+            self.decoder = resolve_decoder(decoder, self.detector.device)
+        except BaseException:
+            self.detector.close()
+            raise
 
     def infer(self, image_base64: str, name: str | None = None) -> str:
         """One base64 image (``data:image/...;base64,`` prefix allowed) → its JSON record as a string.
@@ -46,7 +53,8 @@ class Engine:
         """
         if self.detector is None:
             raise RetinaFaceError("this Engine was released; create a new one")
-        bgr = decode_base64(image_base64, max_pixels=self.detector.max_pixels)
+        data = base64_bytes(image_base64)
+        bgr = decode_for(data, self.decoder, self.detector.device, "base64 input", self.detector.max_pixels)
         dets = self.detector.detect_arrays([bgr])[0]
         faces = faces_from_array(dets[dets[:, 4] >= self.vis_threshold])    # objects only for reported faces
         return to_json(image_record(name, bgr.shape[1], bgr.shape[0], faces, self.vis_threshold))

@@ -80,3 +80,47 @@ def test_cli_with_weights_file(mnet_pth, shared_dir, tmp_path):
     assert cli.main(["detect", image, "--weights", str(mnet_pth), "--backend", "torch", "--device", "cpu",
                      "--json", str(out)]) == 0
     assert len(json.loads(out.read_text())[0]["faces"]) == REFERENCE_COUNTS["crowd_1024x624.jpg"]
+
+
+gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+@pytest.fixture(scope="module")
+def cuda_detectors(mnet_pth):
+    """The executor on CUDA in fp32 and fp16, as `detect --device cuda` builds it (CUDA graphs on)."""
+    from runtime.backends.executor import ExecutorBackend
+
+    backends = {p: ExecutorBackend(str(mnet_pth), device="cuda", precision=p) for p in ("fp32", "fp16")}
+    yield backends
+    for backend in backends.values():
+        backend.close()
+
+
+@pytest.mark.cuda
+@gpu
+@pytest.mark.parametrize("resize, key", [("original", "dets_origin"), ("stretch", "dets_640_in_origin_coords")])
+def test_cuda_fp32_equals_the_original_detections(cuda_detectors, crowd_image, crowd_reference, resize, key):
+    detector = Detector(cuda_detectors["fp32"], resize=resize)
+    for _ in range(3):            # eager, then captured, then replayed: every call the same
+        faces = detector.detect(crowd_image)
+        _assert_same_faces(faces, crowd_reference[key], min_score=0.02)
+        ours = np.array([f.score for f in faces])
+        assert np.abs(ours - crowd_reference[key][:, 4]).max() <= 1e-4
+
+
+@pytest.mark.cuda
+@gpu
+@pytest.mark.parametrize("resize", ["original", "stretch"])
+def test_cuda_fp16_finds_the_fp32_faces(cuda_detectors, shared_dir, resize):
+    from runtime.postprocess import box_iou
+
+    names = sorted(REFERENCE_COUNTS)
+    images = [cv2.imread(str(shared_dir / "images" / n)) for n in names]
+    full, half = (Detector(cuda_detectors[p], resize=resize).detect_arrays(images) for p in ("fp32", "fp16"))
+    total = matched = 0
+    for reference, candidate in zip(full, half):
+        reference = reference[reference[:, 4] >= 0.5]
+        total += len(reference)
+        if len(reference) and len(candidate):
+            matched += int((box_iou(reference[:, :4], candidate[:, :4]).max(axis=1) >= 0.9).sum())
+    assert total > 300 and matched >= 0.99 * total, (matched, total)
