@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 from typing import Callable
 
 import torch
@@ -40,6 +41,7 @@ class GraphCache:
         self.fn, self.capture_after, self.size, self.warmup = fn, capture_after, size, warmup
         self._graphs: collections.OrderedDict = collections.OrderedDict()
         self._seen: collections.Counter = collections.Counter()
+        self._failed: set = set()
         self._pool = pool
 
     @classmethod
@@ -54,9 +56,16 @@ class GraphCache:
             self._graphs.move_to_end(key)
             return self._replay(self._graphs[key], xs)
         self._seen[key] += 1
-        if self._seen[key] < self.capture_after:
+        if self._seen[key] < self.capture_after or key in self._failed:
             return self.fn(*xs)
-        self._graphs[key] = self._capture(xs)
+        try:
+            self._graphs[key] = self._capture(xs)
+        except RuntimeError as error:     # something in fn cannot be captured here: run it eagerly
+            self._failed.add(key)
+            logging.getLogger("retinaface_trt").warning(
+                "CUDA graph capture failed for %s (%s); running it without a graph", key,
+                str(error).splitlines()[0] if str(error) else type(error).__name__)
+            return self.fn(*xs)
         while len(self._graphs) > self.size:
             self._graphs.popitem(last=False)
         return self._graphs[key][2]

@@ -30,6 +30,7 @@ The strategy is chosen inside :func:`detect_faces_batch` by the outputs' device:
 from __future__ import annotations
 
 import functools
+import logging
 
 import numpy as np
 import torch
@@ -102,8 +103,12 @@ def nms_sorted(boxes: torch.Tensor, counts: torch.Tensor, threshold: float) -> t
     Returns keep [N, K] bool: exactly the candidates detect.py's NMS keeps. On CUDA with Triton nothing waits
     on the host; elsewhere the candidates are processed on the host.
     """
-    if boxes.is_cuda and _triton_nms() is not None:
-        return _triton_nms().nms_sorted(boxes, counts, float(threshold))
+    kernels = _triton_nms() if boxes.is_cuda else None
+    if kernels is not None:
+        try:
+            return kernels.nms_sorted(boxes, counts, float(threshold))
+        except Exception as error:     # noqa: BLE001 - a GPU or driver Triton cannot compile for: exact fallback
+            _disable_triton(error)
     host, limits = boxes.detach().cpu().numpy(), counts.cpu().tolist()
     keep = np.zeros(boxes.shape[:2], dtype=bool)
     for n, count in enumerate(limits):
@@ -111,13 +116,25 @@ def nms_sorted(boxes: torch.Tensor, counts: torch.Tensor, threshold: float) -> t
     return torch.from_numpy(keep).to(boxes.device)
 
 
+_TRITON = {"disabled": False}
+
+
 def _triton_nms():
-    """:mod:`runtime._nms_triton`, or None where Triton is not installed."""
+    """:mod:`runtime._nms_triton`, or None where Triton is not installed (or failed on this machine)."""
+    if _TRITON["disabled"]:
+        return None
     try:
         from runtime import _nms_triton
     except ImportError:
         return None
     return _nms_triton
+
+
+def _disable_triton(error: Exception) -> None:
+    logging.getLogger("retinaface_trt").warning(
+        "the Triton NMS kernels failed here (%s: %s); NMS runs on the host from now on (exact, one "
+        "synchronisation per batch)", type(error).__name__, str(error).splitlines()[0] if str(error) else "")
+    _TRITON["disabled"] = True
 
 
 def detect_faces_batch(loc: torch.Tensor, conf: torch.Tensor, landms: torch.Tensor, priors: torch.Tensor,

@@ -8,8 +8,8 @@ GPU exists.
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
+import pathlib
 
 import numpy as np
 import pytest
@@ -80,32 +80,37 @@ def test_nms_of_nothing_is_empty():
     assert kept.shape == (0,) and kept.dtype == np.int64
 
 
-@pytest.fixture
-def interpreted_triton(monkeypatch):
-    """runtime._nms_triton with its kernels run by Triton's CPU interpreter (restored afterwards)."""
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-    module = importlib.reload(importlib.import_module("runtime._nms_triton"))
-    yield module
-    monkeypatch.delenv("TRITON_INTERPRET")
-    importlib.reload(module)
+def interpreted(tmp_path, **cases) -> dict:
+    """Run :mod:`tests.runtime.triton_interpreted` on ``cases`` ({"name.boxes": array, ...}); its outputs."""
+    import subprocess
+    import sys
+
+    source, target = tmp_path / "in.npz", tmp_path / "out.npz"
+    np.savez(source, **cases)
+    done = subprocess.run([sys.executable, "-m", "tests.runtime.triton_interpreted", str(source), str(target)],
+                          capture_output=True, text=True, timeout=600, cwd=pathlib.Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-3000:]
+    return dict(np.load(target))
 
 
 @needs_triton
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_triton_nms_hand_made_cases(interpreted_triton, case):
-    boxes, threshold, _ = CASES[case]
-    keep = interpreted_triton.nms_sorted(torch.from_numpy(boxes)[None], torch.tensor([len(boxes)]), threshold)
-    assert np.flatnonzero(keep[0].numpy()).tolist() == slow_greedy(boxes, len(boxes), threshold)
+def test_triton_nms_hand_made_cases(tmp_path):
+    cases = {}
+    for i, (boxes, threshold, _) in enumerate(CASES[name] for name in sorted(CASES)):
+        cases.update({f"case{i}.boxes": boxes[None], f"case{i}.counts": np.array([len(boxes)]),
+                      f"case{i}.threshold": np.float32(threshold)})
+    found = interpreted(tmp_path, **cases)
+    for i, (boxes, threshold, _) in enumerate(CASES[name] for name in sorted(CASES)):
+        assert np.flatnonzero(found[f"case{i}.keep"][0]).tolist() == slow_greedy(boxes, len(boxes), threshold)
 
 
 @needs_triton
-def test_triton_nms_equals_slow_reference_past_one_mask_word(interpreted_triton):
+def test_triton_nms_equals_slow_reference_past_one_mask_word(tmp_path):
     # 150 boxes: three 64-bit words per row; counts that end inside a word, at zero, and at the full size.
-    boxes = grid_boxes(3, 150, seed=4)
-    counts = [150, 77, 0]
-    keep = interpreted_triton.nms_sorted(torch.from_numpy(boxes), torch.tensor(counts), 0.4).numpy()
+    boxes, counts = grid_boxes(3, 150, seed=4), np.array([150, 77, 0])
+    keep = interpreted(tmp_path, **{"grid.boxes": boxes, "grid.counts": counts, "grid.threshold": np.float32(0.4)})
     for n, count in enumerate(counts):
-        assert np.flatnonzero(keep[n]).tolist() == slow_greedy(boxes[n], count, 0.4)
+        assert np.flatnonzero(keep["grid.keep"][n]).tolist() == slow_greedy(boxes[n], count, 0.4)
 
 
 def _raw(crowd_reference, batch=1):
@@ -168,15 +173,15 @@ def test_equal_scores_keep_prior_order(crowd_reference):
 
 
 @needs_triton
-def test_device_strategy_equals_host_strategy(crowd_reference, interpreted_triton, monkeypatch):
+def test_device_strategy_equals_host_strategy(crowd_reference, tmp_path):
     # The fixed-shape strategy (as on CUDA) with the Triton kernels interpreted, on CPU tensors.
-    monkeypatch.setattr(postprocess, "nms_sorted", interpreted_triton.nms_sorted)
     priors = torch.from_numpy(crowd_reference["priors_640"])
-    options = DetectionOptions(top_k=400)
-    dets, counts = postprocess._detect_device(*_raw(crowd_reference), priors, 640, 640, options, (0.1, 0.2))
-    host, host_counts = detect_faces_batch(*_raw(crowd_reference), priors, 640, 640, options)
-    assert counts.tolist() == host_counts.tolist()
-    assert torch.equal(dets, host)
+    raw = [t.contiguous().numpy() for t in _raw(crowd_reference)]
+    found = interpreted(tmp_path, **{"strategy.loc": raw[0], "strategy.conf": raw[1], "strategy.landms": raw[2],
+                                     "strategy.priors": priors.numpy(), "strategy.top_k": np.int64(400)})
+    host, host_counts = detect_faces_batch(*_raw(crowd_reference), priors, 640, 640, DetectionOptions(top_k=400))
+    assert found["strategy.counts"].tolist() == host_counts.tolist()
+    assert np.array_equal(found["strategy.dets"], host.numpy())
 
 
 def test_iou_is_plus_one_and_symmetric():
@@ -204,3 +209,27 @@ def test_cuda_nms_equals_slow_reference():
     keep = postprocess.nms_sorted(torch.from_numpy(boxes).cuda(), torch.tensor(counts).cuda(), 0.4).cpu().numpy()
     for n, count in enumerate(counts):
         assert np.flatnonzero(keep[n]).tolist() == slow_greedy(boxes[n], count, 0.4)
+
+
+@pytest.fixture(scope="module")
+def compiled_ptx():
+    """What the PTX of the kernels compiled for Turing, Ampere and Hopper uses (one subprocess: Triton's
+    interpreter, used above, patches triton.language for the rest of the process it runs in)."""
+    import json
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "tests.runtime.triton_ptx", "75", "80", "90"], capture_output=True,
+                          text=True, timeout=300, cwd=pathlib.Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout)
+
+
+@needs_triton
+@pytest.mark.parametrize("capability", ["75", "80", "90"])
+def test_triton_kernels_compile_for_nvidia_gpus_with_ieee_float32(compiled_ptx, capability):
+    # No GPU here: compiled ahead of time. The IoU must use IEEE division (div.rn, not div.full) and no fused
+    # multiply-add, or it differs from NumPy's.
+    found = compiled_ptx[capability]
+    assert found["_suppression_bits"] == {"div.rn.f32": True, "div.full": False, "fma.rn.f32": False}
+    assert found["_greedy_pass"]["fma.rn.f32"] is False
