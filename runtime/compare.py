@@ -2,7 +2,7 @@
 
 Paths (each follows the backend protocol of :mod:`runtime.backends`):
 
-* ``pytorch``: the project's PyTorch RetinaFace (:mod:`wts_export.model`), the reference;
+* ``pytorch``: the project's PyTorch RetinaFace (:mod:`runtime.backends.pytorch`), the reference;
 * ``executor``: the hand-built network on the executor (``torch`` backend);
 * ``onnxruntime``: an ``.onnx`` file, or the weights exported in memory (dynamic N, H, W);
 * ``tensorrt:NAME``: each engine given (hand-built, or ``build --onnx``: the sidecar's ``source`` tells).
@@ -19,39 +19,19 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from itertools import combinations
 
-import numpy as np
 import torch
 
-OUTPUTS = ("loc", "conf", "landms")
-
-
-class PyTorchPath:
-    """The PyTorch model as a backend (CPU, any size and batch)."""
-
-    name = "pytorch"
-    fixed_input_size = None
-    device = torch.device("cpu")
-
-    def __init__(self, weights):
-        from wts_export.onnx_export import torch_model
-
-        self._model = torch_model(weights)
-        self.cfg = self._model.cfg
-
-    def infer(self, batch: torch.Tensor):
-        with torch.inference_mode():
-            return self._model(batch.cpu())
-
-    def close(self) -> None:
-        self._model = None
-
+from network import OUTPUT_NAMES
+from runtime.postprocess import box_iou
 
 def open_paths(weights, onnx=None, engines=(), device: str = "cpu") -> tuple[list, list[str]]:
     """([(name, backend)] of every path that can run here, [why each other path was skipped])."""
     from retinaface_trt.errors import RetinaFaceError
     from runtime.backends import create_backend
 
-    opened = [("pytorch", PyTorchPath(weights)), ("executor", create_backend("torch", weights, None, device))]
+    from runtime.backends.pytorch import PyTorchBackend
+
+    opened = [("pytorch", PyTorchBackend(weights)), ("executor", create_backend("torch", weights, None, device))]
     skipped = []
     try:
         opened.append(("onnxruntime", create_backend("onnxruntime", weights, onnx, device)))
@@ -99,7 +79,7 @@ class PairReport:
 def output_errors(a, b) -> tuple[dict, dict]:
     """Max absolute and relative (see module doc) error of each output; a, b: (loc, conf, landms) tensors."""
     absolute, relative = {}, {}
-    for name, x, y in zip(OUTPUTS, a, b):
+    for name, x, y in zip(OUTPUT_NAMES, a, b):
         diff = float((x.cpu().double() - y.cpu().double()).abs().max())
         absolute[name] = diff
         relative[name] = diff / max(float(y.abs().max()), 1e-12)
@@ -115,15 +95,6 @@ def detections(outputs, cfg, width: int, height: int, score_threshold: float) ->
     priors = prior_tensor(cfg, height, width, "cpu")
     dets = [detect_faces(loc[i], conf[i], landms[i], priors, width, height) for i in range(loc.shape[0])]
     return [d[d[:, 4] >= score_threshold] for d in dets]
-
-
-def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """IoU matrix [Ka, Kb] of boxes a [Ka, 4] and b [Kb, 4] in (x1, y1, x2, y2), continuous areas."""
-    top_left = torch.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = torch.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = (bottom_right - top_left).clamp(min=0).prod(dim=2)
-    area = lambda boxes: (boxes[:, 2:] - boxes[:, :2]).prod(dim=1)   # noqa: E731
-    return inter / (area(a)[:, None] + area(b)[None, :] - inter)
 
 
 def match_faces(da: torch.Tensor, db: torch.Tensor, iou: float = 0.5) -> tuple[int, float, float]:
@@ -162,11 +133,11 @@ def compare_batch(paths, batch: torch.Tensor, label: str, score_threshold: float
 
 def format_table(reports: list[PairReport]) -> str:
     """A plain-text table: one row per input and pair."""
-    header = (f"{'input':<28} {'pair':<36} " + " ".join(f"{o + ' abs':>10} {o + ' rel':>10}" for o in OUTPUTS)
+    header = (f"{'input':<28} {'pair':<36} " + " ".join(f"{o + ' abs':>10} {o + ' rel':>10}" for o in OUTPUT_NAMES)
               + f" {'faces':>9} {'matched':>7} {'score Δ':>9} {'landm Δpx':>9}")
     rows = [header, "-" * len(header)]
     for r in reports:
-        errors = " ".join(f"{r.abs[o]:>10.2e} {r.rel[o]:>10.2e}" for o in OUTPUTS)
+        errors = " ".join(f"{r.abs[o]:>10.2e} {r.rel[o]:>10.2e}" for o in OUTPUT_NAMES)
         rows.append(f"{r.input:<28} {r.a + ' vs ' + r.b:<36} {errors} {f'{r.faces_a}/{r.faces_b}':>9} "
                     f"{r.matched:>7} {r.worst_score:>9.2e} {r.worst_landmark_px:>9.2e}")
     return "\n".join(rows)

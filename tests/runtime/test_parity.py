@@ -8,13 +8,13 @@ ATOL of every other path's; detections (score ≥ 0.5) the same faces, scores wi
 from __future__ import annotations
 
 import cv2
-import numpy as np
 import pytest
 import torch
 
 from runtime.backends.onnxruntime import OnnxRuntimeBackend
 from runtime.backends.executor import ExecutorBackend
-from runtime.compare import PyTorchPath, compare_batch
+from runtime.backends.pytorch import PyTorchBackend
+from runtime.compare import compare_batch
 from wts_export.onnx_export import export_onnx
 from runtime.preprocess import to_network_input
 from tests.helpers import random_resnet50_state_dict
@@ -24,7 +24,7 @@ SCORE_ATOL = 1e-4
 
 
 def _paths(weights, onnx_path):
-    return [("pytorch", PyTorchPath(weights)), ("executor", ExecutorBackend(weights)),
+    return [("pytorch", PyTorchBackend(weights)), ("executor", ExecutorBackend(weights)),
             ("onnxruntime", OnnxRuntimeBackend(onnx_path, threads=2))]
 
 
