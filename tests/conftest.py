@@ -40,3 +40,18 @@ def crowd_reference(shared_dir) -> dict:
 
     folder = _require(shared_dir / "reference" / "crowd_640")
     return {p.stem: np.load(p) for p in sorted(folder.glob("*.npy"))}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def private_cache(tmp_path_factory):
+    """What the project caches (engines, ONNX exports) goes to a temporary folder, not the user's ~/.cache."""
+    import os
+
+    folder = tmp_path_factory.mktemp("cache")
+    previous = os.environ.get("RETINAFACE_TRT_CACHE")
+    os.environ["RETINAFACE_TRT_CACHE"] = str(folder)
+    yield folder
+    if previous is None:
+        os.environ.pop("RETINAFACE_TRT_CACHE", None)
+    else:
+        os.environ["RETINAFACE_TRT_CACHE"] = previous

@@ -102,14 +102,32 @@ def _load_proto(model):
     if not path.is_file():
         raise RetinaFaceError(f"model file {path} not found; expected an .onnx file (or .pth / .wts weights)")
     if path.suffix.lower() != ONNX_SUFFIX:
-        torch_model = onnx_export.torch_model(path)
-        data = onnx_export.onnx_bytes(torch_model, dynamic=True)
-        return onnx_export.finish_model(data, torch_model.cfg.name)
+        path = _exported(path)
     try:
         return onnx.load(str(path))
     except Exception as error:   # noqa: BLE001 - protobuf raises several types for a damaged file
         raise RetinaFaceError(f"{path} is not a readable ONNX model ({error}); re-export it with "
                               "`retinaface-trt export-onnx`") from None
+
+
+def _exported(weights: Path) -> Path:
+    """The dynamic ONNX export of ``weights``, from the cache (:mod:`runtime.cache`) or made there now.
+
+    Exporting takes seconds; the entry is keyed by the weights' sha256 and the project, torch and opset versions.
+    """
+    import torch
+
+    from retinaface_trt import __version__
+    from runtime.cache import cache_root, entry_key
+    from wts_export.weights import sha256_file
+    from wts_export.onnx_export import DEFAULT_OPSET, export_onnx
+
+    key = entry_key(sha256_file(weights), __version__, torch.__version__, DEFAULT_OPSET, "dynamic")
+    target = cache_root() / "onnx" / f"{weights.stem}-{key}.onnx"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        export_onnx(weights, target, dynamic=True, force=True)
+    return target
 
 
 def _config_of(proto, model):

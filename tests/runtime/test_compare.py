@@ -96,3 +96,15 @@ def test_compare_cli_skips_an_engine_it_cannot_run(mnet_pth, shared_dir, tmp_pat
     code = main(["compare", "--weights", str(mnet_pth), "--engine", str(tmp_path / "m.engine"),
                  "--input-size", "160x160", str(shared_dir / "images" / "astronaut_512x512.png")])
     assert code == 0 and "skipped tensorrt" in capsys.readouterr().err
+
+
+def test_onnxruntime_from_weights_exports_once_into_the_cache(mnet_pth, private_cache, monkeypatch):
+    from wts_export import onnx_export
+
+    create_backend("onnxruntime", weights=str(mnet_pth)).close()
+    exported = sorted((private_cache / "onnx").glob("*.onnx"))
+    assert len(exported) == 1
+    monkeypatch.setattr(onnx_export, "export_onnx", lambda *a, **k: pytest.fail("exported a second time"))
+    backend = create_backend("onnxruntime", weights=str(mnet_pth))
+    assert backend.cfg.name == "mobilenet0.25"
+    backend.close()
