@@ -71,15 +71,16 @@ class _Builder:
 
     def constant(self, array: np.ndarray, name: str):
         """A constant of ``array``'s shape and type (0-D included: its one value is stored flat)."""
-        values = self._keep(np.array(array, order="C").reshape(-1))
-        return self.out(self.network.add_constant(np.shape(array), self.trt.Weights(values)), name)
+        trt, values = self.trt, self._keep(np.array(array, order="C").reshape(-1))
+        return self.out(self.network.add_constant(np.shape(array), trt.Weights(values)), name)
 
     def scalar(self, value, dtype, name: str):
         """A 0-D constant (the NMS layer's count and thresholds)."""
         return self.constant(np.array(value, dtype=dtype), name)
 
-    def elementwise(self, a, b, op: str, name: str):
-        return self.out(self.network.add_elementwise(a, b, getattr(self.trt.ElementWiseOperation, op)), name)
+    def elementwise(self, a, b, op, name: str):
+        """``op`` (a ``trt.ElementWiseOperation``) of two tensors of the same rank (broadcast over 1s)."""
+        return self.out(self.network.add_elementwise(a, b, op), name)
 
     def take(self, x, indices, axis: int, name: str):
         """``x`` indexed along ``axis`` by constant ``indices`` (a list keeps the axis, an int removes it)."""
@@ -87,8 +88,8 @@ class _Builder:
         return self.gather(x, index, axis, 0, name)
 
     def gather(self, x, indices, axis: int, shared_dims: int, name: str):
-        layer = self.network.add_gather(x, indices, axis)
-        layer.mode = self.trt.GatherMode.DEFAULT
+        trt, layer = self.trt, self.network.add_gather(x, indices, axis)
+        layer.mode = trt.GatherMode.DEFAULT
         layer.num_elementwise_dims = shared_dims
         return self.out(layer, name)
 
@@ -100,9 +101,10 @@ class _Builder:
 
     def topk(self, x, k: int, name: str):
         """The ``k`` largest values of [N, L] along axis 1 and their int32 indices."""
-        layer = self.network.add_topk(x, self.trt.TopKOperation.MAX, k, 1 << 1)
-        if hasattr(self.trt.ITopKLayer, "indices_type"):     # 10.14+; int32 is the default before
-            layer.indices_type = self.trt.int32
+        trt = self.trt
+        layer = self.network.add_topk(x, trt.TopKOperation.MAX, k, 1 << 1)
+        if hasattr(trt.ITopKLayer, "indices_type"):     # 10.14+; int32 is the default before
+            layer.indices_type = trt.int32
         return self.out(layer, f"{name}.values"), layer.get_output(1)
 
 
@@ -130,40 +132,47 @@ def add_postprocess(net: Net, loc, conf, landms, priors: np.ndarray, input_size:
 
 def _decoded_rows(b: _Builder, loc, conf, landms, priors, input_size, variances):
     """[N, P, 15]: decoded box and landmarks in pixels with the score between them (detections' layout)."""
-    width, height = input_size
-    centre = b.constant(priors[None, :, :2], "priors.centre")               # [1, P, 2]
-    size = b.constant(priors[None, :, 2:], "priors.size")
-    v0 = b.constant(np.full((1, 1, 1), variances[0], np.float32), "variance0")
-    v1 = b.constant(np.full((1, 1, 1), variances[1], np.float32), "variance1")
-    # centre + loc[:2]·v0·size, size·exp(loc[2:]·v1): runtime.postprocess.decode_boxes, same order
-    offset = b.elementwise(b.elementwise(b.take(loc, [0, 1], 2, "loc.centre"), v0, "PROD", "box.offset"),
-                           size, "PROD", "box.offset.size")
-    box_centre = b.elementwise(centre, offset, "SUM", "box.centre")
-    box_size = b.elementwise(size, b.out(b.network.add_unary(
-        b.elementwise(b.take(loc, [2, 3], 2, "loc.size"), v1, "PROD", "box.log_size"),
-        b.trt.UnaryOperation.EXP), "box.scale"), "PROD", "box.size")
-    half = b.elementwise(box_size, b.constant(np.full((1, 1, 1), 2.0, np.float32), "two"), "DIV", "box.half")
-    top_left = b.elementwise(box_centre, half, "SUB", "box.top_left")
-    corners = [top_left, b.elementwise(top_left, box_size, "SUM", "box.bottom_right")]
-    boxes = _concat(b, corners, "box")
-    boxes = b.elementwise(boxes, b.constant(np.array([[[width, height] * 2]], np.float32), "scale4"), "PROD",
-                          "box.pixels")
+    trt, (width, height) = b.trt, input_size
+    boxes = _concat(b, _decoded_corners(b, loc, priors, variances), "box")
+    scale = b.constant(np.array([[[width, height] * 2]], np.float32), "scale4")
+    boxes = b.elementwise(boxes, scale, trt.ElementWiseOperation.PROD, "box.pixels")
     points = _decoded_landmarks(b, landms, priors, variances, input_size)
     return _concat(b, [boxes, b.take(conf, [1], 2, "score.column"), points], "rows")
 
 
+def _decoded_corners(b: _Builder, loc, priors, variances) -> list:
+    """[top-left, bottom-right], each [N, P, 2] normalised: runtime.postprocess.decode_boxes, in its order
+    (centre + loc[:2]·v0·size; size·exp(loc[2:]·v1); top_left = centre − size/2; top_left + size)."""
+    trt = b.trt
+    centre = b.constant(priors[None, :, :2], "priors.centre")               # [1, P, 2]
+    size = b.constant(priors[None, :, 2:], "priors.size")
+    v0 = b.constant(np.full((1, 1, 1), variances[0], np.float32), "variance0")
+    v1 = b.constant(np.full((1, 1, 1), variances[1], np.float32), "variance1")
+    offset = b.elementwise(b.take(loc, [0, 1], 2, "loc.centre"), v0, trt.ElementWiseOperation.PROD, "box.offset")
+    offset = b.elementwise(offset, size, trt.ElementWiseOperation.PROD, "box.offset.size")
+    box_centre = b.elementwise(centre, offset, trt.ElementWiseOperation.SUM, "box.centre")
+    log_size = b.elementwise(b.take(loc, [2, 3], 2, "loc.size"), v1, trt.ElementWiseOperation.PROD, "box.log_size")
+    growth = b.out(b.network.add_unary(log_size, trt.UnaryOperation.EXP), "box.growth")
+    box_size = b.elementwise(size, growth, trt.ElementWiseOperation.PROD, "box.size")
+    two = b.constant(np.full((1, 1, 1), 2.0, np.float32), "two")
+    half = b.elementwise(box_size, two, trt.ElementWiseOperation.DIV, "box.half")
+    top_left = b.elementwise(box_centre, half, trt.ElementWiseOperation.SUB, "box.top_left")
+    return [top_left, b.elementwise(top_left, box_size, trt.ElementWiseOperation.SUM, "box.bottom_right")]
+
+
 def _decoded_landmarks(b: _Builder, landms, priors, variances, input_size):
     """[N, P, 10] landmark points in pixels: runtime.postprocess.decode_landmarks, same order of operations."""
-    width, height = input_size
+    trt, (width, height) = b.trt, input_size
     centre = b.constant(priors[None, :, None, :2], "priors.centre5")        # [1, P, 1, 2]
     size = b.constant(priors[None, :, None, 2:], "priors.size5")
     v0 = b.constant(np.full((1, 1, 1, 1), variances[0], np.float32), "variance0.5")
     offsets = b.reshape(landms, (0, 0, 5, 2), "landmarks.pairs")
-    offsets = b.elementwise(b.elementwise(offsets, v0, "PROD", "landmarks.offset"), size, "PROD",
-                            "landmarks.offset.size")
-    points = b.reshape(b.elementwise(centre, offsets, "SUM", "landmarks.points"), (0, 0, 10), "landmarks.flat")
+    offsets = b.elementwise(offsets, v0, trt.ElementWiseOperation.PROD, "landmarks.offset")
+    offsets = b.elementwise(offsets, size, trt.ElementWiseOperation.PROD, "landmarks.offset.size")
+    points = b.elementwise(centre, offsets, trt.ElementWiseOperation.SUM, "landmarks.points")
+    points = b.reshape(points, (0, 0, 10), "landmarks.flat")
     scale = b.constant(np.array([[[width, height] * 5]], np.float32), "scale10")
-    return b.elementwise(points, scale, "PROD", "landmarks.pixels")
+    return b.elementwise(points, scale, trt.ElementWiseOperation.PROD, "landmarks.pixels")
 
 
 def _concat(b: _Builder, tensors, name: str):
@@ -174,31 +183,36 @@ def _concat(b: _Builder, tensors, name: str):
 
 def _nms(b: _Builder, rows, values, settings: PostprocessSettings, candidates: int):
     """INMSLayer over the K candidate boxes [N, K, 4] (corners, pixels) and scores [N, K, 1] → [M, 3]."""
+    trt = b.trt
     boxes = b.take(rows, [0, 1, 2, 3], 2, "nms.boxes")
     scores = b.reshape(values, (0, 0, 1), "nms.scores")
     layer = b.network.add_nms(boxes, scores, b.scalar(settings.keep_top_k, np.int32, "nms.max_boxes"))
     layer.set_input(3, b.scalar(settings.nms_threshold, np.float32, "nms.iou_threshold"))
     layer.set_input(4, b.scalar(settings.confidence_threshold, np.float32, "nms.score_threshold"))
-    layer.bounding_box_format = b.trt.BoundingBoxFormat.CORNER_PAIRS
+    layer.bounding_box_format = trt.BoundingBoxFormat.CORNER_PAIRS
     layer.topk_box_limit = candidates          # all K candidates (K ≤ 3840 < the 5000 maximum)
-    if hasattr(b.trt.INMSLayer, "indices_type"):           # 10.14+; int32 is the default before
-        layer.indices_type = b.trt.int32
+    if hasattr(trt.INMSLayer, "indices_type"):           # 10.14+; int32 is the default before
+        layer.indices_type = trt.int32
     return b.out(layer, "nms")
 
 
 def _compact(b: _Builder, rows, values, selected, keep: int, candidates: int):
     """Kept candidates → dets [N, D, 15] by decreasing score, zero rows past the count, and count [N]."""
+    trt = b.trt
     where = b.take(selected, [0, 2], 1, "kept.where")                       # [M, 2]: (image, candidate)
-    index = b.out(b.network.add_cast(b.take(selected, 2, 1, "kept.index"), b.trt.float32), "kept.index.float")
-    key = b.elementwise(b.constant(np.array([candidates], np.float32), "kept.k"), index, "SUB", "kept.key")
-    zeros = b.elementwise(values, b.constant(np.zeros((1, 1), np.float32), "zero"), "PROD", "kept.zeros")
-    marks = b.out(b.network.add_scatter(zeros, where, key, b.trt.ScatterMode.ND), "kept.marks")   # [N, K]
-    marks, order = b.topk(marks, keep, "kept.order")                        # K − k: best score first
+    index = b.out(b.network.add_cast(b.take(selected, 2, 1, "kept.index"), trt.float32), "kept.index.float")
+    k = b.constant(np.array([candidates], np.float32), "kept.k")
+    key = b.elementwise(k, index, trt.ElementWiseOperation.SUB, "kept.key")             # K − k > 0
+    zero, one = (b.constant(np.full((1, 1), v, np.float32), n) for v, n in ((0.0, "zero"), (1.0, "one")))
+    zeros = b.elementwise(values, zero, trt.ElementWiseOperation.PROD, "kept.zeros")    # [N, K]
+    marks = b.out(b.network.add_scatter(zeros, where, key, trt.ScatterMode.ND), "kept.marks")
+    marks, order = b.topk(marks, keep, "kept.order")                        # largest K − k: best score first
     picked = b.gather(rows, order, 1, 1, "kept.rows")                       # [N, D, 15]
-    valid = b.elementwise(marks, b.constant(np.ones((1, 1), np.float32), "one"), "MIN", "kept.valid")
-    dets = b.elementwise(picked, b.reshape(valid, (0, 0, 1), "kept.valid.column"), "PROD", "dets")
-    total = b.out(b.network.add_reduce(valid, b.trt.ReduceOperation.SUM, 1 << 1, False), "count.float")
-    return dets, b.out(b.network.add_cast(total, b.trt.int32), "count")
+    valid = b.elementwise(marks, one, trt.ElementWiseOperation.MIN, "kept.valid")       # 1 kept, 0 padding
+    column = b.reshape(valid, (0, 0, 1), "kept.valid.column")
+    dets = b.elementwise(picked, column, trt.ElementWiseOperation.PROD, "dets")
+    total = b.out(b.network.add_reduce(valid, trt.ReduceOperation.SUM, 1 << 1, False), "count.float")
+    return dets, b.out(b.network.add_cast(total, trt.int32), "count")
 
 
 def check_fixed_size(input_shape) -> tuple[int, int]:
