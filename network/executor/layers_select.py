@@ -2,7 +2,7 @@
 
 Sources: the C++ header (``NvInfer.h``: ``IGatherLayer``, ``ITopKLayer``, ``IScatterLayer``, ``INMSLayer``)
 and the docstrings of the TensorRT 11.4 Python bindings. Where TensorRT leaves a behaviour open the
-executor picks one reading, states it in the class docstring (and in docs/executor.md), and raises where
+executor picks one reading, states it in the class docstring (and in docs/tensorrt.md), and raises where
 TensorRT calls the behaviour undefined instead of guessing:
 
 * ties (top-k, NMS): the lower index comes first (TensorRT: "unspecified");
