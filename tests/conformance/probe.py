@@ -3,10 +3,11 @@
     python -m tests.conformance.probe OUT.json WEIGHTS.pth
 
 Writes JSON: ``version``; ``surface`` (every class → member → kind, signatures' argument names,
-settable; every enum → members; module-level names); and per scenario (``builder``, ``runtime``,
-``network``, ``executor``) the ``problems`` found and the TensorRT names ``used``. The scenarios run the
-project's own code against the real module (enums, Weights, Dims, ILogger, IProgressMonitor are
-real) with :mod:`tests.conformance.checked` stand-ins for the objects that need the native library.
+settable; every enum → members; module-level names); ``compat`` (the version facts and precision plans
+decided for this version); and per scenario (``runtime``, ``progress``, ``onnx``, ``builder``, ``compat``,
+``executor``) the ``problems`` found and the TensorRT names ``used``. The scenarios run the project's own
+code against the real module (enums, Weights, Dims, ILogger, IProfiler, IProgressMonitor are real) with
+:mod:`tests.conformance.checked` stand-ins for the objects that need the native library.
 """
 
 from __future__ import annotations

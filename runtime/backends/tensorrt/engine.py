@@ -148,6 +148,8 @@ class TorchCuda:
 
     def resolve(self, device):
         """``cuda`` / ``cuda:N`` / ``N`` → ``torch.device("cuda", N)``; RetinaFaceError for anything else."""
+        import torch
+
         from runtime.backends import resolve_device
 
         text = "cuda" if device in (None, "auto") else str(device)
@@ -159,7 +161,7 @@ class TorchCuda:
                                   "cuda[:N] (or --backend torch for the CPU)")
         index = resolved.index if resolved.index is not None else 0
         self.device_info(index)                       # the device must exist
-        return type(resolved)("cuda", index)
+        return torch.device("cuda", index)
 
     def device_info(self, index: int) -> sidecar.DeviceInfo:
         return sidecar.current_device(index)

@@ -8,9 +8,9 @@ import json
 import pytest
 
 from retinaface_trt.errors import RetinaFaceError
-from tests.runtime.backends.tensorrt import fakes
 from runtime.backends.tensorrt.sidecar import (DeviceInfo, EngineMismatchError, check_compatible, check_engine_file,
                                                read_engine_bytes, read_sidecar, sidecar_path, write_sidecar)
+from tests.runtime.backends.tensorrt import fakes
 
 PLAN = bytes(range(256)) * 40
 H100 = DeviceInfo("NVIDIA H100 80GB HBM3", "9.0")
