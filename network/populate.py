@@ -10,6 +10,7 @@ from network.backbones import BACKBONES
 from network.blocks import fpn, head, ssh
 from network.config import RetinaFaceConfig, config_for_weights
 from network.layers import Net
+from network.postprocess import DETECTION_NAMES, PostprocessSettings, add_postprocess, check_fixed_size
 from network.weights import WeightStore
 from retinaface_trt.errors import RetinaFaceError
 
@@ -17,21 +18,37 @@ INPUT_NAME = "input"
 OUTPUT_NAMES = ("loc", "conf", "landms")
 
 
+class NetworkStore(WeightStore):
+    """The WeightStore of one network, which also keeps the post-processing constants (int32 indices,
+    float32 priors in any network) alive: TensorRT holds ``Weights`` by reference until the build ends."""
+
+    def keep(self, array: np.ndarray) -> np.ndarray:
+        """Keep ``array`` as it is (no conversion) until the store goes; return it."""
+        self._owned.append(array)
+        return array
+
+
 def populate_network(trt: Any, network: Any, weights: Mapping[str, np.ndarray],
                      cfg: RetinaFaceConfig | None = None, *, input_shape=(-1, 3, 640, 640),
-                     half: bool = False, input_name: str = INPUT_NAME) -> WeightStore:
+                     half: bool = False, input_name: str = INPUT_NAME,
+                     postprocess: PostprocessSettings | None = None, priors: np.ndarray | None = None) -> WeightStore:
     """Add RetinaFace to ``network`` through the ``trt`` namespace (real TensorRT or the executor).
 
     Input ``input_name``: float32 [N, 3, H, W], BGR minus (104, 117, 123); -1 marks a dimension set at run
     time. Outputs (float32): ``loc`` [N, P, 4], ``conf`` [N, P, 2] (softmax), ``landms`` [N, P, 10].
     ``half=True`` builds a strongly typed FP16 network: the input is cast to HALF, weights are float16 and
     the outputs are cast back to FLOAT. The backbone is recognised from the weight names unless ``cfg`` is
-    given. Returns the WeightStore that owns every array handed to TensorRT: keep it alive until the
-    engine is built.
+    given.
+
+    With ``postprocess`` (thresholds) and ``priors`` (float32 [P, 4] for this input size, from
+    ``runtime.priors.prior_boxes(cfg, H, W)``), decoding and NMS are added and the outputs are
+    ``dets`` [N, D, 15] float32 and ``count`` [N] int32 instead (:mod:`network.postprocess`); the input size
+    must then be fixed. Returns the store that owns every array handed to TensorRT: keep it alive until
+    the engine is built.
     """
     cfg = cfg or config_for_weights(weights)
     _check_input_shape(input_shape)
-    net = Net(trt, network, WeightStore(weights, np.float16 if half else np.float32), cfg)
+    net = Net(trt, network, NetworkStore(weights, np.float16 if half else np.float32), cfg)
     x = network.add_input(input_name, trt.float32, tuple(input_shape))
     if half:
         x = net.cast(x, trt.float16, "input.half")
@@ -40,13 +57,29 @@ def populate_network(trt: Any, network: Any, weights: Mapping[str, np.ndarray],
     loc = head(net, features, "BboxHead", 4)
     conf = net.softmax(head(net, features, "ClassHead", 2), axis=2, name="ClassHead.softmax")
     landms = head(net, features, "LandmarkHead", 10)
-    for name, tensor in zip(OUTPUT_NAMES, (loc, conf, landms)):
-        if half:
-            tensor = net.cast(tensor, trt.float32, f"{name}.float")
+    outputs = [net.cast(t, trt.float32, f"{n}.float") if half else t
+               for n, t in zip(OUTPUT_NAMES, (loc, conf, landms))]
+    names = OUTPUT_NAMES
+    if postprocess is not None:
+        outputs, names = _postprocess(net, outputs, input_shape, postprocess, priors), DETECTION_NAMES
+    for name, tensor in zip(names, outputs):
         tensor.name = name
         network.mark_output(tensor)
     net.weights.check_all_used()
     return net.weights
+
+
+def _postprocess(net: Net, heads, input_shape, settings: PostprocessSettings, priors) -> tuple:
+    size = check_fixed_size(input_shape)
+    if priors is None:
+        raise RetinaFaceError("post-processing inside the network needs the priors of the input size: pass "
+                              "priors=runtime.priors.prior_boxes(cfg, H, W)")
+    priors = np.ascontiguousarray(priors, dtype=np.float32)
+    expected = heads[0].shape[1]
+    if priors.ndim != 2 or priors.shape[1] != 4 or (expected >= 0 and priors.shape[0] != expected):
+        raise RetinaFaceError(f"priors must be float32 [{expected}, 4] for a {size[0]}x{size[1]} input, "
+                              f"found shape {priors.shape}")
+    return add_postprocess(net, *heads, priors, size, settings, net.weights.keep)
 
 
 def _check_input_shape(shape) -> None:

@@ -117,10 +117,53 @@ class LayerType(_TrtEnum):
     SOFTMAX = 6
     CONCATENATION = 8
     ELEMENTWISE = 9
+    UNARY = 11
     SHUFFLE = 13
+    REDUCE = 14
+    TOPK = 15
+    GATHER = 16
     CONSTANT = 19
     SHAPE = 23
     RESIZE = 25
+    SCATTER = 37
+    NMS = 43
+
+
+class UnaryOperation(_TrtEnum):
+    EXP = 0
+    LOG = 1
+    SQRT = 2
+    RECIP = 3
+    ABS = 4
+    NEG = 5
+    CEIL = 17
+    FLOOR = 18
+
+
+class ReduceOperation(_TrtEnum):
+    SUM = 0
+    PROD = 1
+    MAX = 2
+    MIN = 3
+    AVG = 4
+
+
+class TopKOperation(_TrtEnum):
+    MAX = 0
+    MIN = 1
+
+
+class GatherMode(_TrtEnum):
+    DEFAULT = 0         # ELEMENT and ND are not run by the executor
+
+
+class ScatterMode(_TrtEnum):
+    ND = 1              # ELEMENT is not run by the executor
+
+
+class BoundingBoxFormat(_TrtEnum):
+    CORNER_PAIRS = 0
+    CENTER_SIZES = 1
 
 
 def coerce(value, enum_type: type[_TrtEnum]) -> _TrtEnum:

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import logging
 
+from network.executor import layers_math as ops
 from network.executor import layers_nn as nn
+from network.executor import layers_select as sel
 from network.executor import layers_shape as sh
 from network.executor.enums import _TrtEnum, ActivationType, DataType, ElementWiseOperation, PoolingType, ScaleMode, coerce
+from network.executor.enums import ReduceOperation, ScatterMode, TopKOperation, UnaryOperation
 from network.executor.graph import ILayer, ITensor, TensorInfo
 from network.executor.values import as_dims, as_weights
 
@@ -125,6 +128,34 @@ class INetworkDefinition:
         layer = sh.IConstantLayer(self, [])
         layer._attrs.update(shape=as_dims(shape), weights=as_weights(weights))
         return self._add(layer)
+
+    def add_unary(self, input, op):
+        layer = ops.IUnaryLayer(self, [input])
+        layer._attrs["op"] = coerce(op, UnaryOperation)
+        return self._add(layer)
+
+    def add_reduce(self, input, op, axes, keep_dims):
+        layer = ops.IReduceLayer(self, [input])
+        layer._attrs.update(op=coerce(op, ReduceOperation), axes=int(axes), keep_dims=bool(keep_dims))
+        return self._add(layer)
+
+    def add_gather(self, input, indices, axis):
+        layer = sel.IGatherLayer(self, [input, indices])
+        layer._attrs["axis"] = int(axis)
+        return self._add(layer)
+
+    def add_topk(self, input, op, k, axes):
+        layer = sel.ITopKLayer(self, [input])
+        layer._attrs.update(op=coerce(op, TopKOperation), k=int(k), axes=int(axes))
+        return self._add(layer)
+
+    def add_scatter(self, data, indices, updates, mode):
+        layer = sel.IScatterLayer(self, [data, indices, updates])
+        layer._attrs["mode"] = coerce(mode, ScatterMode)
+        return self._add(layer)
+
+    def add_nms(self, boxes, scores, max_output_boxes_per_class):
+        return self._add(sel.INMSLayer(self, [boxes, scores, max_output_boxes_per_class]))
 
     # Shape inference -----------------------------------------------------------------------------------
     def _changed(self) -> None:

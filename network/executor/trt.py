@@ -11,6 +11,10 @@ from network.executor.enums import (ActivationType, DataType, ElementWiseOperati
                                     LayerType, NetworkDefinitionCreationFlag, PaddingMode, PoolingType,
                                     ResizeCoordinateTransformation, ResizeRoundMode, ResizeSelector, ScaleMode,
                                     TensorIOMode)
+from network.executor.enums import (BoundingBoxFormat, GatherMode, ReduceOperation, ScatterMode,  # noqa: F401
+                                    TopKOperation, UnaryOperation)
+from network.executor.layers_math import IReduceLayer, IUnaryLayer  # noqa: F401
+from network.executor.layers_select import IGatherLayer, INMSLayer, IScatterLayer, ITopKLayer  # noqa: F401
 from network.executor.graph import ILayer, ITensor  # noqa: F401
 from network.executor.layers_nn import (IActivationLayer, IConvolutionLayer, IPoolingLayer,  # noqa: F401
                                         IScaleLayer, ISoftMaxLayer)

@@ -72,7 +72,7 @@ class BackendRequest:
     precision:    "fp32" or "fp16" (the torch executor runs a float16 network; TensorRT engines built from
                   weights use it; an existing engine keeps the precision it was built with)
     input_size:   (W, H) of engines built automatically from weights (stretch / letterbox sizes)
-    engine_cache: folder of engines built from weights (default :func:`runtime.backends.tensorrt.engine.default_engine_cache`)
+    engine_cache: folder of engines built from weights (default :func:`runtime.backends.tensorrt.cache.default_engine_cache`)
     """
 
     weights: object = None
@@ -108,9 +108,16 @@ def _pick_auto(weights, engine) -> str:
         return "onnxruntime"
     if engine is not None and tensorrt_available() and torch.cuda.is_available():
         return "tensorrt"
+    why = "TensorRT is not installed" if not tensorrt_available() else "no CUDA GPU is present"
     if weights is None:
-        why = "TensorRT is not installed" if not tensorrt_available() else "no CUDA GPU is present"
         raise RetinaFaceError(f"cannot run engine {engine}: {why}; pass --weights to use the PyTorch executor")
+    if engine is not None:
+        # Not runnable here, but still checked (size, sha256, sidecar schema: no TensorRT needed), so
+        # that a damaged engine is an error whatever the backend, and its being unused is said.
+        from runtime.backends.tensorrt.sidecar import check_engine_file
+
+        check_engine_file(engine)
+        log.warning("engine %s is not used (%s); running the PyTorch executor on the weights", engine, why)
     return "torch"
 
 
@@ -136,10 +143,11 @@ def _torch_backend(request: BackendRequest):
 
 def _tensorrt_backend(request: BackendRequest):
     """An engine as given; or one built from the weights into the engine cache (also when the given
-    engine was built with another TensorRT version or GPU and the weights are at hand)."""
+    engine was built with another TensorRT version or GPU and the weights are at hand). An engine that
+    fails its file checks (size, sha256, sidecar schema) is an error, never silently replaced."""
     if not tensorrt_available():
         raise RetinaFaceError("TensorRT is not installed: pip install 'retinaface-trt[tensorrt]' "
-                              "(or use --backend torch)")
+                              "(or use --backend torch, which needs no TensorRT)")
     from runtime.backends.tensorrt.engine import TensorRTBackend
     from runtime.backends.tensorrt.sidecar import EngineMismatchError
 
@@ -156,14 +164,14 @@ def _tensorrt_backend(request: BackendRequest):
 
 
 def _cached_engine(request: BackendRequest):
-    from runtime.backends import resolve_device
-    from runtime.backends.tensorrt.engine import default_engine_cache, ensure_engine
+    from runtime.backends.tensorrt.cache import default_engine_cache, ensure_engine
+    from runtime.backends.tensorrt.engine import TorchCuda
 
     if not isinstance(request.weights, (str, bytes)) and not hasattr(request.weights, "__fspath__"):
         raise RetinaFaceError("building a TensorRT engine needs a weights file path (.pth or .wts)")
-    device = resolve_device("cuda" if request.device in (None, "auto", "cpu") else request.device)
+    device = TorchCuda().resolve("cuda" if request.device in (None, "auto", "cpu") else request.device)
     return ensure_engine(request.weights, request.engine_cache or default_engine_cache(), request.precision,
-                         request.input_size, device_index=device.index or 0)
+                         request.input_size, device_index=device.index)
 
 
 def _onnxruntime_backend(request: BackendRequest):

@@ -22,6 +22,7 @@ log = logging.getLogger("retinaface_trt")
 SUBCOMMANDS = (
     "runtime.cli.export_wts",
     "runtime.cli.build",
+    "runtime.cli.inspect",
     "runtime.cli.onnx",
     "runtime.cli.detect",
     "runtime.cli.evaluate",

@@ -3,10 +3,11 @@
     python -m tests.conformance.probe OUT.json WEIGHTS.pth
 
 Writes JSON: ``version``; ``surface`` (every class → member → kind, signatures' argument names,
-settable; every enum → members; module-level names); and per scenario (``builder``, ``runtime``,
-``network``, ``executor``) the ``problems`` found and the TensorRT names ``used``. The scenarios run the
-project's own code against the real module (enums, Weights, Dims, ILogger, IProgressMonitor are
-real) with :mod:`tests.conformance.checked` stand-ins for the objects that need the native library.
+settable; every enum → members; module-level names); ``compat`` (the version facts and precision plans
+decided for this version); and per scenario (``runtime``, ``progress``, ``onnx``, ``builder``, ``compat``,
+``executor``) the ``problems`` found and the TensorRT names ``used``. The scenarios run the project's own
+code against the real module (enums, Weights, Dims, ILogger, IProfiler, IProgressMonitor are real) with
+:mod:`tests.conformance.checked` stand-ins for the objects that need the native library.
 """
 
 from __future__ import annotations
@@ -69,27 +70,55 @@ BUILD_RETURNS = {
     "Builder.build_serialized_network": lambda network, config: b"serialized plan",
     "ITimingCache.serialize": lambda: b"timing cache",
 }
+DEVICE = None     # set in run(): a DeviceInfo of an Ampere-or-newer GPU, for the portability settings
 
 
 def scenario_runtime(ctx: Context) -> None:
-    from runtime.backends.tensorrt.compat import make_logger
-    from runtime.backends.tensorrt.session import EngineSession
+    """Every TensorRT call of runtime.backends.tensorrt.engine, in the order TensorRTBackend makes them."""
+    from runtime.backends.tensorrt import engine as runner
+    from retinaface_trt.errors import RetinaFaceError
 
     shim = Shim(ctx, {"Runtime": factory(ctx, "Runtime")})
-    session = EngineSession(shim, b"serialized plan", make_logger(shim))
-    shapes = session.set_input_shape("input", (2, 3, 640, 640))
-    session.execute({"input": 1 << 20, **{n: (i + 2) << 20 for i, n in enumerate(shapes)}}, 7)
-    session.profile_shapes("input")
-    session.layer_information(shim)
-    session.close()
+    for host_code in (False, True):
+        _, engine = runner.deserialize(shim, b"serialized plan", host_code)
+    context = runner.create_context(engine)
+    inputs, outputs = runner.io_tensors(shim, engine)
+    runner.tensor_types(engine, outputs)
+    runner.profile_shapes(engine, inputs[0])
+    runner.set_input_shape(context, engine, inputs[0], (2, 3, 640, 640))
+    shapes = runner.output_shapes(context, outputs)
+    runner.enqueue(context, {"input": 1 << 20, **{n: (i + 2) << 20 for i, n in enumerate(shapes)}}, 7)
+    runner.engine_information(shim, engine, context)
+    profiler = runner.layer_profiler(shim)
+    override_problems(ctx, profiler, trt.IProfiler)
+    profiler.report_layer_time("conv", 0.25)
+    runner.attach_profiler(context, profiler)
+    runner.report_profile(context)
+    _expect_error(ctx, RetinaFaceError, "ICudaEngine.create_execution_context", lambda: runner.create_context(engine))
+    _expect_error(ctx, RetinaFaceError, "Runtime.deserialize_cuda_engine",
+                  lambda: runner.deserialize(shim, b"plan", False))
+
+
+def _expect_error(ctx: Context, error: type, returning_none: str, call) -> None:
+    """``call`` must raise ``error`` when the TensorRT method ``returning_none`` returns None."""
+    ctx.returns[returning_none] = lambda *args: None
+    try:
+        call()
+        ctx.problems.append(f"{returning_none} returning None did not raise {error.__name__}")
+    except error:
+        pass
+    del ctx.returns[returning_none]
 
 
 def scenario_builder(ctx: Context, populate, weights, cfg, network_factory=None) -> None:
+    """The hand-built route: fp32/fp16 × fixed/dynamic size, portable builds, a refused and an accepted
+    timing cache, and the network with post-processing inside, all through the checked stand-ins."""
+    from network import PostprocessSettings
     from runtime.backends.tensorrt.build import BuildOptions, build_serialized
-    from runtime.backends.tensorrt.compat import make_logger
+    from runtime.backends.tensorrt.compat import tensorrt_logger
 
     shim = Shim(ctx, {"Builder": factory(ctx, "Builder")})
-    logger = make_logger(shim)
+    logger = tensorrt_logger(shim)
     override_problems(ctx, logger, trt.ILogger)
     logger.log(trt.ILogger.Severity.WARNING, "conformance probe")
     if network_factory is not None:
@@ -97,33 +126,56 @@ def scenario_builder(ctx: Context, populate, weights, cfg, network_factory=None)
     else:    # no network code yet: a made-up network with three outputs, so reading them is exercised
         ctx.returns.update({"INetworkDefinition.num_outputs": lambda: 3,
                             "ITensor.name": lambda: "loc", "ITensor.shape": lambda: trt.Dims((-1, 16800, 4))})
+    hardware = ["none", "ampere+"] + (["same-cc"] if hasattr(trt.HardwareCompatibilityLevel,
+                                                              "SAME_COMPUTE_CAPABILITY") else [])
     with tempfile.TemporaryDirectory() as tmp:
-        for precision in ("fp32", "fp16"):
-            for sizes in ({}, {"min_size": (320, 320), "max_size": (1024, 1024)}):
-                options = BuildOptions(precision=precision, timing_cache=Path(tmp) / "timing.cache", **sizes)
-                build_serialized(shim, weights, cfg, options, logger, populate=populate)
+        variants = [dict(precision=p, **sizes) for p in ("fp32", "fp16")
+                    for sizes in ({}, {"min_size": (320, 320), "max_size": (1024, 1024)})]
+        variants += [dict(version_compatible=True, hardware_compatibility=h) for h in hardware]
+        variants += [dict(precision=p, input_size=(320, 256), postprocess=PostprocessSettings(keep_top_k=200))
+                     for p in ("fp32", "fp16")]
+        for variant in variants:
+            options = BuildOptions(timing_cache_dir=Path(tmp), **variant)
+            build_serialized(shim, weights, cfg, options, DEVICE, populate=populate)
+        _refused_timing_cache(ctx, shim, weights, cfg, populate, Path(tmp))
+
+
+def _refused_timing_cache(ctx: Context, shim, weights, cfg, populate, folder: Path) -> None:
+    """A timing cache TensorRT refuses (set_timing_cache → False) is replaced by a new one, not ignored."""
+    from runtime.backends.tensorrt.build import BuildOptions, build_serialized, timing_cache_file
+
+    timing_cache_file(folder, str(trt.__version__), DEVICE).write_bytes(b"a cache from another GPU")
+    answers = iter([False, True])
+    ctx.returns["IBuilderConfig.set_timing_cache"] = lambda cache, ignore_mismatch: next(answers)
+    build_serialized(shim, weights, cfg, BuildOptions(timing_cache_dir=folder), DEVICE, populate=populate)
+    del ctx.returns["IBuilderConfig.set_timing_cache"]
+    if next(answers, None) is not None:
+        ctx.problems.append("a refused timing cache was not replaced by a new one")
 
 
 def scenario_onnx(ctx: Context) -> None:
-    """The ONNX-parser route (runtime.backends.tensorrt.build_onnx): a refused model (errors read), then a parsed one built."""
+    """The ONNX-parser route (runtime.backends.tensorrt.build_onnx): a refused model (errors read), then a
+    parsed one built in fp32 and, where the version can (weak typing), fp16."""
     from runtime.backends.tensorrt.build import BuildOptions
-    from runtime.backends.tensorrt.compat import make_logger
     from runtime.backends.tensorrt.build_onnx import build_serialized_from_onnx
+    from runtime.backends.tensorrt.compat import version_facts
     from retinaface_trt.errors import RetinaFaceError
 
     shim = Shim(ctx, {"Builder": factory(ctx, "Builder"), "OnnxParser": factory(ctx, "OnnxParser")})
-    logger = make_logger(shim)
     ctx.returns.update({"OnnxParser.parse": lambda data: False, "OnnxParser.num_errors": lambda: 1,
-                        "OnnxParser.get_error": lambda index: Checked(ctx, "ParserError")})
+                        "OnnxParser.get_error": lambda index: Checked(ctx, "ParserError"),
+                        "ITensor.shape": lambda: trt.Dims((1, 3, 640, 640))})
     try:
-        build_serialized_from_onnx(shim, b"onnx model", BuildOptions(), logger)
+        build_serialized_from_onnx(shim, b"onnx model", BuildOptions(), DEVICE)
         ctx.problems.append("a refused ONNX model did not raise RetinaFaceError")
     except RetinaFaceError:
         pass
     ctx.returns["OnnxParser.parse"] = lambda data: True
     with tempfile.TemporaryDirectory() as tmp:
-        options = BuildOptions(timing_cache=Path(tmp) / "timing.cache", min_size=(320, 320), max_size=(1024, 1024))
-        build_serialized_from_onnx(shim, b"onnx model", options, logger)
+        options = BuildOptions(timing_cache_dir=Path(tmp), min_size=(320, 320), max_size=(1024, 1024))
+        build_serialized_from_onnx(shim, b"onnx model", options, DEVICE)
+        if version_facts(shim).fp16_flag:
+            build_serialized_from_onnx(shim, b"onnx model", BuildOptions(precision="fp16"), DEVICE)
 
 
 def scenario_progress(ctx: Context) -> None:
@@ -152,14 +204,25 @@ class _Recorder:
 def compat_facts(ctx: Context) -> dict:
     """What runtime.backends.tensorrt.compat decides for this version: creation flags and the precision calls."""
     from runtime.backends.tensorrt import compat as trt_compat
+    from retinaface_trt.errors import RetinaFaceError
 
     shim = Shim(ctx, {})
-    facts = {"network_flags": trt_compat.network_flags(shim), "strong_typing": trt_compat.uses_strong_typing(shim),
-             "major": trt_compat.major_version(shim), "precision_calls": {}}
+    facts = {"major": trt_compat.major_version(shim), "precision_calls": {}, "plans": {}}
     for precision in ("fp32", "fp16"):
+        plan = trt_compat.precision_plan(shim, precision)
+        facts["plans"][precision] = [plan.strongly_typed, plan.half_graph, plan.fp16_flag]
+        facts[f"network_flags_{precision}"] = trt_compat.network_flags(shim, plan)
         recorder = _Recorder()
-        trt_compat.set_precision(shim, Checked(ctx, "IBuilderConfig", recorder), precision)
+        trt_compat.set_precision(shim, Checked(ctx, "IBuilderConfig", recorder), plan, precision)
         facts["precision_calls"][precision] = recorder.calls
+        try:
+            onnx = trt_compat.precision_plan(shim, precision, onnx=True)
+            facts["plans"][f"onnx_{precision}"] = [onnx.strongly_typed, onnx.half_graph, onnx.fp16_flag]
+            facts[f"onnx_network_flags_{precision}"] = trt_compat.network_flags(shim, onnx)
+        except RetinaFaceError:
+            facts["plans"][f"onnx_{precision}"] = "refused"
+    facts["network_flags"] = facts["network_flags_fp32"]
+    facts["strong_typing"] = facts["plans"]["fp32"][0]
     return facts
 
 
@@ -247,6 +310,10 @@ def _load_weights(path: str) -> dict:
 
 def run(weights_path: str) -> dict:
     from network.config import config_for_weights
+    from runtime.backends.tensorrt.sidecar import DeviceInfo
+
+    global DEVICE
+    DEVICE = DeviceInfo("NVIDIA H100 80GB HBM3", "9.0", 0)
 
     result = {"version": trt.__version__, "surface": surface(), "scenarios": {}}
     populate, executor = _network_code()

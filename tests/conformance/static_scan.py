@@ -21,10 +21,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SCANNED = ("runtime/backends/tensorrt/compat.py", "runtime/backends/tensorrt/build.py", "runtime/backends/tensorrt/session.py", "runtime/backends/tensorrt/build_onnx.py")
-# Receivers that are the project's or Python's own objects, never TensorRT ones.
+SCANNED = ("runtime/backends/tensorrt/compat.py", "runtime/backends/tensorrt/build.py",
+           "runtime/backends/tensorrt/build_onnx.py", "runtime/backends/tensorrt/engine.py",
+           "runtime/backends/tensorrt/cache.py", "network/postprocess.py")
+# Receivers that are the project's or Python's own objects (PyTorch tensors and devices included), never
+# TensorRT ones.
 PROJECT_RECEIVERS = {"self", "options", "log", "target", "time", "hashlib", "np", "trt_compat", "error",
-                     "cache", "report", "logging", "shapes", "p", "info", "self._steps"}
+                     "cache", "report", "logging", "shapes", "p", "info", "self._steps",
+                     "sidecar", "math", "weakref", "torch", "torch.cuda", "batch", "staged", "resolved", "tensor",
+                     "self._cuda", "self._handles", "h", "self.info", "cache_file", "path", "path.parent",
+                     "folder", "Path", "os", "re", "device", "settings", "postprocess", "net.cfg", "net",
+                     "contextlib", "sys", "json", "type(resolved)", "torch.cuda.current_stream(device)",
+                     "self.fixed_input_size", "b", "parts"}
 
 
 @dataclass(frozen=True)

@@ -77,6 +77,57 @@ def test_network_building_fits_the_real_api(probe, version):
     assert "INetworkDefinition.add_convolution_nd" in used and _problems(result, "builder") == []
 
 
+# TENSORRT_API.md §1.2: an ONNX model (float32) gets FP16 only by weak typing + BuilderFlag.FP16, which
+# 11.x removed. Plans are [strongly typed, FP16 in the graph, FP16 builder flag].
+EXPECTED_ONNX_FP16 = {"8.6.1": ([False, False, True], 1), "10.3.0": ([False, False, True], 0),
+                      "10.16.1.11": ([False, False, True], 0), "11.4.0.106": ("refused", None)}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_onnx_fp16_is_weak_typing_with_the_builder_flag_where_it_exists(probe, version):
+    compat = probe(version)["compat"]
+    plan, flags = EXPECTED_ONNX_FP16[version]
+    assert compat["plans"]["onnx_fp16"] == plan and compat.get("onnx_network_flags_fp16") == flags
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_hand_built_fp16_is_a_half_graph_from_10_on(probe, version):
+    assert probe(version)["compat"]["plans"]["fp16"] == ([False, False, True] if version.startswith("8.")
+                                                         else [True, True, False])
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_network_with_postprocess_fits_the_real_api(probe, version):
+    used = probe(version)["scenarios"]["builder"]["used"]
+    needed = {"INetworkDefinition.add_topk", "INetworkDefinition.add_gather", "INetworkDefinition.add_nms",
+              "INetworkDefinition.add_scatter", "INetworkDefinition.add_reduce", "INetworkDefinition.add_unary",
+              "INMSLayer.set_input", "INMSLayer.topk_box_limit", "INMSLayer.bounding_box_format",
+              "IGatherLayer.num_elementwise_dims"}
+    assert needed <= set(used) and _problems(probe(version), "builder") == []
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_indices_type_is_set_only_where_it_exists(probe, version):
+    used = set(probe(version)["scenarios"]["builder"]["used"])
+    present = version not in ("8.6.1", "10.3.0")          # INMSLayer/ITopKLayer.indices_type: 10.14+
+    assert ("INMSLayer.indices_type" in used) == present and ("ITopKLayer.indices_type" in used) == present
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_portable_builds_and_timing_caches_use_the_real_api(probe, version):
+    used = set(probe(version)["scenarios"]["builder"]["used"])
+    assert {"IBuilderConfig.hardware_compatibility_level", "IBuilderConfig.set_timing_cache",
+            "IBuilderConfig.create_timing_cache", "trt.HardwareCompatibilityLevel"} <= used
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_runtime_profiler_and_host_code_use_the_real_api(probe, version):
+    used = set(probe(version)["scenarios"]["runtime"]["used"])
+    assert {"Runtime.engine_host_code_allowed", "IExecutionContext.profiler", "IExecutionContext.enqueue_emits_profile",
+            "IExecutionContext.report_to_profiler", "EngineInspector.execution_context",
+            "ICudaEngine.create_execution_context", "IExecutionContext.execute_async_v3"} <= used
+
+
 # Differences reported to the executor's owner, listed so that they stay visible; a fixed one must be removed.
 # Differences between the executor and the real 11.4 API that are accepted on purpose (none at present).
 KNOWN_EXECUTOR_DIFFERENCES: set[str] = set()
@@ -116,7 +167,8 @@ def _module_name_missing(surface: dict, names: tuple[str, ...]) -> str | None:
     return None
 
 
-NETWORK_FILES = ("network/populate.py", "network/blocks.py", "network/layers.py", "network/backbones.py")
+NETWORK_FILES = ("network/populate.py", "network/blocks.py", "network/layers.py", "network/backbones.py",
+                 "network/postprocess.py")
 
 
 def test_every_module_name_exists_in_every_version_unless_guarded(probe):

@@ -1,16 +1,24 @@
 """Build a RetinaFace TensorRT engine from ``.wts`` / ``.pth`` weights and write it with its sidecar.
 
-The builder takes the ``trt`` module as a parameter: the installed ``tensorrt`` in production, the real
+One :class:`BuildOptions` and one builder configuration (:func:`serialize_network`) serve both routes: the
+hand-built network here and TensorRT's ONNX parser (:mod:`runtime.backends.tensorrt.build_onnx`). The
+builder takes the ``trt`` module as a parameter: the installed ``tensorrt`` in production, the real
 bindings of one version (with stand-ins for Builder and friends) in the conformance tests. Version
 differences are delegated to :mod:`runtime.backends.tensorrt.compat`.
 
 Shapes are NCHW float32 with a dynamic batch (``-1``) served by one optimization profile; with
 ``min_size``/``max_size`` the height and width are dynamic as well. Sizes are given as (W, H) pixels.
+The build runs on the CUDA device ``device_index`` (made current for the whole build), and the sidecar
+names that device. Timing caches live in a folder, one file per TensorRT version and GPU
+(:func:`timing_cache_file`), loaded with mismatches refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,15 +26,13 @@ from typing import Callable, Mapping
 
 import numpy as np
 
+from network import INPUT_NAME, PostprocessSettings
 from retinaface_trt import __version__
 from retinaface_trt.errors import RetinaFaceError
 from retinaface_trt.fileio import check_writable, write_bytes_atomic
 from runtime.backends.tensorrt import compat as trt_compat
-from runtime.backends.tensorrt.sidecar import DeviceInfo, write_sidecar
-
-INPUT_NAME = "input"
-OUTPUT_NAMES = ("loc", "conf", "landms")
-
+from runtime.backends.tensorrt import sidecar
+from runtime.backends.tensorrt.compat import HARDWARE_COMPATIBILITY, PrecisionPlan
 
 @dataclass(frozen=True)
 class BuildOptions:
@@ -40,7 +46,10 @@ class BuildOptions:
     opt_batch: int = 1
     max_batch: int = 8
     workspace_mib: int = 1024
-    timing_cache: Path | None = None              # read if present, written back after the build
+    timing_cache_dir: Path | None = None          # folder of timing caches (one per TensorRT version + GPU)
+    version_compatible: bool = False              # runs on later TensorRT versions (lean runtime embedded)
+    hardware_compatibility: str = "none"          # "none", "ampere+" or "same-cc"
+    postprocess: PostprocessSettings | None = None   # decoding and NMS inside the engine (fixed size only)
 
     @property
     def dynamic_size(self) -> bool:
@@ -59,7 +68,7 @@ class BuildOptions:
                 "max": (self.max_batch, 3, hi[1], hi[0])}
 
     def validate(self) -> None:
-        """Raise RetinaFaceError for inconsistent sizes or batches."""
+        """Raise RetinaFaceError for inconsistent sizes, batches or options."""
         if (self.min_size is None) != (self.max_size is None):
             raise RetinaFaceError("--min-size and --max-size go together; pass both or neither")
         p = self.profile()
@@ -69,55 +78,96 @@ class BuildOptions:
                                   "--opt-batch/--max-batch or --min-size/--input-size/--max-size")
         if self.precision not in ("fp32", "fp16"):
             raise RetinaFaceError(f"--precision must be fp32 or fp16, not {self.precision!r}")
+        if self.hardware_compatibility not in HARDWARE_COMPATIBILITY:
+            raise RetinaFaceError(f"--hardware-compatibility must be one of {', '.join(HARDWARE_COMPATIBILITY)}, "
+                                  f"not {self.hardware_compatibility!r}")
+        if self.postprocess is not None and self.dynamic_size:
+            raise RetinaFaceError("--with-postprocess needs a fixed input size (the priors are constants of the "
+                                  "engine): drop --min-size/--max-size and pick --input-size WxH")
+        if self.workspace_mib <= 0:
+            raise RetinaFaceError(f"--workspace must be a positive number of MiB, not {self.workspace_mib}")
 
 
-def build_serialized(trt, weights: Mapping[str, np.ndarray], cfg, options: BuildOptions, logger,
+def timing_cache_file(folder: str | Path, tensorrt_version: str, device: sidecar.DeviceInfo) -> Path:
+    """The timing cache of one TensorRT version and GPU in ``folder``, e.g.
+    ``timing-trt10.16.1.11-nvidia-h100-80gb-hbm3-sm9.0.cache``: timings measured elsewhere never mix."""
+    gpu = re.sub(r"[^a-z0-9]+", "-", device.name.lower()).strip("-") or "gpu"
+    return Path(folder) / f"timing-trt{tensorrt_version}-{gpu}-sm{device.compute_capability}.cache"
+
+
+def build_serialized(trt, weights: Mapping[str, np.ndarray], cfg, options: BuildOptions, device: sidecar.DeviceInfo,
                      populate: Callable | None = None) -> tuple[bytes, dict]:
-    """Build the engine; return (plan bytes, {"outputs": {name: shape}, "input_shape": [...]}).
+    """Build the engine on the current CUDA device; return (plan bytes, {"outputs", "input_shape"}).
 
     ``weights`` must stay alive until this returns: TensorRT keeps references, not copies.
     """
     if populate is None:
         from network import populate_network as populate
-    builder = trt.Builder(logger)
-    network = builder.create_network(trt_compat.network_flags(trt))
-    half = options.precision == "fp16" and trt_compat.uses_strong_typing(trt)
+    plan = trt_compat.precision_plan(trt, options.precision)
+    builder = trt.Builder(trt_compat.tensorrt_logger(trt))
+    network = builder.create_network(trt_compat.network_flags(trt, plan))
     # The returned store owns every array handed to TensorRT (which keeps references, not copies).
-    store = populate(trt, network, weights, cfg, input_shape=options.input_shape(), half=half, input_name=INPUT_NAME)
-    built = serialize_network(trt, builder, network, options, "the engine")
+    store = populate(trt, network, weights, cfg, input_shape=options.input_shape(), half=plan.half_graph,
+                     input_name=INPUT_NAME, postprocess=options.postprocess, priors=_priors(cfg, options))
+    built = serialize_network(trt, builder, network, options, plan, device, "the engine")
     del store   # only now may the arrays go
     return built
 
 
-def serialize_network(trt, builder, network, options: BuildOptions, what: str) -> tuple[bytes, dict]:
+def _priors(cfg, options: BuildOptions):
+    """The priors of the fixed input size, for an engine with post-processing inside (else None)."""
+    if options.postprocess is None:
+        return None
+    from runtime.priors import prior_boxes
+
+    width, height = options.input_size
+    return prior_boxes(cfg, height, width)
+
+
+def serialize_network(trt, builder, network, options: BuildOptions, plan: PrecisionPlan,
+                      device: sidecar.DeviceInfo, what: str) -> tuple[bytes, dict]:
     """Configure the builder for ``options``, build ``network``, write the timing cache back.
 
-    Returns (plan bytes, {"outputs": {name: shape}, "input_shape": [...]}). Whatever owns the network's
-    weights must stay alive until this returns.
+    Returns (plan bytes, {"outputs": {name: shape}, "input_shape": [...]}), shapes read from the network
+    itself. Whatever owns the network's weights must stay alive until this returns.
     """
-    config = _builder_config(trt, builder, options)
-    plan = builder.build_serialized_network(network, config)
-    if plan is None:
+    config, cache_file = _builder_config(trt, builder, options, plan, device)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
         raise RetinaFaceError(f"TensorRT could not build {what} (its log above says why); check the GPU "
                               "memory and --workspace, or rerun with -vv for TensorRT's full log")
-    if options.timing_cache is not None:
-        write_bytes_atomic(options.timing_cache, trt_compat.serialize_timing_cache(config))
-    return bytes(plan), {"outputs": _output_shapes(network), "input_shape": list(options.input_shape())}
+    if cache_file is not None:
+        _write(cache_file, trt_compat.serialize_timing_cache(config))
+    return bytes(serialized), {"outputs": _output_shapes(network), "input_shape": _input_shape(network)}
 
 
-def _builder_config(trt, builder, options: BuildOptions):
+def _builder_config(trt, builder, options: BuildOptions, plan: PrecisionPlan, device: sidecar.DeviceInfo):
+    """(IBuilderConfig, the timing cache file or None): every setting whose default matters, set."""
     config = builder.create_builder_config()
-    trt_compat.set_precision(trt, config, options.precision)
+    trt_compat.set_precision(trt, config, plan, options.precision)
     trt_compat.set_workspace(trt, config, options.workspace_mib << 20)
-    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED   # so `inspect` shows layer details
-    cache = options.timing_cache
-    trt_compat.attach_timing_cache(config, cache.read_bytes() if cache is not None and cache.exists() else b"")
+    trt_compat.set_portability(trt, config, options.version_compatible, options.hardware_compatibility,
+                               device.compute_capability)
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED   # so `inspect --layers` shows tactics
+    cache_file = None
+    if options.timing_cache_dir is not None:
+        cache_file = timing_cache_file(options.timing_cache_dir, str(trt.__version__), device)
+    trt_compat.attach_timing_cache(config, _read_cache(cache_file), where=f"timing cache {cache_file}")
     profile = builder.create_optimization_profile()
     shapes = options.profile()
     profile.set_shape(INPUT_NAME, shapes["min"], shapes["opt"], shapes["max"])
     config.add_optimization_profile(profile)
     trt_compat.attach_progress(trt, config, report=_show_progress)
-    return config
+    return config, cache_file
+
+
+def _read_cache(cache_file: Path | None) -> bytes:
+    if cache_file is None or not cache_file.exists():
+        return b""
+    try:
+        return cache_file.read_bytes()
+    except OSError as error:
+        raise RetinaFaceError(f"cannot read timing cache {cache_file}: {error.strerror or error}") from None
 
 
 def _show_progress(message: str, *args) -> None:
@@ -130,38 +180,77 @@ def _output_shapes(network) -> dict[str, list[int]]:
     return {tensor.name: [int(d) for d in tensor.shape] for tensor in outputs}
 
 
+def _input_shape(network) -> list[int]:
+    """The network input's shape as built (a fixed-batch ONNX model keeps its batch, not -1)."""
+    return [int(d) for d in network.get_input(0).shape]
+
+
 def sidecar_info(trt, options: BuildOptions, built: dict, backbone: str, weights_sha256: str,
-                 plan: bytes, device: DeviceInfo) -> dict:
+                 plan: bytes, device: sidecar.DeviceInfo) -> dict:
     """The sidecar dictionary (see :mod:`runtime.backends.tensorrt.sidecar`) of a freshly built engine."""
-    return {
+    info = {
         "project_version": __version__, "tensorrt_version": str(trt.__version__),
-        "gpu_name": device.name, "compute_capability": device.compute_capability,
+        "gpu_name": device.name, "compute_capability": device.compute_capability, "device_index": device.index,
         "backbone": backbone, "precision": options.precision, "input_name": INPUT_NAME,
         "input_shape": built["input_shape"], "outputs": built["outputs"],
         "profile": {k: list(v) for k, v in options.profile().items()},
         "weights_sha256": weights_sha256,
         "engine_sha256": hashlib.sha256(plan).hexdigest(), "engine_bytes": len(plan),
+        "version_compatible": options.version_compatible, "hardware_compatibility": options.hardware_compatibility,
     }
+    if options.postprocess is not None:
+        info["postprocess"] = options.postprocess.as_dict()
+    return info
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Write ``data`` atomically; an OSError becomes one RetinaFaceError line naming the path."""
+    try:
+        write_bytes_atomic(path, data, force=True)
+    except OSError as error:
+        raise RetinaFaceError(f"cannot write {path}: {error.strerror or error}") from None
+
+
+def write_engine(engine_path: Path, plan: bytes, info: dict) -> Path:
+    """Write the engine and its sidecar, each atomically; if the sidecar cannot be written the engine is
+    removed again, so an engine never stands without its sidecar."""
+    _write(engine_path, plan)
+    try:
+        sidecar.write_sidecar(engine_path, info)
+    except (OSError, RetinaFaceError) as error:
+        with contextlib.suppress(OSError):
+            os.unlink(engine_path)
+        if isinstance(error, RetinaFaceError):
+            raise
+        raise RetinaFaceError(f"cannot write {sidecar.sidecar_path(engine_path)}: {error.strerror or error}") from None
+    return engine_path
+
+
+def prepare_output(engine_path: str | Path, force: bool) -> Path:
+    """``engine_path`` checked for writing before any work: RetinaFaceError if it exists (without
+    ``force``), if its folder is missing, or if the engine or its sidecar path is a directory."""
+    engine_path = check_writable(engine_path, force)
+    for path in (engine_path, sidecar.sidecar_path(engine_path)):
+        if path.is_dir():
+            raise RetinaFaceError(f"cannot write {path}: it is a directory")
+    return engine_path
 
 
 def build_engine_file(weights_path: str | Path, engine_path: str | Path, options: BuildOptions = BuildOptions(),
-                      force: bool = False, trt=None, device: DeviceInfo | None = None) -> Path:
-    """Build ``weights_path`` (.wts or .pth) into ``engine_path`` plus its sidecar; return ``engine_path``.
-
-    ``trt`` defaults to the installed TensorRT (RetinaFaceError with the install command if absent);
-    ``device`` defaults to the current CUDA device.
-    """
+                      force: bool = False, trt=None, device_index: int = 0) -> Path:
+    """Build ``weights_path`` (.wts or .pth) on CUDA device ``device_index`` into ``engine_path`` plus its
+    sidecar; return ``engine_path``. ``trt`` defaults to the installed TensorRT (RetinaFaceError with the
+    install command if absent)."""
     from network.config import config_for_weights
-    from runtime.backends.tensorrt.device import current_device
     from wts_export.weights import load_weights, sha256_file
 
     options.validate()
-    engine_path = check_writable(engine_path, force)
-    trt = trt or trt_compat.import_tensorrt()
-    device = device or current_device()
+    engine_path = prepare_output(engine_path, force)
+    trt = trt or trt_compat.import_tensorrt()   # building has no alternative without TensorRT
+    device = sidecar.current_device(device_index)
     weights = load_weights(weights_path)
     cfg = config_for_weights(weights)
-    plan, built = build_serialized(trt, weights, cfg, options, trt_compat.make_logger(trt))
-    write_bytes_atomic(engine_path, plan, force=True)
-    write_sidecar(engine_path, sidecar_info(trt, options, built, cfg.name, sha256_file(weights_path), plan, device))
-    return engine_path
+    with sidecar.device_scope(device_index):
+        plan, built = build_serialized(trt, weights, cfg, options, device)
+    info = sidecar_info(trt, options, built, cfg.name, sha256_file(weights_path), plan, device)
+    return write_engine(engine_path, plan, {**info, "source": "weights"})

@@ -1,31 +1,30 @@
 """Build a TensorRT engine from an ONNX model with TensorRT's ONNX parser (``build --onnx``).
 
-The counterpart of :mod:`runtime.backends.tensorrt.build` (the hand-built route): same :class:`BuildOptions`, same
-builder configuration (precision, workspace, timing cache, one optimization profile), same sidecar, plus
+The sibling of :mod:`runtime.backends.tensorrt.build` (the hand-built route): the same
+:class:`~runtime.backends.tensorrt.build.BuildOptions`, the same builder configuration (precision,
+workspace, portability, timing cache, one optimization profile), the same sidecar, plus
 ``"source": "onnx"`` and ``onnx_sha256``. Like the rest of the TensorRT code it takes the ``trt``
 module as a parameter, so the conformance tests can run it against the real bindings of each version.
 
 Parser errors become one RetinaFaceError line per error with the node index, and, where the bindings
 have them (10.x, 11.x), the node's name and operator.
 
-FP16: an ONNX model from ``export-onnx`` is float32. TensorRT 8.6 lowers it with the FP16 builder flag;
-on 10.x and 11.x (strongly typed networks) the precision is that of the file, so ``fp16`` is refused there.
+FP16: an ONNX model from ``export-onnx`` is float32. TensorRT 8.6 and 10.x lower it to FP16 on a weakly
+typed network with ``BuilderFlag.FP16``; 11.x has no weak typing, so ``fp16`` is refused there
+(:func:`runtime.backends.tensorrt.compat.precision_plan`). In-network post-processing is not available on
+this route (it is added by the hand-built network).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import logging
 from pathlib import Path
 
 from retinaface_trt.errors import RetinaFaceError
-from retinaface_trt.fileio import check_writable, write_bytes_atomic
 from runtime.backends.tensorrt import compat as trt_compat
-from runtime.backends.tensorrt.build import BuildOptions, serialize_network, sidecar_info
-from runtime.backends.tensorrt.sidecar import DeviceInfo, write_sidecar
-
-log = logging.getLogger("retinaface_trt")
+from runtime.backends.tensorrt import sidecar
+from runtime.backends.tensorrt.build import BuildOptions, prepare_output, serialize_network, sidecar_info, write_engine
 
 
 def parser_error_lines(trt, parser) -> list[str]:
@@ -51,16 +50,18 @@ def parse_onnx(trt, network, data: bytes, logger):
     return parser
 
 
-def build_serialized_from_onnx(trt, data: bytes, options: BuildOptions, logger) -> tuple[bytes, dict]:
-    """Parse and build; return (plan bytes, {"outputs": {name: shape}, "input_shape": [...]}) as
+def build_serialized_from_onnx(trt, data: bytes, options: BuildOptions, device: sidecar.DeviceInfo) -> tuple[bytes, dict]:
+    """Parse and build on the current CUDA device; return (plan bytes, {"outputs", "input_shape"}) as
     :func:`runtime.backends.tensorrt.build.build_serialized` does."""
-    if options.precision == "fp16" and trt_compat.uses_strong_typing(trt):
-        raise RetinaFaceError(f"TensorRT {trt.__version__} builds an ONNX model in the precision of the file "
-                              "(float32 here); use --precision fp32, or build FP16 from the weights (without --onnx)")
+    if options.postprocess is not None:
+        raise RetinaFaceError("--with-postprocess is built into the hand-built network only; build from the "
+                              "weights (without --onnx)")
+    plan = trt_compat.precision_plan(trt, options.precision, onnx=True)
+    logger = trt_compat.tensorrt_logger(trt)
     builder = trt.Builder(logger)
-    network = builder.create_network(trt_compat.network_flags(trt))
+    network = builder.create_network(trt_compat.network_flags(trt, plan))
     parser = parse_onnx(trt, network, data, logger)
-    built = serialize_network(trt, builder, network, options, "the engine from the ONNX model")
+    built = serialize_network(trt, builder, network, options, plan, device, "the engine from the ONNX model")
     del parser   # the network refers to weights the parser owns: only now may it go
     return built
 
@@ -85,20 +86,18 @@ def options_for_model(options: BuildOptions, shape: list) -> BuildOptions:
 
 
 def build_engine_from_onnx(onnx_path: str | Path, engine_path: str | Path, options: BuildOptions = BuildOptions(),
-                           force: bool = False, trt=None, device: DeviceInfo | None = None) -> Path:
-    """Build ``onnx_path`` into ``engine_path`` plus its sidecar; return ``engine_path``."""
+                           force: bool = False, trt=None, device_index: int = 0) -> Path:
+    """Build ``onnx_path`` on CUDA device ``device_index`` into ``engine_path`` plus its sidecar."""
     from wts_export.onnx_export import read_model_facts
-    from runtime.backends.tensorrt.device import current_device
 
     options.validate()
-    engine_path = check_writable(engine_path, force)
+    engine_path = prepare_output(engine_path, force)
     data, facts = read_model_facts(onnx_path)
     options = options_for_model(options, facts["input_shape"])
     options.validate()
     trt = trt or trt_compat.import_tensorrt()
-    device = device or current_device()
-    plan, built = build_serialized_from_onnx(trt, data, options, trt_compat.make_logger(trt))
-    write_bytes_atomic(engine_path, plan, force=True)
+    device = sidecar.current_device(device_index)
+    with sidecar.device_scope(device_index):
+        plan, built = build_serialized_from_onnx(trt, data, options, device)
     info = sidecar_info(trt, options, built, facts["backbone"], facts["weights_sha256"], plan, device)
-    write_sidecar(engine_path, {**info, "source": "onnx", "onnx_sha256": hashlib.sha256(data).hexdigest()})
-    return engine_path
+    return write_engine(engine_path, plan, {**info, "source": "onnx", "onnx_sha256": hashlib.sha256(data).hexdigest()})

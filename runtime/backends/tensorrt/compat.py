@@ -4,80 +4,151 @@ All functions take the ``trt`` module as their first argument (the installed ``t
 bindings of one version in the conformance tests) and never import TensorRT themselves, except
 :func:`import_tensorrt`.
 
-How versions are told apart: by *feature*, with ``hasattr`` on the real enum or module, never by
-comparing version numbers, so that a guarded name is only ever touched where it exists. The
-conformance scan (``tests/conformance``) recognises exactly this form of guard: an ``if`` whose test
-calls ``hasattr(OBJ, "NAME")``; the names used inside that branch need to exist only where the test
-is true. The facts (TENSORRT_API.md §1.1, §1.2):
+How versions are told apart: what a version *can express* is an explicit fact of its major version
+(:data:`VERSION_FACTS`, from TENSORRT_API.md §1.1, §1.2), never guessed from which names exist, so a
+future release is refused with a clear message instead of silently building something else (an fp32 engine
+labelled fp16, for example). Names that exist only in some versions are touched only inside an
+``if hasattr(OBJ, "NAME")`` branch, whose else-branch fails loudly: the conformance scan
+(``tests/conformance``) recognises exactly that form of guard.
 
-=========  ==============================================  =========================================
-version    network creation flags                          FP16
-=========  ==============================================  =========================================
-8.6        ``1 << EXPLICIT_BATCH`` (no STRONGLY_TYPED)     weak typing: ``BuilderFlag.FP16``
-10.x       ``1 << STRONGLY_TYPED`` (EXPLICIT_BATCH ignored) strongly typed graph (FP16 flag deprecated)
-11.x       ``0`` (always strongly typed; no BuilderFlag.FP16) strongly typed graph
-=========  ==============================================  =========================================
+=========  ================================  ==============================================================
+version    network creation flags            FP16
+=========  ================================  ==============================================================
+8.6        ``1 << EXPLICIT_BATCH``           weak typing: ``BuilderFlag.FP16``
+10.x       ``1 << STRONGLY_TYPED`` (opt-in)  strongly typed graph; or weak typing + ``BuilderFlag.FP16``
+11.x       ``0`` (always strongly typed)     strongly typed graph only (``BuilderFlag.FP16`` is removed)
+=========  ================================  ==============================================================
 
 "Strongly typed graph" means the network itself casts the float32 input to float16, carries float16
-weights and casts the outputs back to float32 (``populate_network(..., half=True)``).
+weights and casts the outputs back to float32 (``populate_network(..., half=True)``). An ONNX model is
+float32, so its FP16 build needs weak typing: 8.6 and 10.x only.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 
 from retinaface_trt.errors import RetinaFaceError
 
 log = logging.getLogger("retinaface_trt.tensorrt")
 
-INSTALL_HINT = ("install it with `pip install 'retinaface-trt[tensorrt]'` (or `pip install tensorrt-cu12` / "
-                "`tensorrt-cu13` to match your CUDA); `--backend torch` works without it")
+INSTALL_COMMAND = ("pip install 'retinaface-trt[tensorrt]' (or `pip install tensorrt-cu12` / `tensorrt-cu13` to "
+                   "match your CUDA)")
+HARDWARE_COMPATIBILITY = ("none", "ampere+", "same-cc")
 
 
-def import_tensorrt():
-    """Return the installed ``tensorrt`` module, or raise RetinaFaceError saying how to install it."""
+def import_tensorrt(without: str = ""):
+    """Return the installed ``tensorrt`` module, or raise RetinaFaceError saying how to install it.
+
+    ``without`` says what the current command can do without TensorRT (appended to the message), e.g.
+    "`--backend torch` runs the network with PyTorch"; empty when nothing can.
+    """
     try:
         import tensorrt
     except ImportError as error:
-        raise RetinaFaceError(f"TensorRT is not installed ({error}); {INSTALL_HINT}") from None
+        tail = f"; {without}" if without else ""
+        raise RetinaFaceError(f"TensorRT is not installed ({error}); install it with {INSTALL_COMMAND}{tail}") from None
     return tensorrt
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """"10.16.1.11" → (10, 16, 1, 11); non-numeric parts end the tuple."""
+    parts = []
+    for part in str(version).split("."):
+        if not part.isdigit():
+            break
+        parts.append(int(part))
+    return tuple(parts)
 
 
 def major_version(trt) -> int:
     """The major version of ``trt`` (8, 10, 11, ...), from ``trt.__version__``."""
-    return int(str(trt.__version__).split(".")[0])
+    return version_tuple(trt.__version__)[0]
 
 
-def uses_strong_typing(trt) -> bool:
-    """True where FP16 is expressed in the graph (10.x and 11.x), False where it is a builder flag (8.6)."""
-    return hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED")
+@dataclass(frozen=True)
+class VersionFacts:
+    """What one TensorRT major version can express (TENSORRT_API.md §1.1, §1.2)."""
+
+    explicit_batch_flag: bool    # create_network needs 1 << EXPLICIT_BATCH (else: implicit batch)
+    strong_typing: str           # "never" (8.6), "opt-in" (10.x: STRONGLY_TYPED), "always" (11.x)
+    fp16_flag: bool              # BuilderFlag.FP16 exists (weak typing)
 
 
-def network_flags(trt) -> int:
-    """The ``flags`` for ``Builder.create_network``: explicit batch on 8.6, strongly typed on 10.x, 0 on 11.x."""
-    flags = 0
-    if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH") and not uses_strong_typing(trt):
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)   # 8.6: else implicit batch
-    if hasattr(trt.BuilderFlag, "FP16") and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
-        # 10.x: strong typing is opt-in; 11.x: always on, and the flag is deprecated, so left out
-        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
-    return flags
+VERSION_FACTS = {
+    8: VersionFacts(explicit_batch_flag=True, strong_typing="never", fp16_flag=True),
+    10: VersionFacts(explicit_batch_flag=False, strong_typing="opt-in", fp16_flag=True),
+    11: VersionFacts(explicit_batch_flag=False, strong_typing="always", fp16_flag=False),
+}
 
 
-def set_precision(trt, config, precision: str) -> None:
-    """Configure ``config`` (IBuilderConfig) for ``precision`` "fp32" or "fp16".
+def version_facts(trt) -> VersionFacts:
+    """The facts of ``trt``'s major version; RetinaFaceError for a version the project does not know."""
+    version = version_tuple(trt.__version__)
+    if not version or version[0] not in VERSION_FACTS or version[:2] < (8, 6):
+        raise RetinaFaceError(f"TensorRT {trt.__version__} is not a version this project builds for (8.6, 10.x, "
+                              "11.x): how it expresses explicit batch and FP16 is unknown; install one of those "
+                              f"with {INSTALL_COMMAND}")
+    return VERSION_FACTS[version[0]]
 
-    fp32 clears TF32 (on by default) so that results match float32 references. fp16 sets the FP16
-    builder flag where the network is weakly typed (8.6); elsewhere the graph itself is float16.
+
+@dataclass(frozen=True)
+class PrecisionPlan:
+    """How one build expresses its precision: network creation flags and what carries FP16."""
+
+    strongly_typed: bool         # the network is created strongly typed (or is so always, 11.x)
+    half_graph: bool             # FP16 lives in the graph (populate_network(..., half=True))
+    fp16_flag: bool              # FP16 is BuilderFlag.FP16 on a weakly typed network
+
+
+def precision_plan(trt, precision: str, onnx: bool = False) -> PrecisionPlan:
+    """The plan for ``precision`` ("fp32"/"fp16") of the hand-built network, or of an ONNX model (float32).
+
+    Hand-built: 8.6 weak + FP16 flag; 10.x and 11.x strongly typed with an FP16 graph. ONNX: float32
+    strongly typed where possible; FP16 by weak typing + FP16 flag on 8.6 and 10.x; refused on 11.x.
     """
     if precision not in ("fp32", "fp16"):
         raise RetinaFaceError(f"precision must be 'fp32' or 'fp16', not {precision!r}")
+    facts, half = version_facts(trt), precision == "fp16"
+    if facts.strong_typing == "never":
+        return PrecisionPlan(strongly_typed=False, half_graph=False, fp16_flag=half)
+    if not (half and onnx):
+        return PrecisionPlan(strongly_typed=True, half_graph=half, fp16_flag=False)
+    if facts.fp16_flag:
+        return PrecisionPlan(strongly_typed=False, half_graph=False, fp16_flag=True)
+    raise RetinaFaceError(f"TensorRT {trt.__version__} builds an ONNX model only in the precision of the file "
+                          "(float32 here; weak typing and BuilderFlag.FP16 were removed in 11.0); use "
+                          "--precision fp32, or build FP16 from the weights (without --onnx)")
+
+
+def network_flags(trt, plan: PrecisionPlan) -> int:
+    """The ``flags`` for ``Builder.create_network``: explicit batch on 8.6, STRONGLY_TYPED on 10.x when
+    the plan is strongly typed, 0 on 11.x (always strongly typed; its STRONGLY_TYPED flag is deprecated)."""
+    facts = version_facts(trt)
+    if facts.explicit_batch_flag:
+        if hasattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH"):
+            return 1 << int(trt.NetworkDefinitionCreationFlag.EXPLICIT_BATCH)
+        raise RetinaFaceError(f"TensorRT {trt.__version__} lacks NetworkDefinitionCreationFlag.EXPLICIT_BATCH")
+    if facts.strong_typing == "opt-in" and plan.strongly_typed:
+        if hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+            return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        raise RetinaFaceError(f"TensorRT {trt.__version__} lacks NetworkDefinitionCreationFlag.STRONGLY_TYPED")
+    return 0
+
+
+def set_precision(trt, config, plan: PrecisionPlan, precision: str) -> None:
+    """Configure ``config`` (IBuilderConfig): TF32 off for fp32 (so results match float32 references),
+    ``BuilderFlag.FP16`` where the plan needs it (an error, never a no-op, where it does not exist)."""
     if precision == "fp32":
         config.clear_flag(trt.BuilderFlag.TF32)
-    elif not uses_strong_typing(trt):
+    if plan.fp16_flag:
         if hasattr(trt.BuilderFlag, "FP16"):
             config.set_flag(trt.BuilderFlag.FP16)
+        else:
+            raise RetinaFaceError(f"TensorRT {trt.__version__} has no BuilderFlag.FP16: it cannot build this "
+                                  "network in FP16; use --precision fp32")
 
 
 def set_workspace(trt, config, workspace_bytes: int) -> None:
@@ -85,10 +156,63 @@ def set_workspace(trt, config, workspace_bytes: int) -> None:
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_bytes))
 
 
-def attach_timing_cache(config, cache_bytes: bytes):
-    """Create a timing cache from ``cache_bytes`` (b"" for a new one), attach it and return it."""
-    cache = config.create_timing_cache(cache_bytes)
-    config.set_timing_cache(cache, True)   # ignore_mismatch: a cache from another GPU is just not used
+def set_portability(trt, config, version_compatible: bool, hardware: str, device_cc: str) -> None:
+    """Version compatibility (lean runtime embedded in the plan) and the hardware compatibility level.
+
+    ``hardware``: "none" (this GPU's architecture only), "ampere+" (any Ampere or newer GPU; must be built on
+    one) or "same-cc" (GPUs of this compute capability; TensorRT 10.10+). Both are always set explicitly.
+    """
+    if version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+        config.clear_flag(trt.BuilderFlag.EXCLUDE_LEAN_RUNTIME)   # the plan carries its own lean runtime
+    else:
+        config.clear_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
+    config.hardware_compatibility_level = hardware_level(trt, hardware, device_cc)
+
+
+def hardware_level(trt, hardware: str, device_cc: str):
+    """The ``trt.HardwareCompatibilityLevel`` member for ``hardware``; RetinaFaceError where it cannot apply."""
+    if hardware == "none":
+        return trt.HardwareCompatibilityLevel.NONE
+    if hardware == "ampere+":
+        if version_tuple(device_cc) < (8, 0):
+            raise RetinaFaceError(f"--hardware-compatibility ampere+ must be built on an Ampere or newer GPU "
+                                  f"(compute capability 8.0+), this one has {device_cc}; build on such a GPU "
+                                  "or without the option")
+        return trt.HardwareCompatibilityLevel.AMPERE_PLUS
+    if hardware == "same-cc":
+        if hasattr(trt.HardwareCompatibilityLevel, "SAME_COMPUTE_CAPABILITY"):
+            return trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY
+        raise RetinaFaceError(f"TensorRT {trt.__version__} has no same-compute-capability level (added in "
+                              "10.10); use --hardware-compatibility ampere+ or a newer TensorRT")
+    raise RetinaFaceError(f"--hardware-compatibility must be one of {', '.join(HARDWARE_COMPATIBILITY)}, "
+                          f"not {hardware!r}")
+
+
+def attach_timing_cache(config, cache_bytes: bytes, where: str = "the timing cache"):
+    """Create a timing cache from ``cache_bytes`` (b"" for a new one), attach it with mismatches refused,
+    and return it. A cache TensorRT does not accept (another GPU or version, or damaged) is discarded
+    with a warning naming ``where``, and a new one is used instead; nothing is ignored silently."""
+    cache = _accepted_cache(config, cache_bytes) if cache_bytes else None
+    if cache is not None:
+        return cache
+    if cache_bytes:
+        log.warning("%s was not accepted by TensorRT (made by another GPU or TensorRT version, or damaged); "
+                    "discarding it and timing from scratch", where)
+    cache = _accepted_cache(config, b"")
+    if cache is None:
+        raise RetinaFaceError("TensorRT could not create an empty timing cache (its log above says why)")
+    return cache
+
+
+def _accepted_cache(config, cache_bytes: bytes):
+    """The attached cache, or None when TensorRT returns None, refuses it, or raises on the bytes."""
+    try:
+        cache = config.create_timing_cache(cache_bytes)
+    except (RuntimeError, TypeError, ValueError):
+        return None
+    if cache is None or not config.set_timing_cache(cache, False):    # ignore_mismatch=False: refuse them
+        return None
     return cache
 
 
@@ -99,10 +223,22 @@ def serialize_timing_cache(config) -> bytes:
 
 _SEVERITY_LEVELS = {"INTERNAL_ERROR": logging.CRITICAL, "ERROR": logging.ERROR, "WARNING": logging.WARNING,
                     "INFO": logging.INFO, "VERBOSE": logging.DEBUG}
+_LOGGERS: dict = {}
+
+
+def tensorrt_logger(trt):
+    """The one ``trt.ILogger`` of this process for ``trt``, created on first use and kept forever.
+
+    TensorRT keeps a single logger pointer for the whole process (the first one given to a Builder or
+    Runtime), so every Builder and Runtime must get the same object, and it must outlive them all.
+    """
+    if id(trt) not in _LOGGERS:
+        _LOGGERS[id(trt)] = (trt, make_logger(trt))      # the module is kept too, so its id stays unique
+    return _LOGGERS[id(trt)][1]
 
 
 def make_logger(trt, target: logging.Logger = log):
-    """A ``trt.ILogger`` that forwards TensorRT's messages to ``target`` at the matching logging level."""
+    """A new ``trt.ILogger`` forwarding TensorRT's messages to ``target`` (use :func:`tensorrt_logger`)."""
 
     class LoggingBridge(trt.ILogger):
         def __init__(self):

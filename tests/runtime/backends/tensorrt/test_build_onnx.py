@@ -1,5 +1,6 @@
 """The TensorRT ONNX-parser route without TensorRT: parser error reporting (with a small fake parser),
-fitting the build options to the model's input shape, and `build --onnx` argument checks.
+fitting the build options to the model's input shape, precision by version, the sidecar's input shape,
+and `build --onnx` argument checks.
 The real bindings check this route in tests/conformance (scenario "onnx")."""
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from runtime.cli.main import main
 from retinaface_trt.errors import RetinaFaceError
 from runtime.backends.tensorrt.build import BuildOptions
 from runtime.backends.tensorrt.build_onnx import options_for_model, parse_onnx
+from runtime.backends.tensorrt.sidecar import DeviceInfo
+from tests.runtime.backends.tensorrt.fakes import FakeCuda, builder_trt
 
 
 class _Error:
@@ -93,3 +96,60 @@ def test_build_onnx_without_tensorrt_exits_1(monkeypatch, mnet_pth, tmp_path, ca
     code = main(["build", "--onnx", str(model), "-o", str(tmp_path / "m.engine")])
     assert code == 1 and "TensorRT is not installed" in capsys.readouterr().err
     assert not (tmp_path / "m.engine").exists()
+
+
+def _onnx_trt(version: str, input_shape=(1, 3, 640, 640)):
+    """A builder fake whose ONNX "parser" adds an input of ``input_shape`` and one output to the network."""
+    trt = builder_trt(version, FakeCuda())
+
+    class OnnxParser:
+        num_errors = 0
+
+        def __init__(self, network, logger):
+            self.network = network
+
+        def parse(self, data):
+            x = self.network.add_input("input", trt.float32, input_shape)
+            out = self.network.add_activation(x, trt.ActivationType.RELU).get_output(0)
+            out.name = "loc"
+            self.network.mark_output(out)
+            return True
+
+    trt.OnnxParser = OnnxParser
+    return trt
+
+
+H100 = DeviceInfo("NVIDIA H100", "9.0")
+
+
+def test_a_fixed_batch_onnx_engine_records_its_batch_not_minus_one():
+    """Audit item 5: the sidecar of a fixed-batch ONNX engine used to record batch -1."""
+    from runtime.backends.tensorrt.build_onnx import build_serialized_from_onnx
+
+    options = options_for_model(BuildOptions(), [1, 3, 640, 640])
+    _, built = build_serialized_from_onnx(_onnx_trt("10.16.1.11"), b"model", options, H100)
+    assert built["input_shape"] == [1, 3, 640, 640] and built["outputs"] == {"loc": [1, 3, 640, 640]}
+
+
+def test_onnx_fp16_on_10_builds_weakly_typed_with_the_fp16_flag():
+    """Audit item 5: ONNX fp16 was refused on 10.x, where weak typing + BuilderFlag.FP16 works."""
+    from runtime.backends.tensorrt.build_onnx import build_serialized_from_onnx
+
+    trt = _onnx_trt("10.16.1.11")
+    build_serialized_from_onnx(trt, b"model", BuildOptions(precision="fp16"), H100)
+    assert ("create_network", 0) in trt.calls and ("set", "FP16") in trt.builds[0]["config"].calls
+
+
+def test_onnx_fp16_on_11_is_refused_with_the_alternative():
+    from runtime.backends.tensorrt.build_onnx import build_serialized_from_onnx
+
+    with pytest.raises(RetinaFaceError, match="build FP16 from the weights"):
+        build_serialized_from_onnx(_onnx_trt("11.4.0.106"), b"model", BuildOptions(precision="fp16"), H100)
+
+
+def test_onnx_route_refuses_postprocessing():
+    from network import PostprocessSettings
+    from runtime.backends.tensorrt.build_onnx import build_serialized_from_onnx
+
+    with pytest.raises(RetinaFaceError, match="hand-built network only"):
+        build_serialized_from_onnx(_onnx_trt("10.16.1.11"), b"m", BuildOptions(postprocess=PostprocessSettings()), H100)

@@ -1,79 +1,87 @@
-"""runtime.backends.tensorrt.compat and the build options against small hand-written fakes of the three TensorRT lines.
-
-(The same helpers are checked against the real bindings of each version in tests/conformance.)"""
+"""runtime.backends.tensorrt.compat against hand-written fakes of the three TensorRT lines (the same helpers
+are checked against the real bindings of each version in tests/conformance)."""
 
 from __future__ import annotations
 
-import enum
 import logging
+import sys
 import types
 
 import pytest
 
 from retinaface_trt.errors import RetinaFaceError
 from runtime.backends.tensorrt import compat as trt_compat
-from runtime.backends.tensorrt.build import BuildOptions
-from runtime.backends.tensorrt.engine import engine_cache_key
+from tests.runtime.backends.tensorrt.fakes import TRT10, TRT11, TRT86, RecordingConfig, fake_trt
 
 
-def fake_trt(version: str, creation_flags: list[str], builder_flags: list[str], progress: bool = False):
-    class ILogger:
-        class Severity(enum.Enum):
-            INTERNAL_ERROR, ERROR, WARNING, INFO, VERBOSE = range(5)
-
-        def __init__(self):
-            pass
-
-    trt = types.SimpleNamespace(
-        __version__=version, ILogger=ILogger,
-        NetworkDefinitionCreationFlag=enum.IntEnum("F", {n: i for i, n in enumerate(creation_flags)}),
-        BuilderFlag=enum.IntEnum("B", {n: i for i, n in enumerate(builder_flags)}))
-    if progress:
-        trt.IProgressMonitor = type("IProgressMonitor", (), {"__init__": lambda self: None})
-    return trt
-
-
-TRT86 = fake_trt("8.6.1", ["EXPLICIT_BATCH", "EXPLICIT_PRECISION"], ["FP16", "INT8", "TF32"])
-TRT10 = fake_trt("10.16.1.11", ["EXPLICIT_BATCH", "STRONGLY_TYPED"], ["FP16", "INT8", "TF32"], progress=True)
-TRT11 = fake_trt("11.4.0.106", ["STRONGLY_TYPED", "PREFER_JIT_PYTHON_PLUGINS"], ["TF32"], progress=True)
-
-
-class RecordingConfig:
-    def __init__(self):
-        self.calls = []
-
-    def set_flag(self, flag):
-        self.calls.append(("set", flag.name))
-
-    def clear_flag(self, flag):
-        self.calls.append(("clear", flag.name))
+def plan(trt, precision="fp32", onnx=False):
+    return trt_compat.precision_plan(trt, precision, onnx=onnx)
 
 
 @pytest.mark.parametrize("trt, flags", [(TRT86, 1 << 0), (TRT10, 1 << 1), (TRT11, 0)])
 def test_network_flags(trt, flags):
-    assert trt_compat.network_flags(trt) == flags
+    assert trt_compat.network_flags(trt, plan(trt)) == flags
 
 
-@pytest.mark.parametrize("trt, calls", [(TRT86, [("set", "FP16")]), (TRT10, []), (TRT11, [])])
-def test_fp16_route(trt, calls):
-    config = RecordingConfig()
-    trt_compat.set_precision(trt, config, "fp16")
-    assert config.calls == calls
+@pytest.mark.parametrize("trt, calls, half", [(TRT86, [("set", "FP16")], False), (TRT10, [], True), (TRT11, [], True)])
+def test_fp16_route_of_the_hand_built_network(trt, calls, half):
+    config, fp16 = RecordingConfig(), plan(trt, "fp16")
+    trt_compat.set_precision(trt, config, fp16, "fp16")
+    assert config.calls == calls and fp16.half_graph == half
 
 
 def test_fp32_clears_tf32():
     config = RecordingConfig()
-    trt_compat.set_precision(TRT11, config, "fp32")
+    trt_compat.set_precision(TRT11, config, plan(TRT11), "fp32")
     assert config.calls == [("clear", "TF32")]
+
+
+def test_a_weakly_typed_version_without_the_fp16_flag_fails_loudly():
+    """Audit item 4: a missing BuilderFlag.FP16 used to be a silent no-op (an fp32 engine labelled fp16)."""
+    trt = fake_trt("8.6.1", builder_flags=["INT8", "TF32"])
+    with pytest.raises(RetinaFaceError, match="has no BuilderFlag.FP16"):
+        trt_compat.set_precision(trt, RecordingConfig(), plan(trt, "fp16"), "fp16")
+
+
+def test_fp16_is_decided_by_the_version_not_by_which_names_exist():
+    """A 10.x without STRONGLY_TYPED is not silently taken for 8.6 (weak typing): it is an error."""
+    trt = fake_trt("10.16.1.11", creation_flags=["EXPLICIT_BATCH"])
+    assert plan(trt, "fp16").half_graph
+    with pytest.raises(RetinaFaceError, match="lacks NetworkDefinitionCreationFlag.STRONGLY_TYPED"):
+        trt_compat.network_flags(trt, plan(trt, "fp16"))
+
+
+@pytest.mark.parametrize("version", ["12.0.0", "9.1.0", "8.5.3"])
+def test_an_unknown_version_is_refused(version):
+    with pytest.raises(RetinaFaceError, match=f"TensorRT {version} is not a version this project builds for"):
+        plan(types.SimpleNamespace(__version__=version))
+
+
+def test_onnx_fp16_on_10_is_weak_typing_with_the_fp16_flag():
+    fp16 = plan(TRT10, "fp16", onnx=True)
+    config = RecordingConfig()
+    trt_compat.set_precision(TRT10, config, fp16, "fp16")
+    assert (fp16.strongly_typed, trt_compat.network_flags(TRT10, fp16), config.calls) == (False, 0, [("set", "FP16")])
+
+
+def test_onnx_fp16_on_11_is_refused():
+    with pytest.raises(RetinaFaceError, match="weak typing and BuilderFlag.FP16 were removed in 11.0"):
+        plan(TRT11, "fp16", onnx=True)
 
 
 def test_unknown_precision_is_an_error():
     with pytest.raises(RetinaFaceError, match="'fp32' or 'fp16'"):
-        trt_compat.set_precision(TRT11, RecordingConfig(), "int8")
+        plan(TRT11, "int8")
 
 
 def test_major_version():
     assert [trt_compat.major_version(t) for t in (TRT86, TRT10, TRT11)] == [8, 10, 11]
+
+
+def test_one_logger_per_process():
+    """Audit item 5: TensorRT keeps one logger pointer, so every Builder and Runtime gets the same object."""
+    trt = fake_trt("11.4.0.106")
+    assert trt_compat.tensorrt_logger(trt) is trt_compat.tensorrt_logger(trt)
 
 
 def test_logger_bridge_maps_severity_to_logging_level(caplog):
@@ -81,6 +89,73 @@ def test_logger_bridge_maps_severity_to_logging_level(caplog):
     with caplog.at_level(logging.DEBUG, "test.trt"):
         bridge.log(TRT11.ILogger.Severity.ERROR, "engine failed")
     assert [(r.levelno, r.getMessage()) for r in caplog.records] == [(logging.ERROR, "engine failed")]
+
+
+# Timing caches -----------------------------------------------------------------------------------------
+def test_timing_cache_is_attached_with_mismatches_refused():
+    config = RecordingConfig()
+    trt_compat.attach_timing_cache(config, b"cached timings", where="cache.file")
+    assert config.calls == [("set_timing_cache", b"cached timings", False)]
+
+
+@pytest.mark.parametrize("data", [b"from another GPU", b"none", b"raise"])
+def test_a_refused_timing_cache_is_discarded_with_a_note(data, caplog):
+    """Audit item 2: refused (set_timing_cache False), None, or raising: replaced by an empty cache, said."""
+    config = RecordingConfig(accept_cache=lambda cached: cached == b"")
+    with caplog.at_level(logging.WARNING, "retinaface_trt.tensorrt"):
+        cache = trt_compat.attach_timing_cache(config, data, where="timing cache T.cache")
+    assert cache.data == b"" and config.calls[-1] == ("set_timing_cache", b"", False)
+    assert "timing cache T.cache was not accepted" in caplog.text
+
+
+def test_no_timing_cache_at_all_is_an_error():
+    class NoCache(RecordingConfig):
+        def create_timing_cache(self, data):
+            return None
+
+    with pytest.raises(RetinaFaceError, match="could not create an empty timing cache"):
+        trt_compat.attach_timing_cache(NoCache(), b"")
+
+
+# Portable engines --------------------------------------------------------------------------------------
+def test_version_compatible_sets_the_flag_and_keeps_the_lean_runtime():
+    config = RecordingConfig()
+    trt_compat.set_portability(TRT10, config, True, "none", "9.0")
+    assert config.calls == [("set", "VERSION_COMPATIBLE"), ("clear", "EXCLUDE_LEAN_RUNTIME")]
+    assert config.attributes["hardware_compatibility_level"].name == "NONE"
+
+
+def test_not_portable_clears_the_flag_and_sets_level_none():
+    config = RecordingConfig()
+    trt_compat.set_portability(TRT86, config, False, "none", "8.6")
+    assert config.calls == [("clear", "VERSION_COMPATIBLE")]
+    assert config.attributes["hardware_compatibility_level"].name == "NONE"
+
+
+@pytest.mark.parametrize("level, member", [("ampere+", "AMPERE_PLUS"), ("same-cc", "SAME_COMPUTE_CAPABILITY")])
+def test_hardware_compatibility_levels(level, member):
+    assert trt_compat.hardware_level(TRT11, level, "8.9").name == member
+
+
+def test_ampere_plus_needs_an_ampere_build_gpu():
+    with pytest.raises(RetinaFaceError, match=r"built on an Ampere or newer GPU .* this one has 7.5"):
+        trt_compat.hardware_level(TRT11, "ampere+", "7.5")
+
+
+def test_same_cc_needs_tensorrt_10_10():
+    with pytest.raises(RetinaFaceError, match="no same-compute-capability level"):
+        trt_compat.hardware_level(fake_trt("10.3.0", same_cc=False), "same-cc", "9.0")
+
+
+# Install hints -----------------------------------------------------------------------------------------
+def test_missing_tensorrt_names_the_install_command_and_what_works_without_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    with pytest.raises(RetinaFaceError) as bare:
+        trt_compat.import_tensorrt()
+    with pytest.raises(RetinaFaceError) as hinted:
+        trt_compat.import_tensorrt("or use `--backend torch`")
+    assert "pip install 'retinaface-trt[tensorrt]'" in str(bare.value) and "--backend" not in str(bare.value)
+    assert str(hinted.value).endswith("; or use `--backend torch`")
 
 
 def test_progress_without_monitor_is_one_log_line():
@@ -95,25 +170,3 @@ def test_progress_monitor_reports_phases():
     config.progress_monitor.phase_start("Building", None, 10)
     keep_going = [config.progress_monitor.step_complete("Building", s) for s in range(10)]
     assert all(keep_going) and lines[0] == "build phase Building (10 steps)" and len(lines) == 11
-
-
-def test_fixed_size_profile_has_dynamic_batch_only():
-    options = BuildOptions(input_size=(640, 480), opt_batch=2, max_batch=4)
-    assert options.input_shape() == (-1, 3, 480, 640)
-    assert options.profile() == {"min": (1, 3, 480, 640), "opt": (2, 3, 480, 640), "max": (4, 3, 480, 640)}
-
-
-def test_dynamic_size_profile():
-    options = BuildOptions(input_size=(640, 640), min_size=(320, 240), max_size=(1280, 960))
-    assert options.input_shape() == (-1, 3, -1, -1) and options.profile()["min"] == (1, 3, 240, 320)
-
-
-def test_profile_out_of_order_is_an_error():
-    with pytest.raises(RetinaFaceError, match="0 < min <= opt <= max"):
-        BuildOptions(opt_batch=9, max_batch=8).validate()
-
-
-def test_cache_key_depends_on_precision_and_tensorrt_version():
-    keys = {engine_cache_key("ab", v, "H100 sm9.0", p, (640, 640), 8)
-            for v in ("10.16.1.11", "11.4.0.106") for p in ("fp32", "fp16")}
-    assert len(keys) == 4

@@ -1,0 +1,64 @@
+"""The engine cache: engines built automatically from weights, one file per (weights, project version,
+TensorRT version, GPU, precision, input size, batch, post-processing), with their timing caches beside them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+from network import PostprocessSettings
+from retinaface_trt import __version__
+from retinaface_trt.errors import RetinaFaceError
+from runtime.backends.tensorrt import compat as trt_compat
+from runtime.backends.tensorrt import sidecar
+
+
+def default_engine_cache() -> Path:
+    """Where engines built automatically from weights are kept: $RETINAFACE_TRT_CACHE or ~/.cache/retinaface-trt."""
+    return Path(os.environ.get("RETINAFACE_TRT_CACHE", Path.home() / ".cache" / "retinaface-trt"))
+
+
+def engine_cache_key(weights_sha256: str, tensorrt_version: str, gpu: str, precision: str,
+                     input_size: tuple[int, int], max_batch: int, project_version: str = __version__,
+                     postprocess: PostprocessSettings | None = None) -> str:
+    """16 hex digits identifying one cached engine. The project version is part of it: a new release may
+    build a different network from the same weights."""
+    settings = postprocess.as_dict() if postprocess is not None else None
+    text = json.dumps([weights_sha256, project_version, tensorrt_version, gpu, precision, list(input_size),
+                       max_batch, settings], sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def ensure_engine(weights: str | Path, cache_dir: str | Path, precision: str = "fp32",
+                  input_size: tuple[int, int] = (640, 640), max_batch: int = 8, device_index: int = 0,
+                  trt=None, postprocess: PostprocessSettings | None = None) -> Path:
+    """Return a usable engine for ``weights`` from ``cache_dir``, building it there first if needed.
+
+    The engine is built on, and labelled with, CUDA device ``device_index``. The file name carries
+    :func:`engine_cache_key`, so a new TensorRT version, another GPU or other settings get their own
+    engine; a cached engine whose bytes do not match its sidecar is rebuilt.
+    """
+    from runtime.backends.tensorrt.build import BuildOptions, build_engine_file
+    from wts_export.weights import sha256_file
+
+    trt = trt or trt_compat.import_tensorrt("or use `--backend torch`, which needs no TensorRT")
+    device = sidecar.current_device(device_index)
+    key = engine_cache_key(sha256_file(weights), str(trt.__version__), f"{device.name} sm{device.compute_capability}",
+                           precision, tuple(input_size), max_batch, postprocess=postprocess)
+    path = Path(cache_dir) / f"retinaface-{precision}-{input_size[0]}x{input_size[1]}-{key}.engine"
+    if path.exists() and sidecar.sidecar_path(path).exists():
+        try:
+            sidecar.check_engine_file(path)
+            return path
+        except RetinaFaceError:
+            pass   # damaged cache entry: rebuilt below
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RetinaFaceError(f"cannot create the engine cache {path.parent}: {error.strerror or error}; "
+                              "pass --engine-cache DIR") from None
+    options = BuildOptions(precision=precision, input_size=tuple(input_size), max_batch=max_batch,
+                           timing_cache_dir=path.parent, postprocess=postprocess)
+    return build_engine_file(weights, path, options, force=True, trt=trt, device_index=device_index)
