@@ -26,6 +26,7 @@ import torch
 from network.executor import folding
 from network.executor.enums import LayerType
 from network.executor.network_def import INetworkDefinition, topological_order
+from network.executor.values import TORCH_DTYPES
 
 _FLOAT_TYPES = (torch.float32, torch.float16)
 
@@ -48,7 +49,7 @@ class Program:
         self.device, self.dtype = torch.device(device), dtype
         self.fold_batchnorm, self.channels_last = bool(fold_batchnorm), bool(channels_last)
         self._network = network
-        self._inputs = [(t.name, t.shape, id(t)) for t in network._inputs]
+        self._inputs = [(t.name, t.shape, TORCH_DTYPES[t.dtype], id(t)) for t in network._inputs]
         self._outputs = [(t.name, id(t)) for t in network._outputs]
         order = topological_order([l for l in network._layers if id(l) in _needed_layers(network)])
         self.num_folded = 0
@@ -56,7 +57,7 @@ class Program:
 
     @torch.inference_mode()
     def __call__(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        values = {key: self._entry(name, shape, inputs) for name, shape, key in self._inputs}
+        values = {key: self._entry(name, shape, dtype, inputs) for name, shape, dtype, key in self._inputs}
         for fn, input_keys, output_keys in self._steps:
             values.update(zip(output_keys, fn([values[k] for k in input_keys])))
         return {name: self._exit(values[key]) for name, key in self._outputs}
@@ -96,12 +97,12 @@ class Program:
         return run
 
     # Values ----------------------------------------------------------------------------------------------
-    def _entry(self, name, shape, inputs) -> torch.Tensor:
+    def _entry(self, name, shape, declared, inputs) -> torch.Tensor:
         if name not in inputs:
             raise KeyError(f"missing input {name!r}; the network's inputs are {[n for n, *_ in self._inputs]}")
         x = inputs[name]
-        if x.dtype not in _FLOAT_TYPES or (x.dtype != torch.float32 and self.dtype == torch.float32):
-            raise TypeError(f"input {name!r} must be torch.float32 (or this program's {self.dtype}), got {x.dtype}")
+        if x.dtype not in (declared, self.dtype if declared == torch.float32 else declared):
+            raise TypeError(f"input {name!r} must be {declared}, got {x.dtype}")
         if x.dim() != len(shape) or any(d not in (-1, s) for d, s in zip(shape, x.shape)):
             raise ValueError(f"input {name!r} has shape {tuple(x.shape)}, the network expects {shape}")
         return self._settle(x.to(self.device))

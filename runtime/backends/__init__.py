@@ -128,7 +128,7 @@ def _onnxruntime_is_faster(request: BackendRequest) -> bool:
 
     on_cpu = (request.device or "auto").lower() == "cpu" or (
         (request.device or "auto").lower() == "auto" and not torch.cuda.is_available())
-    is_file = isinstance(request.weights, (str, os.PathLike))
+    is_file = isinstance(request.weights, (str, os.PathLike)) and request.engine is None
     return (on_cpu and is_file and request.precision == "fp32"
             and importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None)
 
