@@ -41,16 +41,21 @@ class Detector:
     confidence_threshold 0.02, nms_threshold 0.4, top_k 5000, keep_top_k 750: detect.py's defaults
     max_pixels:  images with more pixels are refused (RetinaFaceError); 0 disables the limit
     cuda_graphs: replay the chain as CUDA graphs (default: when the backend is capturable and on CUDA)
+    postprocess: ``pipeline`` (default: decoding and NMS here, detect.py's exact semantics) or ``network``
+                 (decoding and NMS inside the network, for a backend built with them: see docs/tensorrt.md
+                 for where TensorRT's NMS differs); the thresholds must then be the network's
     """
 
     def __init__(self, backend, *, resize: str = "original", input_size=DEFAULT_INPUT_SIZE,
                  confidence_threshold: float = 0.02, nms_threshold: float = 0.4, top_k: int = 5000,
-                 keep_top_k: int = 750, max_pixels: int = DEFAULT_MAX_PIXELS, cuda_graphs: bool | None = None):
+                 keep_top_k: int = 750, max_pixels: int = DEFAULT_MAX_PIXELS, cuda_graphs: bool | None = None,
+                 postprocess: str = "pipeline"):
         self.backend = backend
         self.resize = check_resize(resize)
         self.input_size = check_input_size(input_size)
         self.options = DetectionOptions(confidence_threshold, top_k, nms_threshold, keep_top_k)
         self.max_pixels = check_count("max_pixels", max_pixels, low=0)
+        self.postprocess = _check_postprocess(postprocess, backend, self.options)
         self.device = torch.device(backend.device)
         on_gpu = self.device.type == "cuda"
         graphs = getattr(backend, "capturable", False) if cuda_graphs is None else bool(cuda_graphs)
@@ -72,8 +77,10 @@ class Detector:
 
         if weights is None and engine is None:
             raise RetinaFaceError("no model given: pass weights (.pth/.wts) or a TensorRT engine")
+        in_network = options.get("postprocess", "pipeline") == "network"
         backend = create_backend(backend, weights=weights, engine=engine, device=device, precision=precision,
-                                 input_size=options.get("input_size", DEFAULT_INPUT_SIZE), engine_cache=engine_cache)
+                                 input_size=options.get("input_size", DEFAULT_INPUT_SIZE), engine_cache=engine_cache,
+                                 postprocess=network_settings(options) if in_network else None)
         try:
             return cls(backend, **options)
         except BaseException:
@@ -134,6 +141,8 @@ class Detector:
         backend = self.backend
         batch = network_input(canvas, getattr(backend, "input_dtype", torch.float32),
                               getattr(backend, "input_channels_last", False))
+        if self.postprocess == "network":
+            return backend.infer(batch)          # (dets [N, D, 15], count [N]) from the network itself
         loc, conf, landms = backend.infer(batch)
         height, width = canvas.shape[1:3]
         priors = prior_tensor(backend.cfg, height, width, self.device)
@@ -220,6 +229,39 @@ class Detector:
             width, height = plan.canvas
             raise RetinaFaceError(f"the {self.backend.name} engine takes {fixed[0]}x{fixed[1]} inputs, got a "
                                   f"{width}x{height} image with resize 'original'; use --resize stretch or letterbox")
+
+
+POSTPROCESS = ("pipeline", "network")
+
+
+def network_settings(options: dict):
+    """The ``network.postprocess.PostprocessSettings`` of Detector keyword ``options`` (detect.py's defaults for
+    what they leave out; top_k at most TensorRT's 3840)."""
+    from network.postprocess import MAX_TOP_K, PostprocessSettings
+
+    detection = DetectionOptions(*(options.get(k, getattr(DetectionOptions, k)) for k in
+                                   ("confidence_threshold", "top_k", "nms_threshold", "keep_top_k")))
+    return PostprocessSettings(detection.confidence_threshold, detection.nms_threshold,
+                               min(detection.top_k, MAX_TOP_K), detection.keep_top_k)
+
+
+def _check_postprocess(postprocess: str, backend, options: DetectionOptions) -> str:
+    """``postprocess`` if the backend can do it with these thresholds; else one RetinaFaceError line."""
+    if postprocess not in POSTPROCESS:
+        raise RetinaFaceError(f"unknown post-processing {postprocess!r}; expected one of: {', '.join(POSTPROCESS)}")
+    in_network = getattr(backend, "postprocess_in_network", False)
+    if postprocess == "pipeline" and in_network:
+        raise RetinaFaceError(f"the {backend.name} model decodes and suppresses inside the network; use "
+                              "--postprocess network (or a model built without --with-postprocess)")
+    if postprocess == "network" and not in_network:
+        raise RetinaFaceError(f"the {backend.name} model has no post-processing inside; build the engine with "
+                              "`retinaface-trt build --with-postprocess`, or use --postprocess pipeline")
+    if in_network:
+        wanted = network_settings(vars(options))
+        if backend.postprocess_settings != wanted:
+            raise RetinaFaceError(f"the model's built-in post-processing uses {backend.postprocess_settings}, but "
+                                  f"{wanted} was asked for; pass the engine's thresholds or rebuild it")
+    return postprocess
 
 
 def _same_size(chunk: list[int], plans: list[Layout]):

@@ -73,6 +73,8 @@ class BackendRequest:
                   weights use it; an existing engine keeps the precision it was built with)
     input_size:   (W, H) of engines built automatically from weights (stretch / letterbox sizes)
     engine_cache: folder of engines built from weights (default :func:`runtime.backends.tensorrt.cache.default_engine_cache`)
+    postprocess:  a ``network.postprocess.PostprocessSettings`` to build the network with decoding and NMS
+                  inside (fixed ``input_size``), or None for the raw outputs
     """
 
     weights: object = None
@@ -81,16 +83,17 @@ class BackendRequest:
     precision: str = "fp32"
     input_size: tuple[int, int] = (640, 640)
     engine_cache: object = None
+    postprocess: object = None
 
 
 def create_backend(name: str = "auto", weights=None, engine=None, device: str | None = "cpu",
-                   precision: str = "fp32", input_size=(640, 640), engine_cache=None) -> Backend:
+                   precision: str = "fp32", input_size=(640, 640), engine_cache=None, postprocess=None) -> Backend:
     """Build the backend called ``name`` from a weights file (.pth/.wts, or a state_dict) or an engine file."""
     if name not in BACKENDS:
         raise RetinaFaceError(f"unknown backend {name!r}; expected one of: {', '.join(BACKENDS)}")
     if precision not in PRECISIONS:
         raise RetinaFaceError(f"unknown precision {precision!r}; expected one of: {', '.join(PRECISIONS)}")
-    request = BackendRequest(weights, engine, device, precision, tuple(input_size), engine_cache)
+    request = BackendRequest(weights, engine, device, precision, tuple(input_size), engine_cache, postprocess)
     if name == "auto":
         name = _pick_auto(weights, engine)
         if name == "torch" and _onnxruntime_is_faster(request):
@@ -128,7 +131,7 @@ def _onnxruntime_is_faster(request: BackendRequest) -> bool:
 
     on_cpu = (request.device or "auto").lower() == "cpu" or (
         (request.device or "auto").lower() == "auto" and not torch.cuda.is_available())
-    is_file = isinstance(request.weights, (str, os.PathLike)) and request.engine is None
+    is_file = isinstance(request.weights, (str, os.PathLike)) and request.engine is None and not request.postprocess
     return (on_cpu and is_file and request.precision == "fp32"
             and importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None)
 
@@ -138,7 +141,8 @@ def _torch_backend(request: BackendRequest):
 
     if request.weights is None:
         raise RetinaFaceError("the torch backend needs --weights (a .pth or .wts file), not an engine")
-    return ExecutorBackend(request.weights, device=request.device, precision=request.precision)
+    return ExecutorBackend(request.weights, device=request.device, precision=request.precision,
+                           postprocess=request.postprocess, input_size=request.input_size)
 
 
 def _tensorrt_backend(request: BackendRequest):
@@ -171,7 +175,7 @@ def _cached_engine(request: BackendRequest):
         raise RetinaFaceError("building a TensorRT engine needs a weights file path (.pth or .wts)")
     device = TorchCuda().resolve("cuda" if request.device in (None, "auto", "cpu") else request.device)
     return ensure_engine(request.weights, request.engine_cache or default_engine_cache(), request.precision,
-                         request.input_size, device_index=device.index)
+                         request.input_size, device_index=device.index, postprocess=request.postprocess)
 
 
 def _onnxruntime_backend(request: BackendRequest):

@@ -29,33 +29,48 @@ class ExecutorBackend:
     fold_batchnorm: fold BatchNorm into the convolutions (default True; False runs every layer as TensorRT
                     documents it, the executor's reference mode)
     channels_last:  NHWC activations (default: on for CUDA)
+    postprocess:    a ``network.postprocess.PostprocessSettings``: decoding and NMS inside the network, as
+                    ``build --with-postprocess`` builds it, for a fixed ``input_size`` (W, H); ``infer`` then
+                    returns (dets [N, D, 15], count [N])
     """
 
     name = "torch"
     fixed_input_size = None
 
     def __init__(self, weights, device: str | None = "cpu", precision: str = "fp32", *,
-                 fold_batchnorm: bool = True, channels_last: bool | None = None, input_shape=(-1, 3, -1, -1)):
-        from network import INPUT_NAME, OUTPUT_NAMES, config_for_weights, populate_network
+                 fold_batchnorm: bool = True, channels_last: bool | None = None, input_shape=(-1, 3, -1, -1),
+                 postprocess=None, input_size=(640, 640)):
+        from network import DETECTION_NAMES, INPUT_NAME, OUTPUT_NAMES, config_for_weights, populate_network
         from network.executor import Program, trt
+        from runtime.priors import prior_boxes
 
         if precision not in DTYPES:
             raise RetinaFaceError(f"unknown precision {precision!r}; expected one of: {', '.join(DTYPES)}")
         arrays = _load(weights)
         self.device, self.precision = resolve_device(device), precision
         self.cfg = config_for_weights(arrays)
-        self.capturable = self.device.type == "cuda"
+        self.postprocess_in_network, self.postprocess_settings = postprocess is not None, postprocess
+        # The in-network NMS has outputs of data-dependent size, which the executor sizes on the host.
+        self.capturable = self.device.type == "cuda" and not self.postprocess_in_network
         self.input_dtype = DTYPES[precision]
-        self.input_channels_last = self.capturable if channels_last is None else bool(channels_last)
+        self.input_channels_last = self.device.type == "cuda" if channels_last is None else bool(channels_last)
+        extra = {}
+        if postprocess is not None and precision != "fp32":
+            raise RetinaFaceError("the executor runs decoding and NMS inside the network in float32 only; use "
+                                  "--precision fp32, or --postprocess pipeline for fp16")
+        if postprocess is not None:
+            width, height = input_size
+            input_shape, self.fixed_input_size = (-1, 3, height, width), (width, height)
+            extra = dict(postprocess=postprocess, priors=prior_boxes(self.cfg, height, width))
         network = trt.Builder(trt.Logger()).create_network(0)
-        populate_network(trt, network, arrays, self.cfg, input_shape=tuple(input_shape))
+        populate_network(trt, network, arrays, self.cfg, input_shape=tuple(input_shape), **extra)
         self._program = Program(network, self.device, dtype=self.input_dtype, fold_batchnorm=fold_batchnorm,
                                 channels_last=self.input_channels_last)
-        self._names = (INPUT_NAME, OUTPUT_NAMES)
+        self._names = (INPUT_NAME, DETECTION_NAMES if self.postprocess_in_network else OUTPUT_NAMES)
 
     def infer(self, batch: torch.Tensor):
         """[N, 3, H, W] (float32 or ``input_dtype``) on ``device`` → (loc [N, P, 4], conf [N, P, 2],
-        landms [N, P, 10]) float32 on ``device``."""
+        landms [N, P, 10]) float32 on ``device``; with post-processing inside, (dets [N, D, 15], count [N])."""
         if self._program is None:
             raise RetinaFaceError("this backend was closed; create a new one")
         input_name, output_names = self._names

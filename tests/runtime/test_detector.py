@@ -87,3 +87,31 @@ def test_close_releases_backend_and_refuses_use(replay_backend, crowd_image):
 def test_from_options_needs_a_model():
     with pytest.raises(RetinaFaceError, match="weights"):
         Detector.from_options()
+
+
+def test_postprocess_inside_the_network_on_the_executor_finds_the_pipelines_faces(mnet_pth, crowd_image):
+    from runtime.postprocess import box_iou
+
+    options = dict(weights=str(mnet_pth), backend="torch", device="cpu", resize="stretch", input_size=(320, 320))
+    with Detector.from_options(**options) as pipeline, \
+            Detector.from_options(postprocess="network", **options) as network:
+        assert network.backend.postprocess_in_network and network.backend.fixed_input_size == (320, 320)
+        ours, theirs = (d.detect_arrays([crowd_image])[0] for d in (pipeline, network))
+    confident = ours[ours[:, 4] >= 0.5]
+    assert len(confident) > 5
+    assert (box_iou(confident[:, :4], theirs[:, :4]).max(axis=1) >= 0.99).all()
+
+
+def test_postprocess_network_needs_a_model_that_has_it(replay_backend):
+    with pytest.raises(RetinaFaceError, match="--with-postprocess"):
+        Detector(replay_backend, postprocess="network")
+
+
+def test_thresholds_must_be_the_networks(mnet_pth):
+    from network.postprocess import PostprocessSettings
+    from runtime.backends.executor import ExecutorBackend
+
+    backend = ExecutorBackend(str(mnet_pth), postprocess=PostprocessSettings(), input_size=(160, 160))
+    with pytest.raises(RetinaFaceError, match="thresholds"):
+        Detector(backend, resize="stretch", input_size=(160, 160), postprocess="network", nms_threshold=0.3)
+    assert Detector(backend, resize="stretch", input_size=(160, 160), postprocess="network").postprocess == "network"
