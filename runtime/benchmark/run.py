@@ -35,6 +35,7 @@ class BenchmarkConfig:
     images: tuple[str, ...] = ()
     baseline: bool = False
     compile_reference: bool = False
+    layer_times: bool = False
     warmup: int = 20
     repeats: int = 100
 
@@ -44,6 +45,7 @@ class Report:
     env: dict
     rows: list[Row] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    layers: dict = field(default_factory=dict)        # backend name → {layer: mean ms}, TensorRT engines
 
 
 def run_benchmark(config: BenchmarkConfig, report: Callable[[str], None] = print) -> Report:
@@ -69,9 +71,9 @@ def run_benchmark(config: BenchmarkConfig, report: Callable[[str], None] = print
 
 
 def _run_suite(name: str, precision: str, inputs: Inputs, config: BenchmarkConfig, result: Report, report) -> None:
-    cases, release = suite(name, inputs)
+    timed = suite(name, inputs)
     try:
-        for case in cases:
+        for case in timed.cases:
             wall = case.metric != "model_ms"
             times = time_calls(case.fn, config.device, config.warmup, config.repeats, wall=wall)
             per_second = case.metric.endswith("_per_s")
@@ -80,8 +82,19 @@ def _run_suite(name: str, precision: str, inputs: Inputs, config: BenchmarkConfi
             result.rows.append(Row(label, str(config.device), precision, case.batch, list(config.input_size),
                                    case.metric, notes=dict(case.notes), **stats))
             report(format_row(result.rows[-1]))
+        if config.layer_times and hasattr(timed.backend, "layer_times"):
+            _layer_times(timed, precision, config, result, report)
     finally:
-        release()
+        timed.release()
+
+
+def _layer_times(timed, precision: str, config: BenchmarkConfig, result: Report, report, shown: int = 15) -> None:
+    """The engine's per-layer times (TensorRT's profiler) at batch 1, slowest first."""
+    times = timed.backend.layer_times(timed.model_input, repeats=config.repeats)
+    result.layers[f"{timed.backend.name} {precision}"] = times
+    report(f"layer times ({timed.backend.name} {precision}, batch 1, mean of {config.repeats} runs), slowest first:")
+    for layer, ms in sorted(times.items(), key=lambda item: -item[1])[:shown]:
+        report(f"  {ms:8.4f} ms  {layer}")
 
 
 def format_row(row: Row) -> str:

@@ -37,6 +37,16 @@ class Case:
 
 
 @dataclass
+class Suite:
+    """The cases of one suite, what releases what they hold, and the backend they time (if any)."""
+
+    cases: list[Case]
+    release: Callable[[], None] = lambda: None
+    backend: object = None
+    model_input: object = None       # the batch-1 network input of model_ms, for per-layer profiles
+
+
+@dataclass
 class Inputs:
     """The data every suite is timed on: BGR uint8 host images at their original sizes and their files' bytes."""
 
@@ -57,8 +67,8 @@ class Inputs:
         return torch.from_numpy(np.stack(self.host_batch(count))).to(self.device)
 
 
-def backend_suite(name: str, inputs: Inputs) -> tuple[list[Case], Callable[[], None]]:
-    """The cases of backend ``name`` and the function that releases what they hold."""
+def backend_suite(name: str, inputs: Inputs) -> Suite:
+    """The cases of backend ``name`` through the one pipeline."""
     from runtime.backends import create_backend
     from runtime.detector import Detector
     from runtime.sdk import Engine
@@ -81,21 +91,18 @@ def backend_suite(name: str, inputs: Inputs) -> tuple[list[Case], Callable[[], N
               Case("host_arrays_per_s", n, lambda: stretch.detect_arrays(host), {**notes, "api": "detect_arrays"})]
     if inputs.device.type == "cuda":
         cases.append(_copy_bound(host, inputs.device))
-    return cases, backend.close
+    return Suite(cases, backend.close, backend, _float_batch(inputs, 1, backend))
 
 
 def _model_cases(backend, inputs: Inputs, notes: dict) -> list[Case]:
     from runtime.device import GraphCache
-    from runtime.preprocess import network_input, place, layout
 
-    plan = layout((inputs.images[0].shape[1], inputs.images[0].shape[0]), "stretch", inputs.input_size)
     dtype = getattr(backend, "input_dtype", torch.float32)
-    channels_last = getattr(backend, "input_channels_last", False)
     graphed = getattr(backend, "capturable", False) and inputs.device.type == "cuda"
     infer = GraphCache(backend.infer, capture_after=1) if graphed else None
     cases = []
     for count in (1, inputs.batch):
-        x = network_input(place(inputs.device_batch(count), plan), dtype, channels_last)
+        x = _float_batch(inputs, count, backend)
         fn = (lambda x=x: infer(tuple(x.shape), x)) if graphed else (lambda x=x: backend.infer(x))
         cases.append(Case("model_ms", count, fn, {**notes, "input": f"{dtype}".replace("torch.", "")}))
     return cases
@@ -109,7 +116,7 @@ def _copy_bound(host: list[np.ndarray], device: torch.device) -> Case:
                 {"what": f"pinned copy of {pinned.numel() / 1e6:.1f} MB"})
 
 
-def baseline_suite(inputs: Inputs) -> tuple[list[Case], Callable[[], None]]:
+def baseline_suite(inputs: Inputs) -> Suite:
     from runtime.benchmark.baseline import BaselineDetector
     from wts_export.checkpoint import load_state_dict
     from wts_export.model import build_model
@@ -122,10 +129,10 @@ def baseline_suite(inputs: Inputs) -> tuple[list[Case], Callable[[], None]]:
     cases = [Case("model_ms", count, lambda x=_float_batch(inputs, count): forward(x), notes)
              for count in (1, inputs.batch)]
     cases.append(Case("detect_ms", 1, lambda: detector.detect(image), {**notes, "resize": "stretch"}))
-    return cases, lambda: None
+    return Suite(cases)
 
 
-def compile_suite(inputs: Inputs) -> tuple[list[Case], Callable[[], None]]:
+def compile_suite(inputs: Inputs) -> Suite:
     """The PyTorch model in float16 under torch.compile(mode="reduce-overhead"), model only."""
     from wts_export.checkpoint import load_state_dict
     from wts_export.model import build_model
@@ -138,19 +145,21 @@ def compile_suite(inputs: Inputs) -> tuple[list[Case], Callable[[], None]]:
     for count in (1, inputs.batch):
         x = _float_batch(inputs, count).half().contiguous(memory_format=torch.channels_last)
         cases.append(Case("model_ms", count, lambda x=x: torch.no_grad()(compiled)(x), notes))
-    return cases, lambda: None
+    return Suite(cases)
 
 
-def _float_batch(inputs: Inputs, count: int) -> torch.Tensor:
+def _float_batch(inputs: Inputs, count: int, backend=None) -> torch.Tensor:
+    """``count`` images stretched to the input size as a network input (in ``backend``'s format, if given)."""
     from runtime.preprocess import layout, network_input, place
 
     plan = layout((inputs.images[0].shape[1], inputs.images[0].shape[0]), "stretch", inputs.input_size)
-    return network_input(place(inputs.device_batch(count), plan))
+    return network_input(place(inputs.device_batch(count), plan), getattr(backend, "input_dtype", torch.float32),
+                         getattr(backend, "input_channels_last", False))
 
 
 SUITES = {"baseline": baseline_suite, "compile": compile_suite}
 
 
 def suite(name: str, inputs: Inputs):
-    """(cases, release) of ``name``: a backend of :mod:`runtime.backends`, ``baseline`` or ``compile``."""
+    """The :class:`Suite` of ``name``: a backend of :mod:`runtime.backends`, ``baseline`` or ``compile``."""
     return SUITES[name](inputs) if name in SUITES else backend_suite(name, inputs)

@@ -34,6 +34,8 @@ def add_parser(subparsers) -> None:
                    help="also time the PyTorch model with detect.py-style CPU post-processing")
     p.add_argument("--compile-reference", action="store_true",
                    help="also time the PyTorch model under torch.compile (GPU; compiling takes minutes)")
+    p.add_argument("--layer-times", action="store_true",
+                   help="TensorRT engines: also print the time of each layer (TensorRT's profiler)")
     p.add_argument("--warmup", type=options.count_or_zero, help="untimed calls first (default 20 GPU, 3 CPU)")
     p.add_argument("--repeats", type=options.count, help="timed calls (default 100 GPU, 10 CPU)")
     p.add_argument("--threads", type=options.count, help="CPU threads for PyTorch (default: PyTorch's)")
@@ -59,13 +61,13 @@ def run(args) -> int:
         weights=args.weights, device=device, backends=tuple(args.backend or ["auto"]),
         precisions=tuple(args.precision or ["fp32"]), batch=args.batch or (128 if gpu else 4),
         input_size=args.input_size, images=tuple(args.image or ()), baseline=args.baseline,
-        compile_reference=args.compile_reference,
+        compile_reference=args.compile_reference, layer_times=args.layer_times,
         warmup=args.warmup if args.warmup is not None else (20 if gpu else 3),
         repeats=args.repeats or (100 if gpu else 10))
     result = run_benchmark(config, report=lambda line: print(line, flush=True))
     if args.json_path:
         text = json.dumps({"env": result.env, "rows": [r.as_dict() for r in result.rows],
-                           "failures": result.failures}, indent=1)
+                           "failures": result.failures, "layers": result.layers}, indent=1)
         write_text_atomic(args.json_path, text + "\n", force=args.force)
         print(f"wrote {args.json_path}", file=sys.stderr)
     for failure in result.failures:

@@ -53,3 +53,20 @@ def test_benchmark_refuses_zero_repeats(mnet_pth, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["benchmark", "--weights", str(mnet_pth), "--device", "cpu", "--repeats", "0"])
     assert exit_info.value.code == 2 and "--repeats" in capsys.readouterr().err
+
+
+def test_layer_times_are_reported_for_a_backend_that_has_them(mnet_pth, monkeypatch, capsys):
+    from runtime.backends.executor import ExecutorBackend
+
+    calls = []
+
+    def layer_times(self, batch, repeats=10):
+        calls.append((tuple(batch.shape), repeats))
+        return {"body.stage1.0.0": 0.25, "fpn.merge1.0": 0.5}
+
+    monkeypatch.setattr(ExecutorBackend, "layer_times", layer_times, raising=False)
+    assert main(["benchmark", "--weights", str(mnet_pth), "--device", "cpu", "--backend", "torch", "--batch", "1",
+                 "--input-size", "96x96", "--warmup", "0", "--repeats", "1", "--layer-times"]) == 0
+    out = capsys.readouterr().out
+    assert calls == [((1, 3, 96, 96), 1)]
+    assert out.index("fpn.merge1.0") < out.index("body.stage1.0.0")      # slowest first
