@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import json
-import queue
 import signal
 import socket
-import subprocess
-import sys
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -67,52 +63,6 @@ def test_a_missing_extra_names_the_install_command():
         require(("no_such_module_xyz",))
 
 
-class ServerProcess:
-    """``retinaface-trt serve`` in a child process on a free port of 127.0.0.1; its stderr lines in a queue."""
-
-    def __init__(self, *args: str):
-        command = [sys.executable, "-m", "retinaface_trt", "serve", "--port", "0", *args]
-        self.process = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
-        self.lines: queue.Queue = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-        self.url = self._wait_for_url()
-
-    def _read(self) -> None:
-        for line in self.process.stderr:
-            self.lines.put(line)
-        self.lines.put(None)
-
-    def _wait_for_url(self, timeout: float = 120.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.lines.get(timeout=max(0.1, deadline - time.monotonic()))
-            if line is None:
-                raise AssertionError(f"the server exited with {self.process.wait()} before listening")
-            if "listening on " in line:
-                return line.split("listening on ")[1].split()[0]
-        raise AssertionError("the server did not say where it listens")
-
-    def stderr(self) -> str:
-        lines = []
-        while (line := self.lines.get(timeout=30)) is not None:
-            lines.append(line)
-        return "".join(lines)
-
-
-def _wait_ready(url: str, timeout: float = 120.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("the server never became ready")
-
-
 def _in_flight(url: str) -> float:
     import httpx
 
@@ -124,10 +74,12 @@ def _in_flight(url: str) -> float:
 def test_sigterm_drains_the_requests_in_flight(mnet_pth, photos, sdk):
     import httpx
 
-    server = ServerProcess("--weights", str(mnet_pth), "--resize", "letterbox", "--input-size", "320x320",
-                           "--max-batch", "8", "--max-delay-ms", "2000")   # the batch forms 2 s after the first
+    from runtime.serve.load import ServerProcess
+
+    server = ServerProcess(["--weights", str(mnet_pth), "--resize", "letterbox", "--input-size", "320x320",
+                            "--max-batch", "8", "--max-delay-ms", "2000"], cwd=REPO)   # batch forms 2 s after the first
     try:
-        _wait_ready(server.url)
+        server.wait_ready()
         assert listening_addresses(server.process.pid) == {("127.0.0.1", int(server.url.rsplit(":", 1)[1]))}
         names = ["crowd_1024x624.jpg", "astronaut_512x512.png", "selfie_1600x898.jpg", "children_1024x768.jpg"]
         with ThreadPoolExecutor(len(names)) as pool:
@@ -136,8 +88,8 @@ def test_sigterm_drains_the_requests_in_flight(mnet_pth, photos, sdk):
             deadline = time.monotonic() + 30
             while _in_flight(server.url) < len(names):
                 assert time.monotonic() < deadline, "the requests were never all admitted"
-            server.process.send_signal(signal.SIGTERM)
             answered_before_signal = [future.done() for future in futures]
+            server.process.send_signal(signal.SIGTERM)
             answers = [future.result() for future in futures]
         status = server.process.wait(60)
     finally:
