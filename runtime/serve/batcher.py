@@ -92,12 +92,24 @@ class MicroBatcher:
         return self._thread.is_alive()
 
     def _loop(self) -> None:
-        self._warm_up()
-        while True:
-            jobs = self._collect()
-            if not jobs:
-                return
-            self._run(jobs)
+        try:
+            self._warm_up()
+            while True:
+                jobs = self._collect()
+                if not jobs:
+                    return
+                self._run(jobs)
+        finally:
+            self._fail_waiting()
+
+    def _fail_waiting(self) -> None:
+        """Answer whatever is still queued when the worker ends (only a crash leaves anything behind)."""
+        with self._lock:
+            self._stopping = True
+            while not self._queue.empty():
+                job = self._queue.get_nowait()
+                if job is not _STOP and job.future.set_running_or_notify_cancel():
+                    job.future.set_exception(ShuttingDown("the batch worker stopped; retry on another instance"))
 
     def _warm_up(self) -> None:
         if self._warmup is not None:
@@ -129,8 +141,15 @@ class MicroBatcher:
 
     def _run(self, jobs: list[_Job]) -> None:
         jobs = [job for job in jobs if job.future.set_running_or_notify_cancel()]
-        if not jobs:
-            return
+        try:
+            if jobs:
+                self._run_batch(jobs)
+        finally:   # even a crash of the worker answers its batch: no request waits forever
+            for job in jobs:
+                if not job.future.done():
+                    job.future.set_exception(ShuttingDown("the batch worker stopped; retry on another instance"))
+
+    def _run_batch(self, jobs: list[_Job]) -> None:
         start = time.perf_counter()
         try:
             results = self.detector.detect_batch([job.image for job in jobs])

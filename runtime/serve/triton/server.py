@@ -54,8 +54,11 @@ class TritonInstall:
         python = venv / "bin" / "python"
         if not python.exists():
             raise RetinaFaceError(f"no Python environment at {venv}; {INSTALL_HINT}")
-        found = json.loads(subprocess.run([str(python), "-c", _PROBE], capture_output=True, text=True,
-                                          check=True).stdout)
+        probe = subprocess.run([str(python), "-c", _PROBE], capture_output=True, text=True)
+        if probe.returncode != 0:
+            raise RetinaFaceError(f"the Python of {venv} does not run ({probe.stderr.strip().splitlines()[-1:]}); "
+                                  f"{INSTALL_HINT}")
+        found = json.loads(probe.stdout)
         if not found["package"]:
             raise RetinaFaceError(f"nvidia-pytriton is not installed in {venv}; {INSTALL_HINT}")
         install = cls(venv, Path(found["package"]) / "tritonserver", found["version"], Path(found["libdir"]))

@@ -103,3 +103,26 @@ def test_metrics_record_batches_and_queue_depth():
     assert metrics.registry.get_sample_value("retinaface_batch_size_count") == 2
     assert metrics.registry.get_sample_value("retinaface_batch_size_sum") == 6
     assert metrics.registry.get_sample_value("retinaface_queue_depth") == 0
+
+
+class _Crash(BaseException):
+    """Not an Exception: it ends the worker thread."""
+
+
+class _CrashingDetector:
+    def detect_batch(self, images):
+        raise _Crash()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_a_crashed_worker_answers_every_request_and_refuses_new_ones():
+    batcher = MicroBatcher(_CrashingDetector(), max_batch=2, max_delay_s=0.2)
+    futures = [batcher.submit(_image(i + 1)) for i in range(3)]   # queued before the worker starts
+    batcher.start()
+    for future in futures:
+        with pytest.raises(ShuttingDown, match="the batch worker stopped"):
+            future.result(30)
+    batcher.stop(10)
+    assert not batcher.running
+    with pytest.raises(ShuttingDown):
+        batcher.submit(_image(1))
