@@ -18,71 +18,18 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from retinaface_trt import __version__
 from retinaface_trt.errors import RetinaFaceError
-from runtime.face import DEFAULT_VIS_THRESHOLD
-from runtime.options import (DEFAULT_INPUT_SIZE, DEFAULT_MAX_PIXELS, DetectionOptions, check_count,
-                             check_input_size, check_probability, check_resize)
 from runtime.serve import triton as names
-from runtime.serve.triton.pbtxt import Enum, to_pbtxt
+from runtime.serve.triton.configs import (ExportOptions, NetworkModel, batching, ensemble_config, instances,
+                                          parameter_list, post_config, pre_config, tensor)
+from runtime.serve.triton.pbtxt import to_pbtxt
 
 VERSION = "1"                 # every model's one version folder
 DEFAULT_EXECUTOR_BATCH = 16   # largest batch of the executor route (an engine brings its own)
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    """The repository's settings. Checked when created.
-
-    resize:        ``letterbox`` (default) or ``stretch``: batches need one input size, so not ``original``
-    input_size:    (W, H) of the network input (default 640×640); a fixed-size engine's own size
-    detection:     confidence / NMS thresholds, top_k, keep_top_k (detect.py's defaults)
-    vis_threshold: faces in the outputs score at least this (default 0.6, the SDK's)
-    max_pixels:    larger images are refused (default 40 M; 0: no limit)
-    max_batch:     ``max_batch_size`` of every model; None: the engine's largest batch, or 16
-    max_delay_us:  dynamic batching's ``max_queue_delay_microseconds`` (default 2000)
-    instances:     instances of each model (per GPU for a plan) (default 1)
-    precision:     ``fp32`` or ``fp16`` for the executor route (an engine keeps its own)
-    """
-
-    resize: str = "letterbox"
-    input_size: tuple[int, int] = DEFAULT_INPUT_SIZE
-    detection: DetectionOptions = field(default_factory=DetectionOptions)
-    vis_threshold: float = DEFAULT_VIS_THRESHOLD
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    max_batch: int | None = None
-    max_delay_us: int = 2000
-    instances: int = 1
-    precision: str = "fp32"
-
-    def __post_init__(self):
-        if check_resize(self.resize) == "original":
-            raise RetinaFaceError("Triton batches images of one input size: use --resize letterbox or stretch, "
-                                  "not original")
-        object.__setattr__(self, "input_size", check_input_size(self.input_size))
-        object.__setattr__(self, "vis_threshold", check_probability("vis_threshold", self.vis_threshold))
-        object.__setattr__(self, "max_pixels", check_count("max_pixels", self.max_pixels, low=0))
-        object.__setattr__(self, "max_delay_us", check_count("max_delay_us", self.max_delay_us, low=0))
-        object.__setattr__(self, "instances", check_count("instances", self.instances))
-        if self.max_batch is not None:
-            object.__setattr__(self, "max_batch", check_count("max_batch", self.max_batch))
-
-
-@dataclass(frozen=True)
-class NetworkModel:
-    """The ``retinaface_net`` model of one route: what the other models are fitted to."""
-
-    config: dict                 # its config (without name, max_batch_size)
-    files: dict[str, bytes]      # file name in the version folder → content
-    backbone: str                # "mobilenet0.25" or "resnet50"
-    max_batch: int
-    input_dims: list[int]        # [3, H, W] (-1 where the engine is dynamic)
-    output_dims: dict[str, list[int]]
-    header: str = ""
 
 
 def write_repository(output: str | os.PathLike, engine=None, weights=None,
@@ -129,9 +76,9 @@ def plan_model(engine: Path, options: ExportOptions) -> NetworkModel:
     max_batch = _engine_batch(engine, int(info["profile"]["max"][0]), options.max_batch)
     output_dims = {name: [int(d) for d in info["outputs"][name][1:]] for name in OUTPUT_NAMES}
     config = {"platform": "tensorrt_plan",
-              "input": [_tensor(INPUT_NAME, "TYPE_FP32", input_dims)],
-              "output": [_tensor(name, "TYPE_FP32", output_dims[name]) for name in OUTPUT_NAMES],
-              "dynamic_batching": _batching(options), "instance_group": _instances("KIND_GPU", options)}
+              "input": [tensor(INPUT_NAME, "TYPE_FP32", input_dims)],
+              "output": [tensor(name, "TYPE_FP32", output_dims[name]) for name in OUTPUT_NAMES],
+              "dynamic_batching": batching(options), "instance_group": instances("KIND_GPU", options)}
     header = (f"engine built with TensorRT {info.get('tensorrt_version')} on {info.get('gpu_name')} (compute "
               f"capability {info.get('compute_capability')}), {info.get('precision')}: serve it with a Triton "
               "release on that TensorRT version, on GPUs of that architecture")
@@ -150,61 +97,15 @@ def executor_model(weights: Path, options: ExportOptions) -> NetworkModel:
     width, height = options.input_size
     input_dims = [3, height, width]
     output_dims = _output_dims(cfg, options.input_size)
-    parameters = {"weights": "weights" + weights.suffix.lower(), "backend": "torch", "precision": options.precision}
+    settings = {"weights": "weights" + weights.suffix.lower(), "backend": "torch", "precision": options.precision}
     config = {"backend": "python",
-              "input": [_tensor(INPUT_NAME, "TYPE_FP32", input_dims)],
-              "output": [_tensor(name, "TYPE_FP32", output_dims[name]) for name in OUTPUT_NAMES],
-              "dynamic_batching": _batching(options), "instance_group": _instances("KIND_CPU", options),
-              "parameters": _parameters(parameters)}
-    files = {"model.py": _model_source("net.py"), parameters["weights"]: weights.read_bytes()}
+              "input": [tensor(INPUT_NAME, "TYPE_FP32", input_dims)],
+              "output": [tensor(name, "TYPE_FP32", output_dims[name]) for name in OUTPUT_NAMES],
+              "dynamic_batching": batching(options), "instance_group": instances("KIND_CPU", options),
+              "parameters": parameter_list(settings)}
+    files = {"model.py": _model_source("net.py"), settings["weights"]: weights.read_bytes()}
     return NetworkModel(config, files, cfg.name, options.max_batch or DEFAULT_EXECUTOR_BATCH,
                         input_dims, output_dims)
-
-
-def pre_config(net: NetworkModel, options: ExportOptions) -> dict:
-    from network import INPUT_NAME
-
-    width, height = options.input_size
-    return {"name": names.PRE, "backend": "python", "max_batch_size": net.max_batch,
-            "input": [_tensor(names.IMAGE, "TYPE_STRING", [1])],
-            "output": [_tensor(INPUT_NAME, "TYPE_FP32", net.input_dims), _tensor(names.TRANSFORM, "TYPE_FP64", [4])],
-            "dynamic_batching": _batching(options), "instance_group": _instances("KIND_CPU", options),
-            "parameters": _parameters({"resize": options.resize, "input_width": width, "input_height": height,
-                                       "max_pixels": options.max_pixels})}
-
-
-def post_config(net: NetworkModel, options: ExportOptions) -> dict:
-    from network import OUTPUT_NAMES
-
-    width, height = options.input_size
-    detection = options.detection
-    settings = {"backbone": net.backbone, "input_width": width, "input_height": height,
-                "confidence_threshold": detection.confidence_threshold, "nms_threshold": detection.nms_threshold,
-                "top_k": detection.top_k, "keep_top_k": detection.keep_top_k, "vis_threshold": options.vis_threshold}
-    inputs = [_tensor(name, "TYPE_FP32", net.output_dims[name]) for name in OUTPUT_NAMES]
-    return {"name": names.POST, "backend": "python", "max_batch_size": net.max_batch,
-            "input": inputs + [_tensor(names.TRANSFORM, "TYPE_FP64", [4])],
-            "output": _face_outputs(), "dynamic_batching": _batching(options),
-            "instance_group": _instances("KIND_CPU", options), "parameters": _parameters(settings)}
-
-
-def ensemble_config(net: NetworkModel) -> dict:
-    """The ensemble: IMAGE → pre → net → post → BOXES, SCORES, LANDMARKS, COUNT."""
-    from network import INPUT_NAME, OUTPUT_NAMES
-
-    faces = (names.BOXES, names.SCORES, names.LANDMARKS, names.COUNT)
-    steps = [_step(names.PRE, {names.IMAGE: names.IMAGE}, {INPUT_NAME: "network_input", names.TRANSFORM: "transform"}),
-             _step(names.NET, {INPUT_NAME: "network_input"}, {name: name for name in OUTPUT_NAMES}),
-             _step(names.POST, {**{name: name for name in OUTPUT_NAMES}, names.TRANSFORM: "transform"},
-                   {name: name for name in faces})]
-    return {"name": names.ENSEMBLE, "platform": "ensemble", "max_batch_size": net.max_batch,
-            "input": [_tensor(names.IMAGE, "TYPE_STRING", [1])], "output": _face_outputs(),
-            "ensemble_scheduling": {"step": steps}}
-
-
-def _face_outputs() -> list[dict]:
-    return [_tensor(names.BOXES, "TYPE_FP32", [-1, 4]), _tensor(names.SCORES, "TYPE_FP32", [-1]),
-            _tensor(names.LANDMARKS, "TYPE_FP32", [-1, 10]), _tensor(names.COUNT, "TYPE_INT32", [1])]
 
 
 def _output_dims(cfg, input_size: tuple[int, int]) -> dict[str, list[int]]:
@@ -235,28 +136,6 @@ def _engine_batch(engine: Path, largest: int, asked: int | None) -> int:
                               f"was asked for; pass --max-batch {largest} or less, or rebuild it with "
                               f"`retinaface-trt build --max-batch {asked}`")
     return asked or largest
-
-
-def _tensor(name: str, data_type: str, dims: list[int]) -> dict:
-    return {"name": name, "data_type": Enum(data_type), "dims": list(dims)}
-
-
-def _batching(options: ExportOptions) -> dict:
-    return {"max_queue_delay_microseconds": options.max_delay_us}
-
-
-def _instances(kind: str, options: ExportOptions) -> list[dict]:
-    return [{"count": options.instances, "kind": Enum(kind)}]
-
-
-def _parameters(values: dict) -> list[dict]:
-    return [{"key": key, "value": {"string_value": str(value)}} for key, value in values.items()]
-
-
-def _step(model: str, inputs: dict, outputs: dict) -> dict:
-    return {"model_name": model, "model_version": -1,
-            "input_map": [{"key": k, "value": v} for k, v in inputs.items()],
-            "output_map": [{"key": k, "value": v} for k, v in outputs.items()]}
 
 
 def _model_source(name: str) -> bytes:

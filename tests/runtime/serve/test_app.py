@@ -8,7 +8,6 @@ when concurrent requests share batches (a batch of N rounds a few convolutions d
 from __future__ import annotations
 
 import json
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 

@@ -89,6 +89,7 @@ def test_warmup_sets_ready_and_a_failed_one_is_reported():
     assert not failing.ready.is_set() and failing.warmup_error == "warm-up failed: refused image"
 
 
+@pytest.mark.usefixtures("serve_stack")
 def test_metrics_record_batches_and_queue_depth():
     from runtime.serve.metrics import ServeMetrics
 

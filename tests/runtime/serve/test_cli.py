@@ -40,12 +40,14 @@ def test_bad_values_are_usage_errors(capsys, flag, value, message):
     assert stop.value.code == 2 and message in capsys.readouterr().err
 
 
+@pytest.mark.usefixtures("serve_stack")
 def test_missing_weights_fail_with_one_line(capsys):
     assert cli.main(["serve", "--weights", "missing.pth", "--port", "0"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["retinaface-trt serve: error: weights file missing.pth not found; expected a .pth or .wts file"]
 
 
+@pytest.mark.usefixtures("serve_stack")
 def test_a_taken_port_fails_before_the_model_loads(capsys):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

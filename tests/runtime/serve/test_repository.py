@@ -9,7 +9,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from retinaface_trt.errors import RetinaFaceError
 from runtime.cli import main as cli
 from tests.runtime.serve.conftest import PIPELINE, require_modules
 
