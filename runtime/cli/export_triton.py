@@ -1,14 +1,14 @@
 """``retinaface-trt export-triton --engine E | --weights W -o REPO``: a Triton Inference Server model repository.
 
 The ensemble ``retinaface`` takes encoded image bytes and returns boxes, scores, landmarks and a count;
-its network is the TensorRT plan (``--engine``) or the project's executor in Triton's Python backend
-(``--weights``, for machines without TensorRT). Written atomically; see docs/serving.md.
+its network is a TensorRT plan (``--engine``, or ``--weights`` with ``--backend tensorrt``, built here) or,
+for machines without TensorRT, the executor (``--weights``, ``--backend auto|torch``) or ONNX Runtime
+(``--backend onnxruntime``) in Triton's Python backend, on GPU instances with ``--device cuda``. Written
+atomically; see docs/serving.md.
 """
 
 from __future__ import annotations
 
-
-from runtime.backends import PRECISIONS
 from runtime.cli import options
 from runtime.cli.serve import add_vis_threshold_arg
 
@@ -16,11 +16,7 @@ from runtime.cli.serve import add_vis_threshold_arg
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("export-triton", help="write a Triton model repository (ensemble of pre, network, post)",
                               description=__doc__.split("\n\n")[0])
-    model = p.add_argument_group("model")
-    model.add_argument("--engine", help="a TensorRT engine (with its .json sidecar): the tensorrt_plan route")
-    model.add_argument("--weights", help=".pth or .wts weights: the network run by the executor (Python backend)")
-    model.add_argument("--precision", default="fp32", choices=PRECISIONS,
-                       help="executor precision with --weights (default fp32; an engine keeps its own)")
+    options.add_model_args(p, default_device="cpu")
     p.add_argument("-o", "--output", required=True, metavar="REPO", help="the repository folder to write")
     options.add_pipeline_args(p, resize_default="letterbox")
     add_vis_threshold_arg(p)
@@ -50,8 +46,8 @@ def run(args) -> int:
     from runtime.serve.triton.repository import write_repository
 
     path = write_repository(args.output, engine=args.engine, weights=args.weights, options=export_options(args),
-                            force=args.force)
-    route = "TensorRT plan" if args.engine else "executor (Python backend)"
+                            force=args.force, backend=args.backend, device=args.device, engine_cache=args.engine_cache)
+    route = "TensorRT plan" if args.engine or args.backend == "tensorrt" else "Python backend"
     print(f"wrote Triton model repository {path} ({route}); serve it with: tritonserver --model-repository "
           f"{path}")
     return 0

@@ -29,7 +29,7 @@ class ExportOptions:
     max_batch:     ``max_batch_size`` of every model; None: the engine's largest batch, or 16
     max_delay_us:  dynamic batching's ``max_queue_delay_microseconds`` (default 2000)
     instances:     instances of each model (per GPU for a plan) (default 1)
-    precision:     ``fp32`` or ``fp16`` for the executor route (an engine keeps its own)
+    precision:     ``fp32`` or ``fp16`` of a network built or run from weights (an engine keeps its own)
     """
 
     resize: str = "letterbox"

@@ -6,8 +6,10 @@ Two kinds, one ensemble:
   (checked against its sidecar), its input and output names and dims from the sidecar, its largest batch
   from the sidecar's optimization profile, and ``instance_group`` KIND_GPU (``count`` instances on every
   GPU the server sees);
-* from weights (``--weights``): ``retinaface_net`` is a Python-backend model running the project's executor
-  on a copy of the weights (KIND_CPU), so the same repository is served where TensorRT is not.
+* from weights (``--weights``): with ``--backend tensorrt`` an engine is built (or taken from the engine
+  cache) and the repository is the one above; otherwise ``retinaface_net`` is a Python-backend model running
+  the project's executor (``torch``) or ONNX Runtime on a copy of the weights, so the same repository is
+  served where TensorRT is not.
 
 The repository is built in a temporary folder beside the destination and renamed into place once complete,
 so a failed export leaves nothing behind (and ``force`` replaces an old repository only then).
@@ -29,19 +31,55 @@ from runtime.serve.triton.configs import (ExportOptions, NetworkModel, batching,
 from runtime.serve.triton.pbtxt import to_pbtxt
 
 VERSION = "1"                 # every model's one version folder
-DEFAULT_EXECUTOR_BATCH = 16   # largest batch of the executor route (an engine brings its own)
+DEFAULT_PYTHON_BATCH = 16     # largest batch of a Python-backend network, and of engines built here
 
 
-def write_repository(output: str | os.PathLike, engine=None, weights=None,
-                     options: ExportOptions = ExportOptions(), force: bool = False) -> Path:
-    """Write the repository for ``engine`` (a TensorRT engine with its sidecar) or ``weights`` (.pth/.wts)."""
-    if (engine is None) == (weights is None):
-        raise RetinaFaceError("export-triton needs exactly one model: --engine ENGINE (a TensorRT plan) or "
-                              "--weights W (.pth/.wts, run by the executor)")
+def write_repository(output: str | os.PathLike, engine=None, weights=None, options: ExportOptions = ExportOptions(),
+                     force: bool = False, backend: str = "auto", device: str | None = "cpu",
+                     engine_cache=None) -> Path:
+    """Write the repository of one model: ``engine`` (a TensorRT engine with its sidecar), or ``weights``.
+
+    With ``weights``, ``backend`` picks the network: ``tensorrt`` builds an engine (or takes it from
+    ``engine_cache``, see :func:`runtime.backends.tensorrt.engine.ensure_engine`) and writes the plan route;
+    ``auto`` / ``torch`` (the executor) and ``onnxruntime`` run in the Python backend, on KIND_GPU instances
+    when ``device`` is ``cuda[:N]``, else KIND_CPU.
+    """
     output = _check_destination(Path(output), force)
-    net = plan_model(Path(engine), options) if engine is not None else executor_model(Path(weights), options)
+    net = network_model(engine, weights, backend, device, engine_cache, options)
     _write_tree(output, repository_files(net, options))
     return output
+
+
+def network_model(engine, weights, backend: str, device, engine_cache, options: ExportOptions) -> NetworkModel:
+    """The ``retinaface_net`` model that ``engine`` or ``weights`` and ``backend`` ask for."""
+    if (engine is None) == (weights is None):
+        raise RetinaFaceError("export-triton needs exactly one model: --engine ENGINE (a TensorRT plan) or "
+                              "--weights W (.pth/.wts/.onnx, with --backend torch, onnxruntime or tensorrt)")
+    if engine is not None:
+        if str(engine).lower().endswith(".onnx"):
+            raise RetinaFaceError(f"{engine} is an ONNX model, not a TensorRT engine; export it for Triton's Python "
+                                  f"backend with --weights {engine} --backend onnxruntime")
+        if backend not in ("auto", "tensorrt"):
+            raise RetinaFaceError(f"--engine is a TensorRT plan, served by Triton's TensorRT backend; --backend "
+                                  f"{backend} needs --weights instead")
+        return plan_model(Path(engine), options)
+    if backend == "tensorrt":
+        return plan_model(_built_engine(weights, device, engine_cache, options), options)
+    return python_model(Path(weights), "torch" if backend == "auto" else backend, device, options)
+
+
+def _built_engine(weights, device, engine_cache, options: ExportOptions) -> Path:
+    """An engine of ``weights`` at the export's precision, input size and largest batch (cached)."""
+    from runtime.backends import resolve_device, tensorrt_available
+
+    if not tensorrt_available():
+        raise RetinaFaceError("TensorRT is not installed: pip install 'retinaface-trt[tensorrt]' (or export the "
+                              "network for Triton's Python backend: --backend torch)")
+    from runtime.backends.tensorrt.engine import default_engine_cache, ensure_engine
+
+    index = resolve_device("cuda" if device in (None, "auto", "cpu") else device).index or 0
+    return ensure_engine(weights, engine_cache or default_engine_cache(), options.precision, options.input_size,
+                         options.max_batch or DEFAULT_PYTHON_BATCH, device_index=index)
 
 
 def repository_files(net: NetworkModel, options: ExportOptions) -> dict[str, bytes | None]:
@@ -85,27 +123,28 @@ def plan_model(engine: Path, options: ExportOptions) -> NetworkModel:
     return NetworkModel(config, {"model.plan": plan}, info["backbone"], max_batch, input_dims, output_dims, header)
 
 
-def executor_model(weights: Path, options: ExportOptions) -> NetworkModel:
-    """``retinaface_net`` as a Python-backend model running the executor on a copy of ``weights``."""
+def python_model(weights: Path, backend: str, device, options: ExportOptions) -> NetworkModel:
+    """``retinaface_net`` as a Python-backend model running ``backend`` (torch, onnxruntime) on a copy of
+    ``weights``. The backend is built once here, on the CPU, so that what Triton would refuse at load time
+    (a missing file, a bad checkpoint, a precision the backend lacks) is refused now, before anything is written."""
     from network import INPUT_NAME, OUTPUT_NAMES
-    from network.config import config_for_weights
-    from wts_export.weights import load_weights
+    from runtime.backends import create_backend
 
-    if not weights.is_file():
-        raise RetinaFaceError(f"weights file {weights} not found; expected a .pth or .wts file")
-    cfg = config_for_weights(load_weights(weights))   # a bad checkpoint fails here, before anything is written
+    probe = create_backend(backend, weights=str(weights), device="cpu", precision=options.precision)
+    cfg = probe.cfg
+    probe.close()
     width, height = options.input_size
     input_dims = [3, height, width]
     output_dims = _output_dims(cfg, options.input_size)
-    settings = {"weights": "weights" + weights.suffix.lower(), "backend": "torch", "precision": options.precision}
+    kind = "KIND_GPU" if str(device or "").startswith("cuda") else "KIND_CPU"
+    settings = {"weights": "weights" + weights.suffix.lower(), "backend": backend, "precision": options.precision}
     config = {"backend": "python",
               "input": [tensor(INPUT_NAME, "TYPE_FP32", input_dims)],
               "output": [tensor(name, "TYPE_FP32", output_dims[name]) for name in OUTPUT_NAMES],
-              "dynamic_batching": batching(options), "instance_group": instances("KIND_CPU", options),
+              "dynamic_batching": batching(options), "instance_group": instances(kind, options),
               "parameters": parameter_list(settings)}
     files = {"model.py": _model_source("net.py"), settings["weights"]: weights.read_bytes()}
-    return NetworkModel(config, files, cfg.name, options.max_batch or DEFAULT_EXECUTOR_BATCH,
-                        input_dims, output_dims)
+    return NetworkModel(config, files, cfg.name, options.max_batch or DEFAULT_PYTHON_BATCH, input_dims, output_dims)
 
 
 def _output_dims(cfg, input_size: tuple[int, int]) -> dict[str, list[int]]:

@@ -9,7 +9,7 @@ The wheel (installed into its own environment by ``tools/install_triton.sh``) ho
   environment's Python version (``--backend-directory``);
 * ``PATH`` starting with the environment's ``bin`` (the stub takes its ``sys.prefix``, hence the
   environment's site-packages, from the ``python3`` found there) and ``LD_LIBRARY_PATH`` holding that
-  Python's ``libpython3.X.so`` folder;
+  Python's ``libpython3.X.so`` folder; ``OMP_NUM_THREADS=1`` unless set (see :meth:`TritonInstall.environment`);
 * ``--http-address``, ``--grpc-address`` and ``--metrics-address`` 127.0.0.1, with free ports.
 
 :class:`TritonServer` does that in a context manager, waits for ``/v2/health/ready`` and stops the
@@ -92,6 +92,9 @@ class TritonInstall:
         env["PATH"] = f"{self.venv / 'bin'}{os.pathsep}{env.get('PATH', '')}"
         env["LD_LIBRARY_PATH"] = os.pathsep.join(filter(None, [str(self.libdir), env.get("LD_LIBRARY_PATH")]))
         env.pop("PYTHONPATH", None)   # the models import the project from the venv, not from the caller's path
+        # Each Python model is a process of its own, scaled by instances: one OpenMP thread each, so that torch's
+        # threads of three processes do not wait on each other for cores (unless the caller chose otherwise).
+        env.setdefault("OMP_NUM_THREADS", "1")
         return env
 
 

@@ -56,6 +56,7 @@ def test_executor_repository(tmp_path, mnet_pth, parse_config):
     assert all(c.max_batch_size == 4 for c in configs.values())
     net = configs["retinaface_net"]
     assert net.backend == "python" and net.instance_group[0].kind == net.instance_group[0].KIND_CPU
+    assert {k: v.string_value for k, v in net.parameters.items()}["backend"] == "torch"
     assert [list(o.dims) for o in net.output] == [[4200, 4], [4200, 2], [4200, 10]]   # priors at 320×320
     assert (repo / "retinaface_net/1/weights.pth").read_bytes() == mnet_pth.read_bytes()
     post = {key: value.string_value for key, value in configs["retinaface_post"].parameters.items()}
@@ -232,3 +233,39 @@ def test_pbtxt_writes_text_format(parse_config, tmp_path):
     config = parse_config(path)
     assert config.name == 'a "quoted" name' and list(config.input[0].dims) == [3, -1]
     assert config.dynamic_batching.preserve_ordering is True
+
+
+def test_onnxruntime_and_gpu_instances_for_the_python_network(tmp_path, mnet_pth, parse_config):
+    repo = tmp_path / "repo"
+    assert _export("--weights", str(mnet_pth), "-o", str(repo), "--backend", "onnxruntime", "--device", "cuda",
+                   "--input-size", "320x320") == 0
+    net = parse_config(repo / "retinaface_net/config.pbtxt")
+    assert {k: v.string_value for k, v in net.parameters.items()}["backend"] == "onnxruntime"
+    assert net.instance_group[0].kind == net.instance_group[0].KIND_GPU
+    assert parse_config(repo / "retinaface_pre/config.pbtxt").instance_group[0].kind == net.instance_group[0].KIND_CPU
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--backend", "onnxruntime", "--precision", "fp16"], "the onnxruntime backend runs the float32 export"),
+    (["--backend", "tensorrt"], "TensorRT is not installed"),
+])
+def test_what_the_backend_refuses_is_refused_before_writing(tmp_path, capsys, mnet_pth, args, message):
+    pytest.importorskip("onnxruntime")
+    if "tensorrt" in args:
+        from runtime.backends import tensorrt_available
+
+        if tensorrt_available():
+            pytest.skip("TensorRT is installed here: the engine would be built")
+    assert _export("--weights", str(mnet_pth), "-o", str(tmp_path / "repo"), *args) == 1
+    assert message in capsys.readouterr().err and not (tmp_path / "repo").exists()
+
+
+def test_an_engine_goes_to_tensorrt_only(tmp_path, capsys):
+    engine = fake_engine(tmp_path)
+    assert _export("--engine", str(engine), "-o", str(tmp_path / "repo"), "--backend", "torch") == 1
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"x")
+    assert _export("--engine", str(onnx), "-o", str(tmp_path / "repo")) == 1
+    err = capsys.readouterr().err
+    assert "--backend torch needs --weights instead" in err
+    assert "is an ONNX model, not a TensorRT engine; export it for Triton's Python backend with --weights" in err

@@ -1,8 +1,9 @@
 """Triton Python model ``retinaface_net`` (written by ``retinaface-trt export-triton --weights``).
 
-The network run by the project's executor (``runtime.backends``, backend ``torch``) on the weights file
-beside this model, for machines without TensorRT: the requests of a dynamic batch run as one batch. On a
-KIND_GPU instance it runs on that instance's GPU, otherwise on the CPU.
+The network run by one of the project's backends (``runtime.backends``: ``torch``, the executor, or
+``onnxruntime``; this model's ``backend`` parameter) on the weights file beside this model, for machines
+without TensorRT: the requests of a dynamic batch run as one batch. On a KIND_GPU instance it runs on that
+instance's GPU, otherwise on the CPU.
 """
 
 import os
