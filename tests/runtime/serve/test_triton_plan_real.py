@@ -64,3 +64,14 @@ def test_the_plan_runs_between_the_repositorys_pre_and_post_steps(plan_repositor
             assert len(got) == len(expected)
             np.testing.assert_allclose([f.score for f in got], [f["score"] for f in expected], atol=1e-4)
 
+
+
+def test_weights_with_backend_tensorrt_build_the_plan(mnet_pth, tmp_path):
+    from runtime.cli import main as cli
+
+    repo = tmp_path / "repo"
+    assert cli.main(["export-triton", "--weights", str(mnet_pth), "--backend", "tensorrt", "--device", "cuda",
+                     "--max-batch", "4", "--engine-cache", str(tmp_path / "cache"), "-o", str(repo)]) == 0
+    config = (repo / "retinaface_net/config.pbtxt").read_text()
+    assert 'platform: "tensorrt_plan"' in config and "max_batch_size: 4" in config
+    assert (repo / "retinaface_net/1/model.plan").stat().st_size > 0
