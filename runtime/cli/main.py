@@ -27,6 +27,8 @@ SUBCOMMANDS = (
     "runtime.cli.detect",
     "runtime.cli.evaluate",
     "runtime.cli.benchmark",
+    "runtime.cli.serve",
+    "runtime.cli.export_triton",
 )
 
 

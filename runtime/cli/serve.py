@@ -1,0 +1,99 @@
+"""``retinaface-trt serve``: the SDK over HTTP (base64 JSON or image bytes in, the SDK's JSON record out).
+
+Binds 127.0.0.1 unless ``--host`` says otherwise. A model problem (missing weights, a backend that is not
+installed) or a port that cannot be bound stops the command before it listens: exit status 1. SIGINT or
+SIGTERM stop it after the requests in flight are answered (exit status 0). See docs/serving.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from retinaface_trt.errors import RetinaFaceError
+from runtime.cli import options
+from runtime.face import DEFAULT_VIS_THRESHOLD
+from runtime.serve import settings as defaults
+
+_SERVICE = defaults.ServeSettings()
+
+
+def _port(text: str) -> int:
+    try:
+        return defaults.check_port(text)
+    except RetinaFaceError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def add_vis_threshold_arg(parser) -> None:
+    """--vis-threshold: the lowest score a face needs to be in a record."""
+    parser.add_argument("--vis-threshold", type=options.probability, default=DEFAULT_VIS_THRESHOLD,
+                        help=f"faces reported from this score (default {DEFAULT_VIS_THRESHOLD})")
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("serve", help="HTTP service: base64 or image bytes in, the SDK's JSON out",
+                              description=__doc__.split("\n\n")[0])
+    options.add_model_args(p)
+    options.add_pipeline_args(p)
+    add_vis_threshold_arg(p)
+    group = p.add_argument_group("service")
+    group.add_argument("--host", default=defaults.DEFAULT_HOST,
+                       help=f"address to listen on (default {defaults.DEFAULT_HOST}: this machine only)")
+    group.add_argument("--port", type=_port, default=defaults.DEFAULT_PORT,
+                       help=f"TCP port, 0 for any free one (default {defaults.DEFAULT_PORT})")
+    group.add_argument("--max-batch", type=options.count, default=_SERVICE.max_batch,
+                       help=f"images per detect_batch call (default {_SERVICE.max_batch})")
+    group.add_argument("--max-delay-ms", type=options.count_or_zero, default=_SERVICE.max_delay_ms,
+                       help=f"wait this long for more requests to batch, in ms (default {_SERVICE.max_delay_ms})")
+    group.add_argument("--max-queue", type=options.count, default=_SERVICE.max_queue,
+                       help=f"requests in flight at once; more get 503 (default {_SERVICE.max_queue})")
+    group.add_argument("--max-body-mib", type=options.count, default=_SERVICE.max_body_mib,
+                       help=f"largest request body in MiB; larger get 413 (default {_SERVICE.max_body_mib})")
+    group.add_argument("--shutdown-timeout", type=options.count_or_zero, default=_SERVICE.shutdown_timeout_s,
+                       metavar="SECONDS", help="on SIGTERM, wait this long for requests in flight "
+                                               f"(default {_SERVICE.shutdown_timeout_s}; 0: no limit)")
+    p.set_defaults(run=run)
+
+
+def serve_settings(args: argparse.Namespace) -> defaults.ServeSettings:
+    """The :class:`ServeSettings` given by the service and pipeline flags."""
+    from runtime.options import DetectionOptions
+
+    detection = DetectionOptions(args.confidence_threshold, args.top_k, args.nms_threshold, args.keep_top_k)
+    return defaults.ServeSettings(max_batch=args.max_batch, max_delay_ms=args.max_delay_ms,
+                                  max_queue=args.max_queue, max_body_mib=args.max_body_mib,
+                                  shutdown_timeout_s=args.shutdown_timeout, vis_threshold=args.vis_threshold,
+                                  detection=detection)
+
+
+def run(args) -> int:
+    from runtime.serve import require
+
+    require()
+    settings = serve_settings(args)
+    from runtime.serve.server import bind
+
+    sock = bind(args.host, args.port)   # before the model loads: a taken port fails at once
+    try:
+        _serve(args, settings, sock)
+    finally:
+        sock.close()
+    print("retinaface-trt serve: stopped", file=sys.stderr)
+    return 0
+
+
+def _serve(args, settings, sock) -> None:
+    import numpy as np
+
+    from runtime.detector import Detector
+    from runtime.serve.app import create_app
+    from runtime.serve.server import serve_forever, url_of, uvicorn_server
+
+    width, height = args.input_size
+    with Detector.from_options(**options.detector_options(args)) as detector:
+        app = create_app(detector, settings, warmup=np.zeros((height, width, 3), np.uint8))
+        server = uvicorn_server(app, settings.shutdown_timeout_s, verbose=args.verbose > 0)
+        print(f"retinaface-trt serve: listening on {url_of(sock)} (POST /v1/detect; SIGINT or SIGTERM "
+              "to stop)", file=sys.stderr, flush=True)
+        serve_forever(server, sock)

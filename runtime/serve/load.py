@@ -1,0 +1,160 @@
+"""A bounded closed-loop load on the HTTP service: ``clients`` threads, each sending its next request as soon
+as the previous one is answered, until ``requests`` requests were sent in all (``tools/serve_load.py``).
+
+Reported per level: requests/s (answered requests over the wall time of the level), the 50th and 99th
+percentiles of the per-request latency (send to full answer, in ms; numpy's linear interpolation), and
+the number of answers that were not 200. Only addresses of this machine are meant as targets.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from retinaface_trt.errors import RetinaFaceError
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """One level of load: ``clients`` concurrent clients, ``requests`` in all."""
+
+    clients: int
+    requests: int
+    seconds: float          # wall time of the level
+    requests_per_s: float
+    p50_ms: float
+    p99_ms: float
+    failed: int             # answers other than 200
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def percentiles_ms(latencies_s, points=(50, 99)) -> list[float]:
+    """Latencies in seconds → the given percentiles in ms (linear interpolation between samples)."""
+    return [float(v) * 1000 for v in np.percentile(np.asarray(latencies_s, dtype=np.float64), points)]
+
+
+def run_level(url: str, body: bytes, content_type: str, clients: int, requests: int,
+              timeout_s: float = 120.0) -> LoadResult:
+    """Send ``requests`` POSTs of ``body`` to ``url`` from ``clients`` threads; measure them."""
+    import httpx
+
+    latencies: list[float] = []
+    failed = [0]
+    remaining = [requests]
+    lock = threading.Lock()
+
+    def take() -> bool:
+        with lock:
+            remaining[0] -= 1
+            return remaining[0] >= 0
+
+    def client() -> None:
+        with httpx.Client(timeout=timeout_s, headers={"content-type": content_type}) as session:
+            while take():
+                start = time.perf_counter()
+                response = session.post(url, content=body)
+                elapsed = time.perf_counter() - start
+                with lock:
+                    latencies.append(elapsed)
+                    failed[0] += response.status_code != 200
+
+    threads = [threading.Thread(target=client, name=f"load-{i}") for i in range(clients)]
+    start = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    seconds = time.perf_counter() - start
+    p50, p99 = percentiles_ms(latencies)
+    return LoadResult(clients, len(latencies), seconds, len(latencies) / seconds, p50, p99, failed[0])
+
+
+def markdown_table(results: list[LoadResult]) -> str:
+    """The results as the table of docs/serving.md."""
+    lines = ["| clients | requests | requests/s | p50 ms | p99 ms | failed |", "| ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines += [f"| {r.clients} | {r.requests} | {r.requests_per_s:.2f} | {r.p50_ms:.0f} | {r.p99_ms:.0f} | {r.failed} |"
+              for r in results]
+    return "\n".join(lines)
+
+
+class ServerProcess:
+    """``retinaface-trt serve ARGS --port 0`` as a child process (this interpreter, ``cwd`` as given).
+
+    ``url`` is where it listens, read from its "listening on" line; ``wait_ready()`` polls ``/readyz``;
+    ``stop()`` sends SIGTERM (the server drains) and returns the exit status. stderr lines are kept.
+    """
+
+    def __init__(self, args, cwd: str | os.PathLike | None = None, timeout_s: float = 120.0):
+        command = [sys.executable, "-m", "retinaface_trt", "serve", *args, "--port", "0"]
+        self.process = subprocess.Popen(command, cwd=cwd, stderr=subprocess.PIPE, text=True)
+        self._lines: queue.Queue = queue.Queue()
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+        self.url = self._wait_for_url(timeout_s)
+
+    def _read(self) -> None:
+        for line in self.process.stderr:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def _next_line(self, deadline: float) -> str | None:
+        line = self._lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        if line is not None:
+            self.lines.append(line)
+        return line
+
+    def _wait_for_url(self, timeout_s: float) -> str:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            line = self._next_line(deadline)
+            if line is None:
+                raise RetinaFaceError(f"the server exited with status {self.process.wait()} before listening: "
+                                      f"{''.join(self.lines).strip()}")
+            if "listening on " in line:
+                return line.split("listening on ")[1].split()[0]
+        raise RetinaFaceError(f"the server did not listen within {timeout_s:g} s")
+
+    def wait_ready(self, timeout_s: float = 120.0) -> None:
+        import httpx
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/readyz", timeout=5).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RetinaFaceError(f"the server at {self.url} was not ready within {timeout_s:g} s")
+
+    def stop(self, timeout_s: float = 60.0) -> int:
+        """SIGTERM, wait for the drain (SIGKILL after ``timeout_s``); the exit status."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        return self.process.wait()
+
+    def stderr(self, timeout_s: float = 30.0) -> str:
+        """Everything the server wrote on stderr, once it has exited."""
+        deadline = time.monotonic() + timeout_s
+        while self._next_line(deadline) is not None:
+            pass
+        return "".join(self.lines)
+
+    def __enter__(self) -> "ServerProcess":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,0 +1,67 @@
+"""The HTTP service's settings, their defaults and their ranges, in one light module (no ASGI imports).
+
+The command line (:mod:`runtime.cli.serve`) declares its flags from these defaults and the library
+(:func:`runtime.serve.app.create_app`) checks the values again, so a bad value is refused the same way from
+Python and from the shell: one :class:`RetinaFaceError` line naming the setting, its range and the value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from retinaface_trt.errors import RetinaFaceError
+from runtime.face import DEFAULT_VIS_THRESHOLD
+from runtime.options import DetectionOptions, check_count, check_probability
+
+DEFAULT_HOST = "127.0.0.1"   # loopback: exposing the service is a decision the user takes with --host
+DEFAULT_PORT = 8000
+MAX_PORT = 65535
+MIB = 1 << 20
+
+
+def check_port(value) -> int:
+    """``value`` as a TCP port number in 0..65535 (0: any free port); else RetinaFaceError."""
+    port = check_count("port", value, low=0)
+    if port > MAX_PORT:
+        raise RetinaFaceError(f"port must be an integer in 0..{MAX_PORT}, found {value!r}")
+    return port
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """How the service batches, bounds and answers requests. Checked when created.
+
+    max_batch:        images per ``Detector.detect_batch`` call (default 16)
+    max_delay_ms:     how long the worker waits for more requests after the first one, in ms (default 2)
+    max_queue:        requests admitted at once (reading, decoding, waiting or running); one more gets
+                      503 with ``Retry-After`` (default 64). Memory is bounded by about
+                      max_queue × (max_body_mib + 3 bytes × the detector's max_pixels).
+    max_body_mib:     largest request body in MiB; a larger one gets 413 (default 32)
+    retry_after_s:    the ``Retry-After`` of a 503, in seconds (default 1)
+    shutdown_timeout_s: how long a stopping server waits for in-flight requests, in seconds (default 30)
+    vis_threshold:    faces in a record score at least this, unless a request asks for another (default 0.6)
+    detection:        the post-processing the detector runs with; a request may raise its confidence
+                      threshold or lower its keep_top_k, never the reverse (see :mod:`runtime.serve.requests`)
+    """
+
+    max_batch: int = 16
+    max_delay_ms: int = 2
+    max_queue: int = 64
+    max_body_mib: int = 32
+    retry_after_s: int = 1
+    shutdown_timeout_s: int = 30
+    vis_threshold: float = DEFAULT_VIS_THRESHOLD
+    detection: DetectionOptions = field(default_factory=DetectionOptions)
+
+    def __post_init__(self):
+        for name in ("max_batch", "max_queue", "max_body_mib", "retry_after_s"):
+            object.__setattr__(self, name, check_count(name, getattr(self, name)))
+        for name in ("max_delay_ms", "shutdown_timeout_s"):
+            object.__setattr__(self, name, check_count(name, getattr(self, name), low=0))
+        object.__setattr__(self, "vis_threshold", check_probability("vis_threshold", self.vis_threshold))
+        if not isinstance(self.detection, DetectionOptions):
+            raise RetinaFaceError(f"detection must be a DetectionOptions, found {type(self.detection).__name__}")
+
+    @property
+    def max_body_bytes(self) -> int:
+        return self.max_body_mib * MIB

@@ -1,0 +1,34 @@
+"""The load tool's measurement (runtime.serve.load) against a real server with a fast stand-in detector."""
+
+from __future__ import annotations
+
+import pytest
+
+from runtime.serve.load import LoadResult, markdown_table, percentiles_ms, run_level
+from tests.runtime.serve.conftest import GatedDetector, running
+
+pytestmark = pytest.mark.usefixtures("serve_stack")
+
+
+def test_a_level_sends_exactly_its_requests(photos):
+    gated = GatedDetector()
+    with running(gated, max_batch=4, max_delay_ms=5) as client:
+        result = run_level(f"{client.base_url}/v1/detect", photos["astronaut_512x512.png"], "image/png",
+                           clients=4, requests=20)
+        bad = run_level(f"{client.base_url}/v1/detect", b"not an image", "image/png", clients=2, requests=3)
+    assert (result.clients, result.requests, result.failed) == (4, 20, 0)
+    assert sum(gated.batches) == 20
+    assert result.requests_per_s == pytest.approx(20 / result.seconds)
+    assert 0 < result.p50_ms <= result.p99_ms < result.seconds * 1000
+    assert (bad.requests, bad.failed) == (3, 3)
+
+
+def test_percentiles_interpolate_between_samples():
+    assert percentiles_ms([0.001 * i for i in range(1, 101)]) == pytest.approx([50.5, 99.01])
+    assert percentiles_ms([0.2]) == pytest.approx([200.0, 200.0])
+
+
+def test_markdown_table_rows():
+    table = markdown_table([LoadResult(1, 50, 10.0, 5.0, 190.4, 240.6, 0), LoadResult(16, 50, 5.0, 10.0, 1500, 2100, 1)])
+    assert table.splitlines()[2] == "| 1 | 50 | 5.00 | 190 | 241 | 0 |"
+    assert table.splitlines()[3] == "| 16 | 50 | 10.00 | 1500 | 2100 | 1 |"
