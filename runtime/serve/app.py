@@ -50,7 +50,7 @@ CLIENT_GONE = 499   # the status recorded (never sent) for a client that left be
 class Service:
     """What the routes share: detector, settings, metrics, the batcher and the admission count.
 
-    detector: anything with ``detect_batch`` and ``max_pixels`` (:class:`runtime.detector.Detector`);
+    detector: anything with ``detect_arrays`` and ``max_pixels`` (:class:`runtime.detector.Detector`);
               the caller keeps ownership (and closes it after the server stopped)
     warmup:   BGR uint8 image run once before readiness (see :class:`MicroBatcher`), or None
     """
@@ -134,9 +134,9 @@ async def _detect_record(service: Service, request: Request) -> dict:
     body = await _read_body(request, service.settings.max_body_bytes)
     # JSON parsing and image decoding take milliseconds per megabyte: in a thread, not on the event loop
     parsed, bgr = await run_in_threadpool(_parse_and_decode, service, kind, body, dict(request.query_params))
-    faces = await asyncio.wrap_future(service.batcher.submit(bgr))
+    dets = await asyncio.wrap_future(service.batcher.submit(bgr))
     overrides = parsed.overrides
-    return image_record(parsed.name, bgr.shape[1], bgr.shape[0], overrides.select(faces), overrides.vis_threshold)
+    return image_record(parsed.name, bgr.shape[1], bgr.shape[0], overrides.select(dets), overrides.vis_threshold)
 
 
 def _parse_and_decode(service: Service, kind: str, body: bytes, query: dict):

@@ -1,9 +1,9 @@
-"""Micro-batching: one worker thread owns the detector and runs requests in ``detect_batch`` calls.
+"""Micro-batching: one worker thread owns the detector and runs requests in ``detect_arrays`` calls.
 
 Callers (any thread) :meth:`MicroBatcher.submit` a decoded BGR image and get a
-:class:`concurrent.futures.Future` of its faces. The worker takes the oldest waiting image, then gathers
+:class:`concurrent.futures.Future` of its detections ([K, 15] rows). The worker takes the oldest waiting image, then gathers
 more for up to ``max_delay_s`` or until it holds ``max_batch`` of them, and runs them as one
-``detector.detect_batch`` call: the detector (and the GPU under it) is only ever used from that thread.
+``detector.detect_arrays`` call: the detector (and the GPU under it) is only ever used from that thread.
 
 The queue itself is unbounded; what bounds it is the admission limit of the caller (the HTTP app admits
 at most ``max_queue`` requests at once, see :mod:`runtime.serve.app`), checked before a body is read.
@@ -40,9 +40,9 @@ class _Job:
 
 
 class MicroBatcher:
-    """Gathers submitted images into ``detector.detect_batch`` calls on one worker thread.
+    """Gathers submitted images into ``detector.detect_arrays`` calls on one worker thread.
 
-    detector:    anything with ``detect_batch(list of BGR uint8 [H, W, 3]) -> list[list[Face]]``
+    detector:    anything with ``detect_arrays(list of BGR uint8 [H, W, 3]) -> list[float32 [K, 15]]``
     max_batch:   images per call (≥ 1)
     max_delay_s: how long to wait for more images after the first one of a batch, in seconds (≥ 0)
     metrics:     a :class:`runtime.serve.metrics.ServeMetrics`, or None
@@ -114,7 +114,7 @@ class MicroBatcher:
     def _warm_up(self) -> None:
         if self._warmup is not None:
             try:
-                self.detector.detect_batch([self._warmup])
+                self.detector.detect_arrays([self._warmup])
             except Exception as error:   # noqa: BLE001 - reported by /readyz; requests still get answers
                 self.warmup_error = f"warm-up failed: {error}"
                 log.exception("serve: the warm-up batch failed")
@@ -152,7 +152,7 @@ class MicroBatcher:
     def _run_batch(self, jobs: list[_Job]) -> None:
         start = time.perf_counter()
         try:
-            results = self.detector.detect_batch([job.image for job in jobs])
+            results = self.detector.detect_arrays([job.image for job in jobs])
         except Exception as error:   # noqa: BLE001 - handed to the requests, never kills the worker
             if len(jobs) == 1:
                 jobs[0].future.set_exception(error)
@@ -168,7 +168,7 @@ class MicroBatcher:
         for job in jobs:
             start = time.perf_counter()
             try:
-                job.future.set_result(self.detector.detect_batch([job.image])[0])
+                job.future.set_result(self.detector.detect_arrays([job.image])[0])
             except Exception as error:   # noqa: BLE001
                 job.future.set_exception(error)
             self._observe(1, time.perf_counter() - start)

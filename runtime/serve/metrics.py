@@ -4,8 +4,8 @@ Names (all prefixed ``retinaface_``):
 
 * ``requests_total{route, status}``: answered requests by route (``/v1/detect``, ...) and HTTP status
 * ``request_seconds{route}``: histogram of the time from the request's arrival to its answer, in seconds
-* ``batch_size``: histogram of the images per ``detect_batch`` call
-* ``batch_seconds``: histogram of the time per ``detect_batch`` call, in seconds
+* ``batch_size``: histogram of the images per ``detect_arrays`` call
+* ``batch_seconds``: histogram of the time per ``detect_arrays`` call, in seconds
 * ``queue_depth``: images submitted to the worker and not yet taken into a batch
 * ``in_flight``: requests admitted and not yet answered (at most ``max_queue``)
 
@@ -32,9 +32,9 @@ class ServeMetrics:
                                 ("route", "status"), registry=self.registry)
         self.latency = Histogram(f"{PREFIX}_request_seconds", "Request latency, arrival to answer, seconds",
                                  ("route",), buckets=LATENCY_BUCKETS, registry=self.registry)
-        self.batch_size = Histogram(f"{PREFIX}_batch_size", "Images per detect_batch call",
+        self.batch_size = Histogram(f"{PREFIX}_batch_size", "Images per detect_arrays call",
                                     buckets=BATCH_BUCKETS, registry=self.registry)
-        self.batch_seconds = Histogram(f"{PREFIX}_batch_seconds", "Time per detect_batch call, seconds",
+        self.batch_seconds = Histogram(f"{PREFIX}_batch_seconds", "Time per detect_arrays call, seconds",
                                        buckets=LATENCY_BUCKETS, registry=self.registry)
         self.queue_depth = Gauge(f"{PREFIX}_queue_depth", "Images waiting for the worker",
                                  registry=self.registry)
@@ -47,7 +47,7 @@ class ServeMetrics:
         self.latency.labels(route=route).observe(seconds)
 
     def batch(self, size: int, seconds: float) -> None:
-        """Record one ``detect_batch`` call of ``size`` images that took ``seconds``."""
+        """Record one ``detect_arrays`` call of ``size`` images that took ``seconds``."""
         self.batch_size.observe(size)
         self.batch_seconds.observe(seconds)
 

@@ -23,7 +23,7 @@ from typing import Mapping
 import numpy as np
 
 from retinaface_trt.errors import RetinaFaceError
-from runtime.face import Face
+from runtime.face import Face, faces_from_array
 from runtime.options import check_count, check_probability
 
 JSON_TYPE = "application/json"
@@ -49,9 +49,11 @@ class Overrides:
     confidence_threshold: float
     keep_top_k: int
 
-    def select(self, faces: list[Face]) -> list[Face]:
-        """The faces the detector would keep with these thresholds (from its own, looser, result)."""
-        return [face for face in faces if face.score > self.confidence_threshold][:self.keep_top_k]
+    def select(self, dets: np.ndarray) -> list[Face]:
+        """The faces reported with these thresholds, from the detector's own, looser, detections [K, 15]
+        (by score): those it would keep with them, then those at or above ``vis_threshold``."""
+        kept = dets[dets[:, 4] > self.confidence_threshold][:self.keep_top_k]
+        return faces_from_array(kept[kept[:, 4] >= self.vis_threshold])
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ def check_port(value) -> int:
 class ServeSettings:
     """How the service batches, bounds and answers requests. Checked when created.
 
-    max_batch:        images per ``Detector.detect_batch`` call (default 16)
+    max_batch:        images per ``Detector.detect_arrays`` call (default 16)
     max_delay_ms:     how long the worker waits for more requests after the first one, in ms (default 2)
     max_queue:        requests admitted at once (reading, decoding, waiting or running); one more gets
                       503 with ``Retry-After`` (default 64). Memory is bounded by about

@@ -13,7 +13,7 @@ import json
 import numpy as np
 
 from runtime.face import Face
-from runtime.gpu_postprocess import detect_faces_batch   # the one import of the batched post-processing
+from runtime.postprocess import detect_faces_batch
 from runtime.options import DetectionOptions
 
 

@@ -17,7 +17,6 @@ import threading
 import numpy as np
 import pytest
 
-from runtime.face import Face
 
 REQUIRE_ENV = "RETINAFACE_REQUIRE_SERVERS"
 PIPELINE = {"resize": "letterbox", "input_size": (320, 320)}
@@ -96,7 +95,7 @@ def sdk(mnet_pth):
 
 
 class GatedDetector:
-    """A stand-in detector whose ``detect_batch`` waits for ``gate``; records the batch sizes it ran.
+    """A stand-in detector whose ``detect_arrays`` waits for ``gate``; records the batch sizes it ran.
 
     Each image gets one face covering it, scored 0.9, so an answer shows which image it came from.
     Images whose first pixel is 255 raise, to model an image the backend refuses.
@@ -109,17 +108,17 @@ class GatedDetector:
         if open_gate:
             self.gate.set()
         self.batches: list[int] = []
-        self.calls = threading.Semaphore(0)   # released once per detect_batch call
+        self.calls = threading.Semaphore(0)   # released once per detect_arrays call
 
-    def detect_batch(self, images):
+    def detect_arrays(self, images):
         self.calls.release()
         if not self.gate.wait(30):
             raise TimeoutError("the test never opened the gate")
         self.batches.append(len(images))
         if any(image.flat[0] == 255 for image in images):
             raise ValueError("refused image")
-        return [[Face(box=(0.0, 0.0, float(image.shape[1]), float(image.shape[0])), score=0.9,
-                      landmarks=np.zeros((5, 2), np.float32))] for image in images]
+        return [np.array([[0.0, 0.0, image.shape[1], image.shape[0], 0.9] + [0.0] * 10], np.float32)
+                for image in images]
 
 
 @contextlib.contextmanager

@@ -65,7 +65,7 @@ def test_request_thresholds_equal_a_detector_run_with_them(client, mnet_pth, pho
     fields = {"vis_threshold": 0.3, "confidence_threshold": 0.5, "keep_top_k": 7}
     response = client.post("/v1/detect", json={"image": b64(data), **fields})
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    with Detector.from_options(weights=str(mnet_pth), device="cpu", confidence_threshold=0.5, keep_top_k=7,
+    with Detector.from_options(weights=str(mnet_pth), backend="torch", device="cpu", confidence_threshold=0.5, keep_top_k=7,
                                **PIPELINE) as strict:
         expected = to_json(image_record(None, 1600, 898, strict.detect(bgr), 0.3))
     assert response.status_code == 200 and len(response.json()["faces"]) == 7

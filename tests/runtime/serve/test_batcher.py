@@ -17,7 +17,7 @@ def _image(width: int) -> np.ndarray:
 
 
 def _widths(futures, timeout: float = 30.0) -> list[float]:
-    return [future.result(timeout)[0].box[2] for future in futures]
+    return [float(future.result(timeout)[0, 2]) for future in futures]
 
 
 def test_batches_are_gathered_up_to_max_batch():
@@ -46,7 +46,7 @@ def test_a_failing_batch_is_rerun_one_image_at_a_time():
     bad = np.full((4, 7, 3), 255, np.uint8)
     futures = [batcher.submit(image) for image in (_image(3), bad, _image(4))]
     gated.gate.set()
-    assert futures[0].result(30)[0].box[2] == 3 and futures[2].result(30)[0].box[2] == 4
+    assert futures[0].result(30)[0, 2] == 3 and futures[2].result(30)[0, 2] == 4
     with pytest.raises(ValueError, match="refused image"):
         futures[1].result(30)
     batcher.stop(10)
@@ -57,7 +57,7 @@ def test_cancelled_requests_are_not_run():
     gated = GatedDetector(open_gate=False)
     batcher = MicroBatcher(gated, max_batch=1, max_delay_s=0).start()
     first = batcher.submit(_image(1))
-    assert gated.calls.acquire(timeout=10)   # the first image is in detect_batch, held at the gate
+    assert gated.calls.acquire(timeout=10)   # the first image is in detect_arrays, held at the gate
     second = batcher.submit(_image(2))
     assert second.cancel()
     gated.gate.set()
@@ -111,7 +111,7 @@ class _Crash(BaseException):
 
 
 class _CrashingDetector:
-    def detect_batch(self, images):
+    def detect_arrays(self, images):
         raise _Crash()
 
 
