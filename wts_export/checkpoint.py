@@ -8,6 +8,10 @@ would run code from the file. Accepted layouts:
 * either of these with a ``module.`` prefix on the names (saved from ``nn.DataParallel``), which is removed.
 
 Tensors are mapped to the CPU (the published files hold CUDA tensors). Anything else raises RetinaFaceError.
+
+A checkpoint in ``torch.save``'s zip format has a CRC-32 per record, checked before loading (PyTorch itself
+does not check it, so a file with flipped bytes would load with wrong values). The legacy format (the
+published checkpoints) has no checksum: its values are checked by :func:`network.weights.check_weights`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import zipfile
+import zlib
 from pathlib import Path
 
 from retinaface_trt.errors import RetinaFaceError
@@ -29,6 +35,7 @@ def _torch_load(path: Path):
     if not path.is_file():
         raise RetinaFaceError(f"checkpoint {path} does not exist or is not a file; "
                               "expected a .pth file such as weights/mobilenet0.25_Final.pth")
+    _check_archive(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -43,6 +50,21 @@ def _torch_load(path: Path):
         raise RetinaFaceError(
             f"{path} is not a readable PyTorch checkpoint ({_describe(error)}); "
             "expected a .pth file written by torch.save") from None
+
+
+def _check_archive(path: Path) -> None:
+    """Verify the CRC-32 of every record of a zip-format checkpoint (nothing to verify in the legacy format)."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError) as error:
+        raise RetinaFaceError(f"{path} is a damaged PyTorch checkpoint ({_describe(error)}); "
+                              "download or copy it again") from None
+    if damaged is not None:
+        raise RetinaFaceError(f"{path} is damaged: its record {damaged!r} fails the CRC-32 check (bytes changed "
+                              "after it was written); download or copy it again")
 
 
 def _describe(error: Exception) -> str:
