@@ -18,6 +18,15 @@ DEFAULT_INPUT_SIZE = (640, 640)     # (W, H): the deployment notes' fixed engine
 MAX_INPUT_SIDE = 8192               # pixels per side of the network input
 # 40 megapixels: well above any camera image, well below what exhausts memory in the float pipeline.
 DEFAULT_MAX_PIXELS = 40_000_000
+# An image file within the pixel limit takes at most 16 bytes per pixel (uncompressed float32 RGBA: TIFF, PFM)
+# plus its metadata (EXIF, ICC, XMP): a larger file is refused before it is read.
+MAX_BYTES_PER_PIXEL = 16
+METADATA_ALLOWANCE = 64 << 20
+
+
+def max_file_bytes(max_pixels: int) -> int:
+    """The largest image file (bytes) accepted under ``max_pixels``; 0 (no limit) when ``max_pixels`` is 0."""
+    return max_pixels * MAX_BYTES_PER_PIXEL + METADATA_ALLOWANCE if max_pixels else 0
 
 
 def check_probability(name: str, value) -> float:
