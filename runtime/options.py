@@ -65,6 +65,28 @@ def check_input_size(value, name: str = "input size") -> tuple[int, int]:
     return width, height
 
 
+def check_device(value) -> str:
+    """``value`` lower-cased if it names a device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (N ≥ 0); else
+    RetinaFaceError. Whether CUDA device N exists is checked by :func:`runtime.backends.resolve_device`."""
+    name = str(value).strip().lower() if isinstance(value, str) else None
+    kind, _, index = (name or "").partition(":")
+    if name in ("auto", "cpu", "cuda") or (kind == "cuda" and index.isdigit()):
+        return name
+    hint = "; the CPU takes no index: use cpu" if kind == "cpu" else ""
+    raise RetinaFaceError(f"device must be auto, cpu, cuda or cuda:N (N = 0, 1, …), found {value!r}{hint}")
+
+
+def check_non_negative(name: str, value) -> float:
+    """``value`` as a float if it is a finite number ≥ 0; else RetinaFaceError."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and number >= 0):
+        raise RetinaFaceError(f"{name} must be a finite number ≥ 0, found {value!r}")
+    return number
+
+
 def check_resize(value) -> str:
     """``value`` if it names a resize policy; else RetinaFaceError listing them."""
     if value not in RESIZE_POLICIES:
