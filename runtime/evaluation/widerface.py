@@ -47,8 +47,9 @@ class GroundTruthImage:
 
 
 def _loadmat(path: Path) -> dict:
-    from scipy.io import loadmat  # optional dependency ("eval" extra)
+    from retinaface_trt.extras import require
 
+    loadmat = require("scipy.io", "eval", "reading the WIDER FACE ground truth").loadmat
     if not path.is_file():
         raise RetinaFaceError(f"missing WIDER FACE ground truth file {path}: --ground-truth must be the "
                               f"folder holding {', '.join(MAT_FILES.values())}")
