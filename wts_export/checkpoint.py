@@ -39,17 +39,17 @@ def _torch_load(path: Path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        if "Weights only load failed" not in str(error):
-            raise RetinaFaceError(f"{path} is not a PyTorch checkpoint ({error}); expected a .pth state_dict") from None
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
-        what = f" (it contains {found.group(1)})" if found else ""
+        if found is None:   # not a pickle at all ("Unsupported operand"), or a damaged one
+            raise RetinaFaceError(f"{path} is not a PyTorch checkpoint ({_first_line(error)}); expected a .pth "
+                                  f"state_dict written by torch.save{_wts_hint(path)}") from None
         raise RetinaFaceError(
-            f"{path} holds pickled Python objects, not only tensors{what}; it cannot be loaded safely. "
-            "Save the weights with torch.save(model.state_dict(), path) and pass that file") from None
+            f"{path} holds pickled Python objects, not only tensors (it contains {found.group(1)}); it cannot be "
+            "loaded safely. Save the weights with torch.save(model.state_dict(), path) and pass that file") from None
     except Exception as error:   # torch.load raises many types (EOFError, KeyError, RuntimeError, OSError…)
         raise RetinaFaceError(
             f"{path} is not a readable PyTorch checkpoint ({_describe(error)}); "
-            "expected a .pth file written by torch.save") from None
+            f"expected a .pth file written by torch.save{_wts_hint(path)}") from None
 
 
 def _check_archive(path: Path) -> None:
@@ -68,7 +68,18 @@ def _check_archive(path: Path) -> None:
 
 
 def _describe(error: Exception) -> str:
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return f"{type(error).__name__}: {_first_line(error)}" if str(error) else type(error).__name__
+
+
+def _first_line(error: Exception) -> str:
+    """The message of ``error`` without PyTorch's paragraphs of advice (the last informative line)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    informative = [line for line in lines if not line.startswith(("Check the documentation", "Please file"))]
+    return (informative or lines or [type(error).__name__])[-1][:200]
+
+
+def _wts_hint(path: Path) -> str:
+    return " (a .wts file is already converted: pass it where weights are read)" if path.suffix == ".wts" else ""
 
 
 def _is_tensor_dict(obj) -> bool:
