@@ -162,11 +162,12 @@ def check_state_dict(state_dict: Mapping[str, torch.Tensor], cfg: RetinaFaceConf
     unexpected = [k for k in state_dict if k not in expected]
     wrong = [f"{k} {tuple(v.shape)} (expected {expected[k]})"
              for k, v in state_dict.items() if k in expected and tuple(v.shape) != expected[k]]
-    if missing or unexpected or wrong:
-        raise RetinaFaceError(
-            f"these weights do not fit RetinaFace {cfg.name}: {len(missing)} missing "
-            f"({', '.join(missing[:3])}), {len(unexpected)} unexpected ({', '.join(unexpected[:3])}), "
-            f"{len(wrong)} with a wrong shape ({', '.join(wrong[:3])}); export from an unmodified checkpoint")
+    problems = [f"{len(names)} {what} ({', '.join(names[:3])}{', …' if len(names) > 3 else ''})"
+                for what, names in (("missing", missing), ("unexpected", unexpected), ("with a wrong shape", wrong))
+                if names]
+    if problems:
+        raise RetinaFaceError(f"these weights do not fit RetinaFace {cfg.name}: {', '.join(problems)}; "
+                              "export from an unmodified checkpoint")
 
 
 def build_model(state_dict: Mapping[str, torch.Tensor]) -> RetinaFace:
