@@ -83,13 +83,15 @@ def test_evaluate_without_the_eval_extra(shared_dir, mnet_pth, tmp_path, missing
     assert not (tmp_path / "out").exists()
 
 
-def test_help_and_detect_need_no_extra(shared_dir, mnet_pth, tmp_path):
+def test_help_detect_and_export_wts_need_no_extra(shared_dir, mnet_pth, tmp_path):
     hidden = ONNX + EVAL + ("tensorrt",)
     assert run_without(hidden, "--help").returncode == 0
     result = run_without(hidden, "detect", shared_dir / "images" / "crowd_1024x624.jpg", "--weights", mnet_pth,
                          "--backend", "torch", "--device", "cpu", "--json", tmp_path / "o.json")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "o.json").stat().st_size > 0
+    result = run_without(hidden, "export-wts", mnet_pth, tmp_path / "m.wts")
+    assert result.returncode == 0 and (tmp_path / "m.wts").stat().st_size > 0, result.stderr
 
 
 def test_python_dash_m_runs_the_cli():
