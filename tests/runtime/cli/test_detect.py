@@ -304,3 +304,14 @@ def test_network_other_than_the_weights_is_refused(detect, crowd_copy, tmp_path,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--network resnet50 does not match the weights, which hold a mobilenet0.25" in err
     assert not out.exists() and not vis.exists()
+
+
+@pytest.mark.parametrize("flag, value", [("--confidence-threshold", "-1"), ("--confidence-threshold", "1.5"),
+                                         ("--confidence-threshold", "nan"), ("--nms-threshold", "2"),
+                                         ("--top-k", "0"), ("--keep-top-k", "-5"), ("--vis-threshold", "nan"),
+                                         ("--max-pixels", "-1"), ("--input-size", "100000x100000")])
+def test_out_of_range_values_of_the_issue_are_usage_errors(flag, value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["detect", "a.jpg", "--weights", "w.pth", flag, value])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"retinaface-trt detect: error: argument {flag}:" in err
