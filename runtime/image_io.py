@@ -1,10 +1,11 @@
 """Reading images from files, bytes and base64 into the one format the pipeline takes.
 
-Every image leaves this module as a BGR ``uint8`` array of shape [H, W, 3], C-contiguous, exactly what
-``cv2.imread(path)`` gives for an ordinary colour JPEG. Decoding always goes through ``cv2.imdecode`` so
-that the channel order stays BGR (decoding base64 with another library gives RGB, which the network
-was not trained on). Other layouts are converted: grayscale → BGR, BGRA → BGR (alpha dropped),
-16-bit → 8-bit (the high byte, ``value >> 8``), float → clipped to [0, 255].
+Every image leaves this module as a BGR ``uint8`` array of shape [H, W, 3], C-contiguous, what
+``cv2.imread(path)`` (detect.py's reader) gives. Decoding always goes through ``cv2.imdecode`` so that the
+channel order stays BGR (decoding base64 with another library gives RGB, which the network was not trained
+on) and, as ``cv2.imread`` does, a JPEG's EXIF orientation is applied (a phone photo taken upright is detected
+upright, with boxes in the pixels detect.py reports). Other layouts are converted: grayscale → BGR, BGRA → BGR
+(alpha dropped), 16-bit → 8-bit (the high byte, ``value >> 8``), float → clipped to [0, 255].
 
 Nothing is decoded before it is known to fit ``max_pixels`` (0: no limit):
 
@@ -39,8 +40,14 @@ from runtime.options import DEFAULT_MAX_PIXELS, max_file_bytes
 
 
 _DATA_URL = re.compile(r"^\s*data:image/[\w.+-]+;base64,", re.IGNORECASE)
-# Formats OpenCV decodes whose header Pillow reads, by Pillow's format names (AVIF only in recent Pillows).
-PILLOW_FORMATS = ("JPEG", "PNG", "BMP", "TIFF", "WEBP", "JPEG2000", "PPM", "SUN", "GIF", "AVIF")
+# Depth and channel count as stored, EXIF orientation applied: IMREAD_UNCHANGED would skip the orientation,
+# IMREAD_COLOR would narrow 16-bit and float images before to_bgr8 sees them.
+DECODE_FLAGS = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
+# Formats OpenCV decodes whose header Pillow's openers read, by Pillow's format names (AVIF only in recent
+# Pillows). TIFF is read through Pillow's directory parser instead: its opener refuses pixel layouts that
+# OpenCV decodes (three float32 channels, for one).
+PILLOW_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "JPEG2000", "PPM", "SUN", "GIF", "AVIF")
+TIFF_WIDTH, TIFF_LENGTH = 256, 257   # the ImageWidth and ImageLength tags
 HEADER_FORMATS = "JPEG, PNG, BMP, TIFF, WebP, JPEG 2000, PBM/PGM/PPM/PFM/PAM, Sun raster, GIF, AVIF, HDR"
 _FILE_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
                (stat.S_ISSOCK, "a socket"))
@@ -109,7 +116,7 @@ def header_size(stream: IO[bytes]) -> tuple[int, int] | None:
     any pixel (only the header is read); None when it is not a header of a format OpenCV decodes."""
     stream.seek(0)
     head = stream.read(4096)
-    return _text_header_size(head) or _pillow_header_size(stream, head[:16])
+    return _text_header_size(head) or _tiff_header_size(stream, head[:16]) or _pillow_header_size(stream, head[:16])
 
 
 def to_bgr8(image: np.ndarray, source: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -170,7 +177,7 @@ def _open_regular(path: str, max_pixels: int) -> IO[bytes]:
 
 
 def _decode(data: bytes, source: str, max_pixels: int) -> np.ndarray:
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), DECODE_FLAGS)
     if image is None:
         raise RetinaFaceError(f"{source}: not a readable image (truncated, corrupt, or not an image "
                               "format OpenCV decodes); expected a JPEG, PNG, BMP, …")
@@ -195,6 +202,22 @@ def _pillow_header_size(stream: IO[bytes], prefix: bytes) -> tuple[int, int] | N
         except (SyntaxError, IndexError, TypeError, ValueError, struct.error, EOFError, OSError):
             continue   # what Pillow raises for a header it cannot parse
     return None
+
+
+def _tiff_header_size(stream: IO[bytes], prefix: bytes) -> tuple[int, int] | None:
+    """Width and height of a TIFF's first directory (the page OpenCV decodes), BigTIFF included."""
+    from PIL import TiffImagePlugin
+
+    if prefix[:4] not in TiffImagePlugin.PREFIXES:
+        return None
+    try:
+        directory = TiffImagePlugin.ImageFileDirectory_v2(prefix[:16] if b"+" in prefix[2:4] else prefix[:8])
+        stream.seek(directory.next)
+        directory.load(stream)
+        width, height = directory.get(TIFF_WIDTH), directory.get(TIFF_LENGTH)
+    except (SyntaxError, IndexError, TypeError, ValueError, struct.error, EOFError, OSError):
+        return None
+    return (int(width), int(height)) if isinstance(width, int) and isinstance(height, int) else None
 
 
 def _text_header_size(head: bytes) -> tuple[int, int] | None:

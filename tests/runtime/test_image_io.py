@@ -286,3 +286,54 @@ def test_no_limit_decodes_without_a_header_check(monkeypatch):
 def test_byte_limit_follows_the_pixel_limit():
     assert max_file_bytes(0) == 0
     assert max_file_bytes(40_000_000) == 40_000_000 * 16 + (64 << 20)
+
+
+def _exif_rotated_jpeg(orientation: int) -> bytes:
+    """A 40×80 JPEG whose EXIF says how to turn it (6: 90° clockwise, as phones store portrait photos)."""
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.fromarray(_coloured(40, 80)).save(buffer, "JPEG", exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("orientation", [1, 3, 6, 8])
+def test_exif_orientation_is_applied_like_imread(tmp_path, orientation):
+    path = tmp_path / "phone.jpg"
+    path.write_bytes(_exif_rotated_jpeg(orientation))
+    expected = cv2.imread(str(path))   # what detect.py reads
+    assert expected.shape[:2] == ((80, 40) if orientation in (6, 8) else (40, 80))
+    np.testing.assert_array_equal(read_image(path), expected)
+    np.testing.assert_array_equal(decode_base64(base64.b64encode(path.read_bytes()).decode()), expected)
+
+
+@pytest.mark.parametrize("ext", [".png", ".tiff", ".webp"])
+def test_layouts_decode_as_before_the_orientation_fix(ext):
+    """Alpha, 16-bit and float keep converting exactly as with IMREAD_UNCHANGED."""
+    rng = np.random.default_rng(3)
+    for image in (rng.integers(0, 256, (20, 30, 4), dtype=np.uint8), rng.integers(0, 65536, (20, 30, 3), dtype=np.uint16),
+                  rng.random((20, 30, 3), dtype=np.float32) * 300):
+        if ext == ".webp" and image.dtype != np.uint8 or ext == ".png" and image.dtype == np.float32:
+            continue
+        data = cv2.imencode(ext, image)[1]
+        np.testing.assert_array_equal(decode_image(data.tobytes()), to_bgr8(cv2.imdecode(data, cv2.IMREAD_UNCHANGED)))
+
+
+@pytest.mark.parametrize("dtype, channels", [("uint8", 1), ("uint8", 4), ("uint16", 3), ("uint16", 4),
+                                             ("float32", 1), ("float32", 3)])
+def test_header_size_of_every_tiff_layout_opencv_writes(dtype, channels):
+    """Pillow's TIFF opener refuses some layouts OpenCV decodes (float32 RGB): the directory is read instead."""
+    image = np.zeros((64, 96, channels) if channels > 1 else (64, 96), dtype)
+    data = cv2.imencode(".tiff", image)[1].tobytes()
+    assert image_io.header_size(io.BytesIO(data)) == (96, 64)
+    assert decode_image(data).shape == (64, 96, 3)
+
+
+def test_header_size_of_a_bigtiff():
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(_coloured(64, 96)).save(buffer, "TIFF", big_tiff=True)
+    assert buffer.getvalue()[:4] == b"II+\x00" and image_io.header_size(buffer) == (96, 64)
