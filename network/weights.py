@@ -31,6 +31,7 @@ from retinaface_trt.errors import RetinaFaceError
 IGNORED_SUFFIX = "num_batches_tracked"
 FLOAT_TYPES = ("float16", "bfloat16", "float32", "float64")
 MAX_WEIGHT_SPREAD = 1000.0   # largest |conv weight| / median |conv weight| accepted in one tensor
+SPREAD_SAMPLE = 1 << 16      # magnitudes sampled for that median
 
 
 def check_weights(weights: Mapping[str, object], source: str = "the weights") -> dict[str, np.ndarray]:
@@ -82,17 +83,20 @@ def _conv_weights(arrays: Mapping[str, np.ndarray]) -> list[str]:
 
 
 def _check_spread(name: str, values: np.ndarray, source: str) -> None:
-    magnitudes = np.abs(values.reshape(-1).astype(np.float64))
-    nonzero = magnitudes[magnitudes > 0]
-    if nonzero.size == 0:
+    flat = values.reshape(-1)
+    # The median of up to SPREAD_SAMPLE evenly spaced magnitudes: as robust as the full one (a few flipped
+    # values cannot move it), and the check stays well under a second for ResNet-50's 27 M values.
+    sample = np.abs(flat[::max(1, flat.size // SPREAD_SAMPLE)].astype(np.float64))
+    sample = sample[sample > 0]
+    if sample.size == 0:
         return
-    limit = MAX_WEIGHT_SPREAD * float(np.median(nonzero))
-    index = int(magnitudes.argmax())
-    if magnitudes[index] > limit:
+    median = float(np.median(sample))
+    index = int(np.argmax(np.abs(flat)))
+    if abs(float(flat[index])) > MAX_WEIGHT_SPREAD * median:
         raise RetinaFaceError(
-            f"{source}: convolution weight {name!r} holds {values.reshape(-1)[index]} at flat index {index}, more "
-            f"than {MAX_WEIGHT_SPREAD:g} times the median magnitude of the tensor ({limit / MAX_WEIGHT_SPREAD:.3g}); "
-            "trained networks never do: the file is damaged (flipped bytes?), get a fresh copy")
+            f"{source}: convolution weight {name!r} holds {flat[index]} at flat index {index}, more than "
+            f"{MAX_WEIGHT_SPREAD:g} times the median magnitude of the tensor ({median:.3g}); trained networks "
+            "never do: the file is damaged (flipped bytes?), get a fresh copy")
 
 
 class WeightStore:
