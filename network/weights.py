@@ -7,6 +7,16 @@ Each key may be taken once; :meth:`WeightStore.check_all_used` then proves that 
 TensorRT keeps ``Weights`` by reference until the engine is built, so the store also owns every array it
 hands out (including derived ones such as folded BatchNorm scales): keep the store alive until
 ``build_serialized_network`` returns.
+
+:func:`check_weights` is what every route runs on weights before using them (files through
+:func:`wts_export.weights.load_weights`, mappings given directly through :class:`WeightStore`). It refuses:
+
+* a tensor that is not floating point (integers, booleans, complex numbers are never RetinaFace weights, and
+  casting them would hide the damage), or that holds NaN or infinity once in float32;
+* values no trained network has: a negative BatchNorm variance, every variance zero, or a convolution
+  weight more than :data:`MAX_WEIGHT_SPREAD` times the median magnitude of its tensor (the published
+  MobileNet-0.25 stays under 21 times; a flipped byte or exponent bit gives thousands). A convolution weight
+  is a ``.weight`` whose module has no ``running_var``: RetinaFace has no other kind.
 """
 
 from __future__ import annotations
@@ -19,13 +29,82 @@ import numpy as np
 from retinaface_trt.errors import RetinaFaceError
 
 IGNORED_SUFFIX = "num_batches_tracked"
+FLOAT_TYPES = ("float16", "bfloat16", "float32", "float64")
+MAX_WEIGHT_SPREAD = 1000.0   # largest |conv weight| / median |conv weight| accepted in one tensor
+SPREAD_SAMPLE = 1 << 16      # magnitudes sampled for that median
+
+
+def check_weights(weights: Mapping[str, object], source: str = "the weights") -> dict[str, np.ndarray]:
+    """``{name: numpy array}`` (each in its own floating type) of ``weights`` (numpy arrays or torch tensors),
+    without ``num_batches_tracked``, once every check of the module doc passed; else one RetinaFaceError
+    naming ``source``, the key and what was found."""
+    arrays = {name: _floating_array(name, value, source)
+              for name, value in weights.items() if not name.endswith(IGNORED_SUFFIX)}
+    _check_variances(arrays, source)
+    for name in _conv_weights(arrays):
+        _check_spread(name, arrays[name], source)
+    return arrays
+
+
+def _floating_array(name: str, value, source: str) -> np.ndarray:
+    dtype = str(getattr(value, "dtype", type(value).__name__)).removeprefix("torch.")
+    if dtype not in FLOAT_TYPES:
+        raise RetinaFaceError(f"{source}: weight {name!r} holds {dtype} values; expected floating point "
+                              f"({', '.join(FLOAT_TYPES)}): not RetinaFace weights, re-export the checkpoint")
+    if hasattr(value, "detach"):   # a torch.Tensor (bfloat16 has no numpy type: float32 holds it exactly)
+        value = value.detach().cpu()
+        value = (value.float() if dtype == "bfloat16" else value).numpy()
+    array = np.asarray(value)
+    with np.errstate(over="ignore"):   # a float64 beyond float32's range becomes inf: reported just below
+        bad = np.flatnonzero(~np.isfinite(array.astype(np.float32, copy=False)))
+    if bad.size:
+        raise RetinaFaceError(f"{source}: weight {name!r} has {bad.size} value(s) that are not finite in float32 "
+                              f"(first: {array.reshape(-1)[bad[0]]} at flat index {bad[0]}); the file is damaged "
+                              "or the training diverged")
+    return array
+
+
+def _check_variances(arrays: Mapping[str, np.ndarray], source: str) -> None:
+    variances = {name: a for name, a in arrays.items() if name.endswith(".running_var")}
+    for name, values in variances.items():
+        negative = np.flatnonzero(values.reshape(-1) < 0)
+        if negative.size:
+            raise RetinaFaceError(f"{source}: BatchNorm variance {name!r} has {negative.size} negative value(s) "
+                                  f"(first: {values.reshape(-1)[negative[0]]} at index {negative[0]}); a variance "
+                                  "cannot be negative: the file is damaged")
+    if variances and not any(values.any() for values in variances.values()):
+        raise RetinaFaceError(f"{source}: all {len(variances)} BatchNorm variances are 0; a trained network has "
+                              "positive ones: this is not a trained RetinaFace checkpoint")
+
+
+def _conv_weights(arrays: Mapping[str, np.ndarray]) -> list[str]:
+    return [name for name in arrays if name.endswith(".weight")
+            and name.removesuffix(".weight") + ".running_var" not in arrays]
+
+
+def _check_spread(name: str, values: np.ndarray, source: str) -> None:
+    flat = values.reshape(-1)
+    # The median of up to SPREAD_SAMPLE evenly spaced magnitudes: as robust as the full one (a few flipped
+    # values cannot move it), and the check stays well under a second for ResNet-50's 27 M values.
+    sample = np.abs(flat[::max(1, flat.size // SPREAD_SAMPLE)].astype(np.float64))
+    sample = sample[sample > 0]
+    if sample.size == 0:
+        return
+    median = float(np.median(sample))
+    index = int(np.argmax(np.abs(flat)))
+    if abs(float(flat[index])) > MAX_WEIGHT_SPREAD * median:
+        raise RetinaFaceError(
+            f"{source}: convolution weight {name!r} holds {flat[index]} at flat index {index}, more than "
+            f"{MAX_WEIGHT_SPREAD:g} times the median magnitude of the tensor ({median:.3g}); trained networks "
+            "never do: the file is damaged (flipped bytes?), get a fresh copy")
 
 
 class WeightStore:
-    """Weights keyed by PyTorch state_dict names (arrays flat, as read from ``.wts``, or shaped)."""
+    """Weights keyed by PyTorch state_dict names (arrays flat, as read from ``.wts``, or shaped), checked
+    with :func:`check_weights` when the store is created."""
 
     def __init__(self, weights: Mapping[str, np.ndarray], dtype=np.float32):
-        self._weights = {k: np.asarray(v) for k, v in weights.items() if not k.endswith(IGNORED_SUFFIX)}
+        self._weights = check_weights(weights)
         self.dtype = np.dtype(dtype)
         self._used: set[str] = set()
         self._owned: list[np.ndarray] = []

@@ -1,12 +1,24 @@
 """Reading images from files, bytes and base64 into the one format the pipeline takes.
 
-Every image leaves this module as a BGR ``uint8`` array of shape [H, W, 3], C-contiguous, exactly what
-``cv2.imread(path)`` gives for an ordinary colour JPEG. Decoding always goes through ``cv2.imdecode`` so
-that the channel order stays BGR (decoding base64 with another library gives RGB, which the network
-was not trained on). Other layouts are converted: grayscale → BGR, BGRA → BGR (alpha dropped),
-16-bit → 8-bit (the high byte, ``value >> 8``), float → clipped to [0, 255].
+Every image leaves this module as a BGR ``uint8`` array of shape [H, W, 3], C-contiguous, what
+``cv2.imread(path)`` (detect.py's reader) gives. Decoding always goes through ``cv2.imdecode`` so that the
+channel order stays BGR (decoding base64 with another library gives RGB, which the network was not trained
+on) and, as ``cv2.imread`` does, a JPEG's EXIF orientation is applied (a phone photo taken upright is detected
+upright, with boxes in the pixels detect.py reports). Other layouts are converted: grayscale → BGR, BGRA → BGR
+(alpha dropped), 16-bit → 8-bit (the high byte, ``value >> 8``), float → clipped to [0, 255].
 
-Every failure raises :class:`RetinaFaceError` with one line naming the input (its ``source``).
+Nothing is decoded before it is known to fit ``max_pixels`` (0: no limit):
+
+1. a file must be a regular file (a FIFO would block forever, ``/dev/zero`` never ends) no larger than
+   :func:`runtime.options.max_file_bytes` (16 bytes per allowed pixel plus 64 MiB of metadata);
+2. the width and height are read from the header (:func:`header_size`: Pillow for JPEG, PNG, BMP, TIFF,
+   WebP, JPEG 2000, PBM/PGM/PPM, Sun raster, GIF and AVIF; the text headers of PFM, PAM and Radiance HDR
+   here) and the image is refused when W × H exceeds the limit, or when the header is not one of these
+   formats: a small file declaring 32000 × 32000 pixels costs nothing;
+3. only then ``cv2.imdecode`` runs, and the decoded size is checked again.
+
+Base64 (the SDK) goes through the same steps (:func:`decode_base64`). Every failure raises
+:class:`RetinaFaceError` with one line naming the input (its ``source``).
 """
 
 from __future__ import annotations
@@ -14,41 +26,57 @@ from __future__ import annotations
 import base64
 import binascii
 import importlib.util
+import io
 import os
 import re
+import stat
+import struct
+from typing import IO
 
 import cv2
 import numpy as np
 
 from retinaface_trt.errors import RetinaFaceError
-from runtime.options import DEFAULT_MAX_PIXELS
+from runtime.options import DEFAULT_MAX_PIXELS, max_file_bytes
 
 
 _DATA_URL = re.compile(r"^\s*data:image/[\w.+-]+;base64,", re.IGNORECASE)
+# Depth and channel count as stored, EXIF orientation applied: IMREAD_UNCHANGED would skip the orientation,
+# IMREAD_COLOR would narrow 16-bit and float images before to_bgr8 sees them.
+DECODE_FLAGS = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
+# Formats OpenCV decodes whose header Pillow's openers read, by Pillow's format names (AVIF only in recent
+# Pillows). TIFF is read through Pillow's directory parser instead: its opener refuses pixel layouts that
+# OpenCV decodes (three float32 channels, for one).
+PILLOW_FORMATS = ("JPEG", "PNG", "BMP", "WEBP", "JPEG2000", "PPM", "SUN", "GIF", "AVIF")
+TIFF_WIDTH, TIFF_LENGTH = 256, 257   # the ImageWidth and ImageLength tags
+HEADER_FORMATS = "JPEG, PNG, BMP, TIFF, WebP, JPEG 2000, PBM/PGM/PPM/PFM/PAM, Sun raster, GIF, AVIF, HDR"
+_FILE_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+               (stat.S_ISSOCK, "a socket"))
 
 
 def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Read an image file into BGR uint8 [H, W, 3]. Raises RetinaFaceError if it is missing or unreadable."""
+    """Read an image file into BGR uint8 [H, W, 3]. Raises RetinaFaceError if it is missing, not a regular
+    file, too large (bytes, or pixels declared by its header) or unreadable; see the module doc."""
     path = os.fspath(path)
-    if os.path.isdir(path):
-        raise RetinaFaceError(f"{path} is a folder, expected an image file")
-    try:
-        with open(path, "rb") as handle:
+    with _open_regular(path, max_pixels) as handle:
+        check_header(handle, path, max_pixels)
+        handle.seek(0)
+        try:
             data = handle.read()
-    except FileNotFoundError:
-        raise RetinaFaceError(f"{path}: no such file; check the path") from None
-    except OSError as error:
-        raise RetinaFaceError(f"cannot read {path}: {error.strerror or error}") from None
-    return decode_image(data, source=path, max_pixels=max_pixels)
+        except OSError as error:
+            raise RetinaFaceError(f"cannot read {path}: {error.strerror or error}") from None
+    return _decode(data, path, max_pixels)
 
 
 def decode_base64(text: str, max_pixels: int = DEFAULT_MAX_PIXELS, source: str = "base64 input") -> np.ndarray:
-    """Decode a base64 string (optionally with a ``data:image/...;base64,`` prefix) into BGR uint8 [H, W, 3]."""
-    return decode_image(base64_bytes(text, source), source=source, max_pixels=max_pixels)
+    """Decode a base64 string (optionally with a ``data:image/...;base64,`` prefix) into BGR uint8 [H, W, 3],
+    with the checks of :func:`decode_image` (the length before decoding the base64, the header before the pixels)."""
+    return decode_image(base64_bytes(text, source, max_pixels), source=source, max_pixels=max_pixels)
 
 
-def base64_bytes(text: str, source: str = "base64 input") -> bytes:
-    """The encoded image bytes of a base64 string (a ``data:image/...;base64,`` prefix and line breaks allowed)."""
+def base64_bytes(text: str, source: str = "base64 input", max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
+    """The encoded image bytes of a base64 string (a ``data:image/...;base64,`` prefix and line breaks allowed),
+    refused before decoding when longer than images of ``max_pixels`` can be."""
     if not isinstance(text, (str, bytes)):
         raise RetinaFaceError(f"{source}: expected a base64 string, got {type(text).__name__}")
     if isinstance(text, bytes):
@@ -57,6 +85,7 @@ def base64_bytes(text: str, source: str = "base64 input") -> bytes:
     payload = "".join(payload.split())  # line breaks (MIME-style base64) are not part of the data
     if not payload:
         raise RetinaFaceError(f"{source}: the base64 string is empty; expected an encoded image")
+    _check_bytes(len(payload) * 3 // 4, source, max_pixels)
     try:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as error:
@@ -66,14 +95,35 @@ def base64_bytes(text: str, source: str = "base64 input") -> bytes:
 
 
 def decode_image(data: bytes, source: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode encoded image bytes (JPEG, PNG, …) with ``cv2.imdecode`` into BGR uint8 [H, W, 3]."""
+    """Decode encoded image bytes (JPEG, PNG, …) with ``cv2.imdecode`` into BGR uint8 [H, W, 3], once their
+    length and the size their header declares are within ``max_pixels`` (see the module doc)."""
     if len(data) == 0:
         raise RetinaFaceError(f"{source}: empty data; expected an encoded image (JPEG, PNG, …)")
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise RetinaFaceError(f"{source}: not a readable image (truncated, corrupt, or not an image "
-                              "format OpenCV decodes); expected a JPEG, PNG, BMP, …")
-    return to_bgr8(image, source=source, max_pixels=max_pixels)
+    _check_bytes(len(data), source, max_pixels)
+    check_header(io.BytesIO(data), source, max_pixels)
+    return _decode(data, source, max_pixels)
+
+
+def check_header(stream: IO[bytes], source: str, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[int, int] | None:
+    """Read the (width, height) declared by the header of the seekable binary ``stream`` and raise
+    RetinaFaceError when W × H exceeds ``max_pixels`` or no supported header is found. Returns the size
+    (None when ``max_pixels`` is 0: nothing is read)."""
+    if not max_pixels:
+        return None
+    size = header_size(stream)
+    if size is None:
+        raise RetinaFaceError(f"{source}: not a readable image (no {HEADER_FORMATS} header: truncated, corrupt, "
+                              "or not an image); expected a JPEG, PNG, BMP, …")
+    _check_pixels(*size, source, max_pixels, "its header declares ")
+    return size
+
+
+def header_size(stream: IO[bytes]) -> tuple[int, int] | None:
+    """(width, height) that the header of the seekable binary ``stream`` declares, read without decoding
+    any pixel (only the header is read); None when it is not a header of a format OpenCV decodes."""
+    stream.seek(0)
+    head = stream.read(4096)
+    return _text_header_size(head) or _tiff_header_size(stream, head[:16]) or _pillow_header_size(stream, head[:16])
 
 
 def to_bgr8(image: np.ndarray, source: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
@@ -93,10 +143,106 @@ def check_size(image: np.ndarray, source: str, max_pixels: int) -> None:
     """Raise RetinaFaceError if ``image`` has no pixels or more than ``max_pixels`` of them."""
     if image.ndim < 2 or image.shape[0] == 0 or image.shape[1] == 0:
         raise RetinaFaceError(f"{source}: zero-size image {tuple(image.shape)}; expected at least 1×1 pixels")
-    height, width = image.shape[:2]
-    if max_pixels and height * width > max_pixels:
-        raise RetinaFaceError(f"{source}: {width}×{height} = {height * width} pixels exceeds the limit of "
-                              f"{max_pixels}; downscale the image or raise the limit (--max-pixels / max_pixels)")
+    _check_pixels(image.shape[1], image.shape[0], source, max_pixels)
+
+
+def _check_pixels(width: int, height: int, source: str, max_pixels: int, declared: str = "") -> None:
+    if max_pixels and width * height > max_pixels:
+        raise RetinaFaceError(f"{source}: {declared}{width}×{height} = {width * height} pixels, which exceeds the "
+                              f"limit of {max_pixels}; downscale the image or raise the limit "
+                              "(--max-pixels / max_pixels, 0 for none)")
+
+
+def _check_bytes(size: int, source: str, max_pixels: int) -> None:
+    limit = max_file_bytes(max_pixels)
+    if limit and size > limit:
+        raise RetinaFaceError(f"{source}: {size} bytes is more than an image of at most {max_pixels} pixels takes "
+                              f"({limit} bytes at most); raise the limit (--max-pixels / max_pixels, 0 for none)")
+
+
+def _open_regular(path: str, max_pixels: int) -> IO[bytes]:
+    """``path`` opened for reading once it is known to be a regular file of an acceptable size. O_NONBLOCK
+    makes opening a FIFO return at once (so it can be refused) and is ignored for regular files."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise RetinaFaceError(f"{path}: no such file; check the path") from None
+    except OSError as error:
+        raise RetinaFaceError(f"cannot read {path}: {error.strerror or error}") from None
+    try:
+        info = os.fstat(fd)   # the opened file itself: no race with a path swapped in between
+        if stat.S_ISDIR(info.st_mode):
+            raise RetinaFaceError(f"{path} is a folder, expected an image file")
+        kind = next((name for test, name in _FILE_KINDS if test(info.st_mode)), None)
+        if kind:
+            raise RetinaFaceError(f"{path} is {kind}, not a regular file; expected an image file")
+        _check_bytes(info.st_size, path, max_pixels)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "rb")
+
+
+def _decode(data: bytes, source: str, max_pixels: int) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), DECODE_FLAGS)
+    if image is None:
+        raise RetinaFaceError(f"{source}: not a readable image (truncated, corrupt, or not an image "
+                              "format OpenCV decodes); expected a JPEG, PNG, BMP, …")
+    return to_bgr8(image, source=source, max_pixels=max_pixels)
+
+
+def _pillow_header_size(stream: IO[bytes], prefix: bytes) -> tuple[int, int] | None:
+    """The size Pillow reads from the header. Each format's opener is called directly: ``Image.open`` also
+    applies Pillow's own pixel limit, a process-wide setting (``Image.MAX_IMAGE_PIXELS``) that this module
+    neither wants to depend on nor may change for the other users of Pillow in the process."""
+    from PIL import Image
+
+    Image.init()
+    for name in PILLOW_FORMATS:
+        factory, accept = Image.OPEN.get(name, (None, None))
+        accepted = factory is not None and (accept is None or accept(prefix))
+        if not accepted or isinstance(accepted, str):   # a str is Pillow's "looks like it, but" warning
+            continue
+        try:
+            stream.seek(0)
+            return tuple(factory(stream, "").size)
+        except (SyntaxError, IndexError, TypeError, ValueError, struct.error, EOFError, OSError):
+            continue   # what Pillow raises for a header it cannot parse
+    return None
+
+
+def _tiff_header_size(stream: IO[bytes], prefix: bytes) -> tuple[int, int] | None:
+    """Width and height of a TIFF's first directory (the page OpenCV decodes), BigTIFF included."""
+    from PIL import TiffImagePlugin
+
+    if prefix[:4] not in TiffImagePlugin.PREFIXES:
+        return None
+    try:
+        directory = TiffImagePlugin.ImageFileDirectory_v2(prefix[:16] if b"+" in prefix[2:4] else prefix[:8])
+        stream.seek(directory.next)
+        directory.load(stream)
+        width, height = directory.get(TIFF_WIDTH), directory.get(TIFF_LENGTH)
+    except (SyntaxError, IndexError, TypeError, ValueError, struct.error, EOFError, OSError):
+        return None
+    return (int(width), int(height)) if isinstance(width, int) and isinstance(height, int) else None
+
+
+def _text_header_size(head: bytes) -> tuple[int, int] | None:
+    """(width, height) of the text headers Pillow does not read: PFM ``PF``/``Pf``, PAM ``P7`` and Radiance
+    HDR (``-Y H +X W`` after the header lines, either axis first)."""
+    words = head.split(None, 3) if head[:2] in (b"PF", b"Pf") else []
+    if len(words) >= 3 and words[1].isdigit() and words[2].isdigit():
+        return int(words[1]), int(words[2])
+    if head[:3] == b"P7\n":
+        fields = dict(line.split(None, 1) for line in head.split(b"ENDHDR")[0].splitlines()[1:] if b" " in line)
+        if fields.get(b"WIDTH", b"").strip().isdigit() and fields.get(b"HEIGHT", b"").strip().isdigit():
+            return int(fields[b"WIDTH"]), int(fields[b"HEIGHT"])
+    if head.startswith((b"#?RADIANCE", b"#?RGBE")) and b"\n\n" in head:
+        found = re.match(rb"([-+])([XY]) (\d+) ([-+])([XY]) (\d+)\n", head.split(b"\n\n", 1)[1])
+        if found and {found[2], found[5]} == {b"X", b"Y"}:
+            sizes = {found[2]: int(found[3]), found[5]: int(found[6])}
+            return sizes[b"X"], sizes[b"Y"]
+    return None
 
 
 def _to_uint8(image: np.ndarray) -> np.ndarray:
@@ -132,8 +278,11 @@ def resolve_decoder(decoder: str, device) -> str:
 def decode_for(data: bytes, decoder: str, device, source: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS):
     """Decode with ``decoder`` (from :func:`resolve_decoder`): a BGR uint8 [H, W, 3] ndarray from OpenCV, or
     for a JPEG with nvJPEG a BGR uint8 [H, W, 3] tensor on ``device``. Anything nvJPEG does not take (other
-    formats, CMYK or progressive corner cases) goes to OpenCV, which also gives the error for bad data."""
+    formats, CMYK or progressive corner cases) goes to OpenCV, which also gives the error for bad data. The
+    length and header checks of :func:`decode_image` come first either way."""
     if decoder == "nvjpeg" and data[:3] == _JPEG_MAGIC:
+        _check_bytes(len(data), source, max_pixels)
+        check_header(io.BytesIO(data), source, max_pixels)
         image = _nvjpeg(data, device)
         if image is not None:
             check_size(image, source, max_pixels)
@@ -147,7 +296,7 @@ def _nvjpeg(data: bytes, device):
 
     try:
         rgb = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB,
-                          device=device)
+                          device=device, apply_exif_orientation=True)     # as cv2.imread / decode_image do
     except RuntimeError:
         return None
     return rgb.flip(0).permute(1, 2, 0)        # [3, H, W] RGB → [H, W, 3] BGR, as cv2.imdecode gives

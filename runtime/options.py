@@ -18,6 +18,15 @@ DEFAULT_INPUT_SIZE = (640, 640)     # (W, H): the deployment notes' fixed engine
 MAX_INPUT_SIDE = 8192               # pixels per side of the network input
 # 40 megapixels: well above any camera image, well below what exhausts memory in the float pipeline.
 DEFAULT_MAX_PIXELS = 40_000_000
+# An image file within the pixel limit takes at most 16 bytes per pixel (uncompressed float32 RGBA: TIFF, PFM)
+# plus its metadata (EXIF, ICC, XMP): a larger file is refused before it is read.
+MAX_BYTES_PER_PIXEL = 16
+METADATA_ALLOWANCE = 64 << 20
+
+
+def max_file_bytes(max_pixels: int) -> int:
+    """The largest image file (bytes) accepted under ``max_pixels``; 0 (no limit) when ``max_pixels`` is 0."""
+    return max_pixels * MAX_BYTES_PER_PIXEL + METADATA_ALLOWANCE if max_pixels else 0
 
 
 def check_probability(name: str, value) -> float:
@@ -54,6 +63,28 @@ def check_input_size(value, name: str = "input size") -> tuple[int, int]:
         raise RetinaFaceError(f"{name} must be (width, height) with each side in 1..{MAX_INPUT_SIDE}, "
                               f"found {value!r}")
     return width, height
+
+
+def check_device(value) -> str:
+    """``value`` lower-cased if it names a device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (N ≥ 0); else
+    RetinaFaceError. Whether CUDA device N exists is checked by :func:`runtime.backends.resolve_device`."""
+    name = str(value).strip().lower() if isinstance(value, str) else None
+    kind, _, index = (name or "").partition(":")
+    if name in ("auto", "cpu", "cuda") or (kind == "cuda" and index.isdigit()):
+        return name
+    hint = "; the CPU takes no index: use cpu" if kind == "cpu" else ""
+    raise RetinaFaceError(f"device must be auto, cpu, cuda or cuda:N (N = 0, 1, …), found {value!r}{hint}")
+
+
+def check_non_negative(name: str, value) -> float:
+    """``value`` as a float if it is a finite number ≥ 0; else RetinaFaceError."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not (math.isfinite(number) and number >= 0):
+        raise RetinaFaceError(f"{name} must be a finite number ≥ 0, found {value!r}")
+    return number
 
 
 def check_resize(value) -> str:

@@ -8,6 +8,10 @@ would run code from the file. Accepted layouts:
 * either of these with a ``module.`` prefix on the names (saved from ``nn.DataParallel``), which is removed.
 
 Tensors are mapped to the CPU (the published files hold CUDA tensors). Anything else raises RetinaFaceError.
+
+A checkpoint in ``torch.save``'s zip format has a CRC-32 per record, checked before loading (PyTorch itself
+does not check it, so a file with flipped bytes would load with wrong values). The legacy format (the
+published checkpoints) has no checksum: its values are checked by :func:`network.weights.check_weights`.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import zipfile
+import zlib
 from pathlib import Path
 
 from retinaface_trt.errors import RetinaFaceError
@@ -29,24 +35,51 @@ def _torch_load(path: Path):
     if not path.is_file():
         raise RetinaFaceError(f"checkpoint {path} does not exist or is not a file; "
                               "expected a .pth file such as weights/mobilenet0.25_Final.pth")
+    _check_archive(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
-        if "Weights only load failed" not in str(error):
-            raise RetinaFaceError(f"{path} is not a PyTorch checkpoint ({error}); expected a .pth state_dict") from None
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
-        what = f" (it contains {found.group(1)})" if found else ""
+        if found is None:   # not a pickle at all ("Unsupported operand"), or a damaged one
+            raise RetinaFaceError(f"{path} is not a PyTorch checkpoint ({_first_line(error)}); expected a .pth "
+                                  f"state_dict written by torch.save{_wts_hint(path)}") from None
         raise RetinaFaceError(
-            f"{path} holds pickled Python objects, not only tensors{what}; it cannot be loaded safely. "
-            "Save the weights with torch.save(model.state_dict(), path) and pass that file") from None
+            f"{path} holds pickled Python objects, not only tensors (it contains {found.group(1)}); it cannot be "
+            "loaded safely. Save the weights with torch.save(model.state_dict(), path) and pass that file") from None
     except Exception as error:   # torch.load raises many types (EOFError, KeyError, RuntimeError, OSError…)
         raise RetinaFaceError(
             f"{path} is not a readable PyTorch checkpoint ({_describe(error)}); "
-            "expected a .pth file written by torch.save") from None
+            f"expected a .pth file written by torch.save{_wts_hint(path)}") from None
+
+
+def _check_archive(path: Path) -> None:
+    """Verify the CRC-32 of every record of a zip-format checkpoint (nothing to verify in the legacy format)."""
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError) as error:
+        raise RetinaFaceError(f"{path} is a damaged PyTorch checkpoint ({_describe(error)}); "
+                              "download or copy it again") from None
+    if damaged is not None:
+        raise RetinaFaceError(f"{path} is damaged: its record {damaged!r} fails the CRC-32 check (bytes changed "
+                              "after it was written); download or copy it again")
 
 
 def _describe(error: Exception) -> str:
-    return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return f"{type(error).__name__}: {_first_line(error)}" if str(error) else type(error).__name__
+
+
+def _first_line(error: Exception) -> str:
+    """The message of ``error`` without PyTorch's paragraphs of advice (the last informative line)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    informative = [line for line in lines if not line.startswith(("Check the documentation", "Please file"))]
+    return (informative or lines or [type(error).__name__])[-1][:200]
+
+
+def _wts_hint(path: Path) -> str:
+    return " (a .wts file is already converted: pass it where weights are read)" if path.suffix == ".wts" else ""
 
 
 def _is_tensor_dict(obj) -> bool:

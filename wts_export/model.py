@@ -150,25 +150,35 @@ class RetinaFace(nn.Module):
         return loc, F.softmax(logits, dim=-1), landms
 
 
+COUNTER_SUFFIX = "num_batches_tracked"   # BatchNorm's training counter: not a weight, unused in eval mode
+
+
 def check_state_dict(state_dict: Mapping[str, torch.Tensor], cfg: RetinaFaceConfig) -> None:
-    """Raise RetinaFaceError unless ``state_dict`` has exactly the names and shapes of ``RetinaFace(cfg)``."""
+    """Raise RetinaFaceError unless ``state_dict`` has exactly the names and shapes of ``RetinaFace(cfg)``
+    (``num_batches_tracked`` counters may be missing: checkpoints of old PyTorch versions have none)."""
     with torch.device("meta"):   # shapes only: no memory, no initialisation cost
         expected = {k: tuple(v.shape) for k, v in RetinaFace(cfg).state_dict().items()}
-    missing = [k for k in expected if k not in state_dict]
+    missing = [k for k in expected if k not in state_dict and not k.endswith(COUNTER_SUFFIX)]
     unexpected = [k for k in state_dict if k not in expected]
     wrong = [f"{k} {tuple(v.shape)} (expected {expected[k]})"
              for k, v in state_dict.items() if k in expected and tuple(v.shape) != expected[k]]
-    if missing or unexpected or wrong:
-        raise RetinaFaceError(
-            f"these weights do not fit RetinaFace {cfg.name}: {len(missing)} missing "
-            f"({', '.join(missing[:3])}), {len(unexpected)} unexpected ({', '.join(unexpected[:3])}), "
-            f"{len(wrong)} with a wrong shape ({', '.join(wrong[:3])}); export from an unmodified checkpoint")
+    problems = [f"{len(names)} {what} ({', '.join(names[:3])}{', …' if len(names) > 3 else ''})"
+                for what, names in (("missing", missing), ("unexpected", unexpected), ("with a wrong shape", wrong))
+                if names]
+    if problems:
+        raise RetinaFaceError(f"these weights do not fit RetinaFace {cfg.name}: {', '.join(problems)}; "
+                              "export from an unmodified checkpoint")
 
 
 def build_model(state_dict: Mapping[str, torch.Tensor]) -> RetinaFace:
-    """Recognise the backbone from the names, load ``state_dict`` strictly and return the model in eval mode."""
+    """Recognise the backbone from the names, check the values (:func:`network.weights.check_weights`), load
+    ``state_dict`` strictly and return the model in eval mode."""
+    from network.weights import check_weights
+
     cfg = config_for_weights(state_dict.keys())
     check_state_dict(state_dict, cfg)
+    check_weights(state_dict)
     model = RetinaFace(cfg)
-    model.load_state_dict(state_dict, strict=True)
+    counters = {k: torch.tensor(0) for k in model.state_dict() if k.endswith(COUNTER_SUFFIX) and k not in state_dict}
+    model.load_state_dict({**state_dict, **counters}, strict=True)
     return model.eval()

@@ -109,11 +109,9 @@ def finish_model(data: bytes, backbone: str, weights_sha256: str | None = None, 
 
 def simplify_model(model):
     """Constant folding and redundant-node removal with ``onnxslim`` (pure Python, maintained)."""
-    try:
-        import onnxslim
-    except ImportError:
-        raise RetinaFaceError("--simplify needs onnxslim: pip install onnxslim") from None
-    return onnxslim.slim(model)
+    from retinaface_trt.extras import require
+
+    return require("onnxslim", "onnx", "--simplify").slim(model)
 
 
 def export_onnx(weights, output: str | os.PathLike, input_size: tuple[int, int] = (640, 640),
@@ -121,8 +119,12 @@ def export_onnx(weights, output: str | os.PathLike, input_size: tuple[int, int] 
                 force: bool = False) -> Path:
     """Export ``weights`` (.pth/.wts path, state_dict or RetinaFace) to ``output`` atomically; return its path.
 
-    ``input_size`` (W, H) fixes the input shape (batch 1) unless ``dynamic`` is true.
+    ``input_size`` (W, H) fixes the input shape (batch 1) unless ``dynamic`` is true. RetinaFaceError when the
+    ``onnx`` extra is missing (checked first), or for a bad opset or output.
     """
+    from retinaface_trt.extras import require
+
+    require("onnx", "onnx", "export-onnx")   # torch.onnx.export needs it too, and would fail with a traceback
     check_opset(opset)
     output = check_writable(output, force)
     sha = None

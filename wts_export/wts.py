@@ -115,6 +115,8 @@ def _parse_entry(text: str, path: Path, line: int) -> tuple[str, np.ndarray]:
 
 
 def _read_lines(path: Path) -> list[str]:
+    if path.exists() and not path.is_file():   # a folder, a FIFO (reading would wait forever), a device
+        raise RetinaFaceError(f"{path} is not a regular file; expected a .wts text file")
     try:
         text = path.read_bytes().decode("ascii")
     except FileNotFoundError:

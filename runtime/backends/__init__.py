@@ -48,20 +48,25 @@ def tensorrt_available() -> bool:
 
 
 def resolve_device(device: str | None = "cpu"):
-    """Turn ``cpu`` / ``cuda`` / ``cuda:N`` / ``auto`` into a torch.device; raise if CUDA is asked for but absent."""
+    """Turn ``cpu`` / ``cuda`` / ``cuda:N`` / ``auto`` (None: auto) into a torch.device.
+
+    RetinaFaceError for any other name (``cpu:5``, ``tpu``), for CUDA on a machine where PyTorch sees no GPU,
+    and for a CUDA index beyond the GPUs PyTorch sees.
+    """
+    from runtime.options import check_device
+
+    name = check_device("auto" if device is None else device)
     import torch
 
-    name = (device or "auto").lower()
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(name)
-    except RuntimeError:
-        raise RetinaFaceError(f"unknown device {device!r}; expected {DEVICES_HELP}") from None
-    if resolved.type not in ("cpu", "cuda"):
-        raise RetinaFaceError(f"unsupported device {device!r}; expected {DEVICES_HELP}")
+    resolved = torch.device(name)
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise RetinaFaceError(f"device {device!r} asked for, but PyTorch sees no CUDA GPU; use --device cpu")
+    count = torch.cuda.device_count() if resolved.type == "cuda" else 0
+    if resolved.index is not None and resolved.index >= count:
+        raise RetinaFaceError(f"device {device!r} asked for, but PyTorch sees {count} CUDA device(s) "
+                              f"(cuda:0 to cuda:{count - 1}); pick one of those")
     return resolved
 
 

@@ -31,7 +31,7 @@ def add_parser(subparsers) -> None:
     parser.set_defaults(run=run)
 
 
-def _check_inputs(args: argparse.Namespace) -> None:
+def _check_paths(args: argparse.Namespace) -> None:
     for flag, path, is_dir in (("--images", args.images, True), ("--ground-truth", args.ground_truth, True),
                                ("--list", args.list, False), ("--scale-manifest", args.scale_manifest, False),
                                ("--weights", args.weights and Path(args.weights), False),
@@ -41,21 +41,35 @@ def _check_inputs(args: argparse.Namespace) -> None:
             raise RetinaFaceError(f"{flag}: {kind} {path} does not exist; check the path")
 
 
-def run(args: argparse.Namespace) -> int:
-    from runtime.evaluation.widerface import load_ground_truth, read_image_list, read_scale_manifest
-    from runtime.evaluation.run import evaluate_folder
+def _check_extras() -> None:
+    """scipy reads the ground truth and matplotlib draws the curves at the very end: both are checked first."""
+    from retinaface_trt.extras import require
 
-    _check_inputs(args)
+    require("scipy.io", "eval", "evaluate")
+    require("matplotlib", "eval", "evaluate")
+
+
+def run(args: argparse.Namespace) -> int:
+    from retinaface_trt.fileio import check_output_dir
+    from runtime.evaluation.widerface import load_ground_truth, read_image_list, read_scale_manifest
+    from runtime.evaluation.run import check_inputs, evaluate_folder
+
+    _check_extras()
+    _check_paths(args)
+    check_output_dir(args.out)
     ground_truth = load_ground_truth(args.ground_truth)
     keys = read_image_list(args.list) if args.list else None
     manifest = read_scale_manifest(args.scale_manifest) if args.scale_manifest else None
+    check_inputs(args.images, ground_truth, keys, manifest)   # before the model loads: cheap, and the usual traps
     settings = options.detector_options(args)
     from runtime.detector import Detector  # after the cheap checks: it may import torch or TensorRT
 
-    detector = Detector.from_options(**settings)
-    settings = {**settings, "input_size": list(args.input_size),
-                "scale_manifest": str(args.scale_manifest) if args.scale_manifest else None}
-    summary = evaluate_folder(detector, args.images, ground_truth, keys, manifest, args.out, settings)
+    with Detector.from_options(**settings) as detector:
+        options.check_network(args, detector.backend.cfg)
+        settings = {**settings, "input_size": list(args.input_size),
+                    "scale_manifest": str(args.scale_manifest) if args.scale_manifest else None}
+        summary = evaluate_folder(detector, args.images, ground_truth, keys, manifest, args.out, settings,
+                                  show_progress=not args.quiet)
     print(" ".join(f"{s} AP {summary[s]:.4f} ({summary['faces'][s]} faces)" for s in ("easy", "medium", "hard"))
           + f" on {summary['images']} images; results in {args.out}")
     return 0

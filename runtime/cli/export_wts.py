@@ -21,16 +21,15 @@ def add_parser(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from network.config import config_for_weights
+    from network.weights import check_weights
     from retinaface_trt.fileio import check_writable
-    from wts_export.checkpoint import load_state_dict
-    from wts_export.model import check_state_dict
+    from wts_export.weights import checked_state_dict
     from wts_export.wts import write_wts
 
     check_writable(args.output, args.force)   # fail before the slow load
-    state_dict = load_state_dict(args.checkpoint)
+    state_dict = checked_state_dict(args.checkpoint)
     cfg = config_for_weights(state_dict.keys())
-    check_state_dict(state_dict, cfg)
     log.info("recognised %s in %s", cfg.name, args.checkpoint)
-    summary = write_wts(state_dict, args.output, force=args.force)
+    summary = write_wts(check_weights(state_dict, args.checkpoint), args.output, force=args.force)
     print(f"{cfg.name}: wrote {summary.entries} entries, {summary.values:,} values to {args.output}")
     return 0

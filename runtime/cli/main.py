@@ -3,6 +3,10 @@
 Every subcommand lives in its own module that defines ``add_parser(subparsers)`` (registering its flags
 and ``set_defaults(run=...)``) and a ``run(args) -> int``. Heavy imports (torch, TensorRT, ONNX Runtime)
 happen inside ``run`` so that ``--help`` works on any machine.
+
+``-v/--verbose`` and ``-q/--quiet`` are accepted before and after the subcommand (``args.verbose`` is the
+total count, ``args.quiet`` a bool: no progress bars or summary lines). Exit status: 0 success, 1 user
+error (one ``retinaface-trt CMD: error: ...`` line), 2 usage error (argparse, with the subcommand's usage).
 """
 
 from __future__ import annotations
@@ -38,12 +42,33 @@ def build_parser() -> argparse.ArgumentParser:
         description="RetinaFace on TensorRT: export weights, build engines, detect faces.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("-v", "--verbose", action="count", default=0,
-                        help="more log output (-v info, -vv debug)")
+    _add_output_flags(parser, "")
     subparsers = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
     for module_path in SUBCOMMANDS:
         importlib.import_module(module_path).add_parser(subparsers)
+    for subparser in {id(p): p for p in subparsers.choices.values()}.values():
+        _add_output_flags(subparser, "sub_")
+        subparser.set_defaults(command_parser=subparser)
     return parser
+
+
+def _add_output_flags(parser: argparse.ArgumentParser, prefix: str) -> None:
+    """-v and -q; the subcommand's copies count into separate names (argparse would otherwise overwrite the
+    values given before the subcommand with the subcommand's defaults)."""
+    parser.add_argument("-v", "--verbose", dest=prefix + "verbose", action="count", default=0,
+                        help="more log output (-v info, -vv debug)")
+    parser.add_argument("-q", "--quiet", dest=prefix + "quiet", action="store_true",
+                        help="no progress bar or summary line (errors and warnings still shown)")
+
+
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; an unknown flag is reported by the subcommand's parser, with its usage (exit 2)."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        getattr(args, "command_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
+    args.verbose += getattr(args, "sub_verbose", 0)
+    args.quiet = args.quiet or getattr(args, "sub_quiet", False)
+    return args
 
 
 def _configure_logging(verbosity: int) -> None:
@@ -54,7 +79,7 @@ def _configure_logging(verbosity: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; return the process exit status (0 success, 1 user error, 2 usage error)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(parser, argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return 2

@@ -5,8 +5,23 @@ from __future__ import annotations
 import json
 import sys
 
+from retinaface_trt.errors import RetinaFaceError
 from runtime.cli import options
-from runtime.options import DEFAULT_INPUT_SIZE
+from runtime.options import DEFAULT_INPUT_SIZE, check_count
+from wts_export.onnx_export import DEFAULT_OPSET, MIN_OPSET
+
+MAX_OPSET = 20   # the newest opset of torch.onnx's TorchScript exporter (ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET)
+
+
+def _check_opset(text: str) -> int:
+    opset = check_count("the opset", text)
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise RetinaFaceError(f"the opset must be in {MIN_OPSET}..{MAX_OPSET} ({MIN_OPSET}: the first with a resize "
+                              f"to the lateral tensor's size; {MAX_OPSET}: the newest torch exports), found {text!r}")
+    return opset
+
+
+opset = options.argparse_type(_check_opset, "opset")
 
 
 def add_parser(subparsers) -> None:
@@ -15,10 +30,12 @@ def add_parser(subparsers) -> None:
                                                "inputs 'input' and outputs 'loc', 'conf', 'landms'.")
     export.add_argument("checkpoint", help=".pth or .wts weights")
     export.add_argument("output", help="the .onnx file to write")
-    export.add_argument("--input-size", type=options.size, default=DEFAULT_INPUT_SIZE, metavar="WxH",
-                        help="fixed input size, batch 1 (default 640x640)")
-    export.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
-    export.add_argument("--opset", type=int, default=17, help="ONNX opset, 11 or higher (default 17)")
+    shape = export.add_mutually_exclusive_group()
+    shape.add_argument("--input-size", type=options.size, metavar="WxH",
+                       help="fixed input size, batch 1 (default %dx%d)" % DEFAULT_INPUT_SIZE)
+    shape.add_argument("--dynamic", action="store_true", help="symbolic batch, height and width instead")
+    export.add_argument("--opset", type=opset, default=DEFAULT_OPSET,
+                        help=f"ONNX opset, {MIN_OPSET} to {MAX_OPSET} (default {DEFAULT_OPSET})")
     export.add_argument("--simplify", action="store_true", help="simplify the graph with onnxslim")
     export.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
     export.set_defaults(run=run_export)
@@ -26,15 +43,17 @@ def add_parser(subparsers) -> None:
                                     description="Run the PyTorch model, the executor, ONNX Runtime and TensorRT "
                                                 "engines on the same images; print per pair the output errors and "
                                                 "the detection agreement.")
-    compare.add_argument("images", nargs="+", metavar="IMAGE")
+    compare.add_argument("images", nargs="+", metavar="IMAGE", help="image files to run every path on")
     compare.add_argument("--weights", required=True, help=".pth or .wts weights (PyTorch and executor paths)")
     compare.add_argument("--onnx", help="ONNX model (default: the weights exported in memory)")
     compare.add_argument("--engine", action="append", default=[], help="TensorRT engine (repeatable)")
     compare.add_argument("--input-size", type=options.size, metavar="WxH",
                          help="stretch images to this size (default: each image's own size, or a fixed model's)")
     options.add_device_arg(compare, default="cpu")
-    compare.add_argument("--score-threshold", type=float, default=0.5, help="faces compared from this score (0.5)")
-    compare.add_argument("--atol", type=float, default=1e-4, help="exit 1 when an output differs more (1e-4)")
+    compare.add_argument("--score-threshold", type=options.probability, default=0.5,
+                         help="faces compared from this score (0.5)")
+    compare.add_argument("--atol", type=options.non_negative, default=1e-4,
+                         help="exit 1 when an output differs more (1e-4)")
     compare.add_argument("--json", action="store_true", help="print JSON instead of the table")
     compare.set_defaults(run=run_compare)
 
@@ -42,9 +61,10 @@ def add_parser(subparsers) -> None:
 def run_export(args) -> int:
     from wts_export.onnx_export import export_onnx
 
-    path = export_onnx(args.checkpoint, args.output, args.input_size, dynamic=args.dynamic,
+    size = args.input_size or DEFAULT_INPUT_SIZE
+    path = export_onnx(args.checkpoint, args.output, size, dynamic=args.dynamic,
                        opset=args.opset, simplify=args.simplify, force=args.force)
-    shape = "N x 3 x H x W dynamic" if args.dynamic else "1 x 3 x %d x %d" % args.input_size[::-1]
+    shape = "[N, 3, H, W], N, H and W dynamic" if args.dynamic else "[1, 3, %d, %d] (N, C, H, W)" % size[::-1]
     print(f"wrote {path} (opset {args.opset}, input {shape}{', simplified' if args.simplify else ''})")
     return 0
 

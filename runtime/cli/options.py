@@ -5,6 +5,12 @@ checked by their ``type`` while argparse parses them, so a bad value is refused 
 :func:`detector_options` maps the model and pipeline groups to the keyword arguments of
 :meth:`runtime.detector.Detector.from_options`, so every flag reaches the library the same way from every
 subcommand. Choices come from the library (backends, precisions, resize policies), never re-listed here.
+
+The spellings of the original detect.py (``-m/--trained_model``, ``--network``, ``--cpu``,
+``--confidence_threshold``, ``--top_k``, ``--nms_threshold``, ``--keep_top_k``; ``--vis_thres`` and
+``-s/--save_image`` in ``detect``) are accepted as hidden aliases of the flags they mean (same destination,
+same check; docs/detection.md has the table). ``--network`` is not an option: the backbone is read from the
+weights, and :func:`check_network` refuses a ``--network`` that disagrees with them.
 """
 
 from __future__ import annotations
@@ -14,12 +20,12 @@ import argparse
 from retinaface_trt.errors import RetinaFaceError
 from runtime.backends import BACKENDS, DEVICES_HELP, PRECISIONS
 from runtime.options import (DEFAULT_INPUT_SIZE, DEFAULT_MAX_PIXELS, RESIZE_POLICIES, MAX_INPUT_SIDE,
-                             DetectionOptions, check_count, check_probability)
+                             DetectionOptions, check_count, check_device, check_non_negative, check_probability)
 
 _DEFAULTS = DetectionOptions()
 
 
-def _argparse_type(check, name: str):
+def argparse_type(check, name: str):
     """An argparse ``type`` from a :mod:`runtime.options` check (its one-line message becomes argparse's)."""
     def convert(text: str):
         try:
@@ -40,27 +46,43 @@ def _parse_size(text: str) -> tuple[int, int]:
     return width, height
 
 
-size = _argparse_type(_parse_size, "size")                      # "640x480" -> (640, 480), (W, H)
-probability = _argparse_type(lambda t: check_probability("the value", t), "probability")
-count = _argparse_type(lambda t: check_count("the value", t), "count")
-count_or_zero = _argparse_type(lambda t: check_count("the value", t, low=0), "count_or_zero")
+size = argparse_type(_parse_size, "size")                      # "640x480" -> (640, 480), (W, H)
+probability = argparse_type(lambda t: check_probability("the value", t), "probability")
+count = argparse_type(lambda t: check_count("the value", t), "count")
+count_or_zero = argparse_type(lambda t: check_count("the value", t, low=0), "count_or_zero")
+non_negative = argparse_type(lambda t: check_non_negative("the value", t), "non_negative")
+device = argparse_type(check_device, "device")
 
 
-def add_device_arg(parser, default: str = "auto") -> None:
-    parser.add_argument("--device", default=default, help=f"{DEVICES_HELP} (default: {default})")
+# detect.py's --network values → the configuration names of network.config (and the weights' own names).
+NETWORK_NAMES = {"mobile0.25": "mobilenet0.25", "mobilenet0.25": "mobilenet0.25", "resnet50": "resnet50"}
+
+
+def alias(parser, action: argparse.Action, *names: str) -> None:
+    """Accept ``names`` for ``action`` (same destination, type and check), hidden from ``--help``."""
+    parser.add_argument(*names, dest=action.dest, type=action.type, metavar=action.metavar,
+                        default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+
+
+def add_device_arg(parser, default: str = "auto") -> argparse.Action:
+    return parser.add_argument("--device", type=device, default=default, help=f"{DEVICES_HELP} (default: {default})")
 
 
 def add_model_args(parser, *, engine: bool = True, default_device: str = "auto") -> None:
     """--weights, --engine, --backend, --device, --precision, --engine-cache: what runs the network."""
     group = parser.add_argument_group("model")
-    group.add_argument("--weights", help=".pth or .wts weights (the hand-built network; TensorRT engines are "
-                                         "built from them on demand)")
+    weights = group.add_argument("--weights", help=".pth or .wts weights (the hand-built network; TensorRT "
+                                                   "engines are built from them on demand)")
+    alias(group, weights, "-m", "--trained_model")
+    group.add_argument("--network", choices=NETWORK_NAMES, default=None, help=argparse.SUPPRESS)
     if engine:
         group.add_argument("--engine", help="a serialized TensorRT engine, or an .onnx model")
     group.add_argument("--backend", default="auto", choices=BACKENDS,
                        help="what runs the network (default auto: TensorRT for an engine on a GPU, ONNX Runtime "
                             "for an .onnx file, else the executor)")
-    add_device_arg(group, default_device)
+    device_action = add_device_arg(group, default_device)
+    group.add_argument("--cpu", dest=device_action.dest, action="store_const", const="cpu",
+                       default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     group.add_argument("--precision", default="fp32", choices=PRECISIONS,
                        help="network precision (default fp32; TensorRT engines given with --engine keep theirs)")
     group.add_argument("--engine-cache", metavar="DIR",
@@ -75,16 +97,25 @@ def add_pipeline_args(parser, resize_default: str = "original") -> None:
                             f"--input-size (default {resize_default})")
     group.add_argument("--input-size", type=size, default=DEFAULT_INPUT_SIZE, metavar="WxH",
                        help="network input for stretch / letterbox (default %dx%d)" % DEFAULT_INPUT_SIZE)
-    group.add_argument("--confidence-threshold", type=probability, default=_DEFAULTS.confidence_threshold,
-                       help=f"keep candidates scoring above this (default {_DEFAULTS.confidence_threshold})")
-    group.add_argument("--nms-threshold", type=probability, default=_DEFAULTS.nms_threshold,
-                       help=f"IoU above which NMS removes a box (default {_DEFAULTS.nms_threshold})")
-    group.add_argument("--top-k", type=count, default=_DEFAULTS.top_k,
-                       help=f"candidates kept before NMS (default {_DEFAULTS.top_k})")
-    group.add_argument("--keep-top-k", type=count, default=_DEFAULTS.keep_top_k,
-                       help=f"detections kept after NMS (default {_DEFAULTS.keep_top_k})")
+    for flag, kind, value, text in (
+            ("--confidence-threshold", probability, _DEFAULTS.confidence_threshold, "keep candidates scoring above this"),
+            ("--nms-threshold", probability, _DEFAULTS.nms_threshold, "IoU above which NMS removes a box"),
+            ("--top-k", count, _DEFAULTS.top_k, "candidates kept before NMS"),
+            ("--keep-top-k", count, _DEFAULTS.keep_top_k, "detections kept after NMS")):
+        action = group.add_argument(flag, type=kind, default=value, metavar=flag[2:].upper().replace("-", "_"),
+                                    help=f"{text} (default {value})")
+        alias(group, action, flag.replace("-", "_").replace("__", "--", 1))
     group.add_argument("--max-pixels", type=count_or_zero, default=DEFAULT_MAX_PIXELS,
                        help=f"refuse larger images (default {DEFAULT_MAX_PIXELS}; 0: no limit)")
+
+
+def check_network(args: argparse.Namespace, cfg) -> None:
+    """Raise RetinaFaceError when detect.py's ``--network`` names another backbone than ``cfg`` (the
+    :class:`network.config.RetinaFaceConfig` read from the weights)."""
+    wanted = getattr(args, "network", None)
+    if wanted and NETWORK_NAMES[wanted] != cfg.name:
+        raise RetinaFaceError(f"--network {wanted} does not match the weights, which hold a {cfg.name} network; the "
+                              "backbone is read from the weights: drop --network (or pass the other weights)")
 
 
 def detector_options(args: argparse.Namespace) -> dict:

@@ -5,6 +5,11 @@ Images live at ``<images_dir>/<event>/<name>.jpg``. Outputs under ``out_dir`` (a
 The detector is anything with ``detect(bgr_uint8_image) -> list[Face]`` (see :mod:`runtime.face`);
 its boxes are in pixels of the image file, mapped to original pixels through a scale manifest when the
 files are resized copies.
+
+Before anything is detected, the ground truth is checked to fit the files (:func:`check_frames`): WIDER FACE
+boxes never reach beyond their image, so boxes beyond a file mean resized copies given without their
+manifest (the AP would be computed in two different pixel grids and mean nothing), and a manifest whose
+file sizes are not those of the files belongs to other copies.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from typing import IO, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from retinaface_trt.errors import RetinaFaceError
-from retinaface_trt.fileio import atomic_write, write_text_atomic
+from retinaface_trt.fileio import atomic_write, make_dirs, write_text_atomic
 from runtime.evaluation.widerface import (SETTINGS, GroundTruthImage, ScaleEntry, format_predictions, restrict,
                                rows_from_boxes)
 from runtime.evaluation.protocol import evaluate_predictions
@@ -55,6 +60,44 @@ def list_images(images_dir: Path, keys: Iterable[str] | None = None) -> list[str
     return keys
 
 
+FRAME_TOLERANCE_PX = 1.0   # rounding of the annotations: a box may end one pixel past the image
+
+
+def check_frames(images_dir: Path, truth: Mapping[str, GroundTruthImage],
+                 scale_manifest: Mapping[str, ScaleEntry] | None = None) -> None:
+    """Raise RetinaFaceError unless every image's ground truth fits in its original frame: the file's size (read
+    from its header), or the manifest's original size once the manifest's file size is checked to be the file's."""
+    outside = []
+    for key, image in truth.items():
+        size = _file_size(images_dir / f"{key}.jpg")
+        entry = scale_manifest[key] if scale_manifest is not None else None
+        if entry is not None and (entry.file_width, entry.file_height) != size:
+            raise RetinaFaceError(f"--scale-manifest gives {key}.jpg as {entry.file_width}×{entry.file_height} pixels, "
+                                  f"but the file is {size[0]}×{size[1]}: the manifest belongs to other copies of the "
+                                  "images; pass the manifest.tsv that came with these files")
+        frame = (entry.orig_width, entry.orig_height) if entry is not None else size
+        reach = tuple(np.max(image.boxes[:, :2] + image.boxes[:, 2:], axis=0)) if len(image.boxes) else (0, 0)
+        if reach[0] > frame[0] + FRAME_TOLERANCE_PX or reach[1] > frame[1] + FRAME_TOLERANCE_PX:
+            outside.append((key, frame, reach))
+    if outside:
+        key, frame, reach = outside[0]
+        fix = ("pass --scale-manifest with the manifest.tsv of these resized copies, which maps the boxes back to "
+               "original pixels" if scale_manifest is None else "the manifest's original sizes are wrong")
+        raise RetinaFaceError(f"the ground-truth faces of {len(outside)} of {len(truth)} images reach beyond the "
+                              f"image (e.g. {key}.jpg is {frame[0]}×{frame[1]}, its faces reach {reach[0]:.0f}×"
+                              f"{reach[1]:.0f}): the AP would be meaningless; {fix}")
+
+
+def _file_size(path: Path) -> tuple[int, int]:
+    from runtime.image_io import header_size
+
+    with open(path, "rb") as handle:
+        size = header_size(handle)
+    if size is None:
+        raise RetinaFaceError(f"cannot read image {path}: not a readable JPEG")
+    return size
+
+
 def detect_rows(detector, image_path: Path, scale: ScaleEntry | None) -> np.ndarray:
     """Detect faces in one image file -> prediction rows [N, 5] (x, y, w, h, score), original pixels."""
     import cv2
@@ -80,9 +123,9 @@ def summarise(results: Mapping[str, dict], n_images: int, settings: Mapping | No
 
 def plot_pr_curves(results: Mapping[str, dict], path: Path) -> None:
     """Write the easy / medium / hard precision-recall curves as a PNG (matplotlib, Agg backend)."""
-    import matplotlib
+    from retinaface_trt.extras import require
 
-    matplotlib.use("Agg")
+    require("matplotlib", "eval", "plotting the precision-recall curves").use("Agg")
     from matplotlib.figure import Figure
 
     figure = Figure(figsize=(6, 5), dpi=100)
@@ -100,10 +143,10 @@ def plot_pr_curves(results: Mapping[str, dict], path: Path) -> None:
 def write_outputs(out_dir: Path, predictions: Mapping[str, np.ndarray], summary: dict,
                   results: Mapping[str, dict]) -> None:
     """Write the prediction files, ``summary.json`` and ``pr_curves.png`` under ``out_dir`` (created)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_dirs(out_dir)
     for key, rows in predictions.items():
         path = out_dir / "predictions" / f"{key}.txt"
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_dirs(path.parent)
         write_text_atomic(path, format_predictions(key.split("/")[-1], rows))
     write_text_atomic(out_dir / "summary.json", json.dumps(summary, indent=2) + "\n")
     plot_pr_curves(results, out_dir / "pr_curves.png")
@@ -122,10 +165,7 @@ def evaluate_folder(detector, images_dir: str | Path, ground_truth: Mapping[str,
     Returns the summary dict (see :func:`summarise`).
     """
     images_dir = Path(images_dir)
-    keys = list_images(images_dir, keys)
-    truth = restrict(ground_truth, keys)
-    if scale_manifest is not None:
-        _check_manifest(scale_manifest, keys)
+    keys, truth = check_inputs(images_dir, ground_truth, keys, scale_manifest)
     items = progress(keys, "evaluate", stream or sys.stderr) if show_progress else keys
     predictions = {k: detect_rows(detector, images_dir / f"{k}.jpg",
                                   scale_manifest[k] if scale_manifest is not None else None) for k in items}
@@ -134,6 +174,20 @@ def evaluate_folder(detector, images_dir: str | Path, ground_truth: Mapping[str,
     if out_dir is not None:
         write_outputs(Path(out_dir), predictions, summary, results)
     return summary
+
+
+def check_inputs(images_dir: str | Path, ground_truth: Mapping[str, GroundTruthImage],
+                 keys: Iterable[str] | None = None, scale_manifest: Mapping[str, ScaleEntry] | None = None
+                 ) -> tuple[list[str], dict[str, GroundTruthImage]]:
+    """The keys to evaluate and their ground truth, once every image exists, is in the ground truth (and the
+    manifest) and fits its frame (:func:`check_frames`); RetinaFaceError otherwise. Cheap: no pixel is decoded."""
+    images_dir = Path(images_dir)
+    keys = list_images(images_dir, keys)
+    truth = restrict(ground_truth, keys)
+    if scale_manifest is not None:
+        _check_manifest(scale_manifest, keys)
+    check_frames(images_dir, truth, scale_manifest)
+    return keys, truth
 
 
 def _check_manifest(manifest: Mapping[str, ScaleEntry], keys: Sequence[str]) -> None:

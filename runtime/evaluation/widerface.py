@@ -47,12 +47,17 @@ class GroundTruthImage:
 
 
 def _loadmat(path: Path) -> dict:
-    from scipy.io import loadmat  # optional dependency ("eval" extra)
+    from retinaface_trt.extras import require
 
+    loadmat = require("scipy.io", "eval", "reading the WIDER FACE ground truth").loadmat
     if not path.is_file():
         raise RetinaFaceError(f"missing WIDER FACE ground truth file {path}: --ground-truth must be the "
                               f"folder holding {', '.join(MAT_FILES.values())}")
-    return loadmat(str(path))
+    try:
+        return loadmat(str(path))
+    except Exception as error:   # noqa: BLE001 - scipy raises MatReadError, ValueError, OSError… for a bad file
+        raise RetinaFaceError(f"{path} is not a readable MATLAB .mat file ({type(error).__name__}: {error}); "
+                              "expected the official WIDER FACE evaluation files") from None
 
 
 def _cell_str(cell) -> str:
@@ -64,8 +69,16 @@ def load_ground_truth(folder: str | Path) -> dict[str, GroundTruthImage]:
     """Read the four official ``.mat`` files in ``folder`` into {key: GroundTruthImage}, in file order."""
     folder = Path(folder)
     mats = {setting: _loadmat(folder / filename) for setting, filename in MAT_FILES.items()}
+    try:
+        return dict(_ground_truth_images(mats))
+    except (KeyError, IndexError, TypeError, ValueError) as error:
+        raise RetinaFaceError(f"the .mat files in {folder} do not have the layout of the official WIDER FACE "
+                              f"evaluation files ({type(error).__name__}: {error}); download them again") from None
+
+
+def _ground_truth_images(mats: Mapping[str, dict]):
+    """(key, GroundTruthImage) in file order from the loaded ``.mat`` files."""
     full = mats["all"]
-    images = {}
     for e, event_cell in enumerate(full["event_list"][:, 0]):
         event = _cell_str(event_cell)
         for j, name_cell in enumerate(full["file_list"][e, 0][:, 0]):
@@ -73,8 +86,7 @@ def load_ground_truth(folder: str | Path) -> dict[str, GroundTruthImage]:
             keep = {s: np.asarray(mats[s]["gt_list"][e, 0][j, 0], dtype=np.int64).ravel() - 1
                     for s in SETTINGS}
             image = GroundTruthImage(event, _cell_str(name_cell), boxes, keep)
-            images[image.key] = image
-    return images
+            yield image.key, image
 
 
 def restrict(ground_truth: Mapping[str, GroundTruthImage], keys: Iterable[str]) -> dict[str, GroundTruthImage]:
@@ -100,7 +112,14 @@ def read_image_list(path: str | Path) -> list[str]:
     if not path.is_file():
         raise RetinaFaceError(f"image list {path} does not exist; expected a text file of "
                               "'/<event>/<name>.jpg' lines")
-    return [image_key(line) for line in path.read_text().splitlines() if line.strip()]
+    return [image_key(line) for line in _read_text(path, "image list").splitlines() if line.strip()]
+
+
+def _read_text(path: Path, what: str) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise RetinaFaceError(f"cannot read the {what} {path} as UTF-8 text: {error}") from None
 
 
 # ---- prediction rows and files ---------------------------------------------------------------
@@ -152,7 +171,7 @@ def read_predictions(folder: str | Path, keys: Sequence[str]) -> dict[str, np.nd
         path = folder / f"{key}.txt"
         if not path.is_file():
             raise RetinaFaceError(f"missing prediction file {path}; every evaluated image needs one")
-        predictions[key] = parse_predictions(path.read_text(), str(path))[1]
+        predictions[key] = parse_predictions(_read_text(path, "prediction file"), str(path))[1]
     return predictions
 
 
@@ -187,11 +206,17 @@ def read_scale_manifest(path: str | Path) -> dict[str, ScaleEntry]:
     path = Path(path)
     if not path.is_file():
         raise RetinaFaceError(f"scale manifest {path} does not exist; expected the manifest.tsv of a resized subset")
-    with path.open(newline="") as handle:
-        reader = csv.DictReader(handle, delimiter="\t")
-        missing = [c for c in MANIFEST_COLUMNS if c not in (reader.fieldnames or ())]
-        if missing:
-            raise RetinaFaceError(f"{path}: expected columns {', '.join(MANIFEST_COLUMNS)}; "
-                                  f"missing {', '.join(missing)}")
-        return {f"{row['event']}/{row['image']}": ScaleEntry(
-                    *(int(row[c]) for c in MANIFEST_COLUMNS[2:])) for row in reader}
+    reader = csv.DictReader(_read_text(path, "scale manifest").splitlines(), delimiter="\t")
+    missing = [c for c in MANIFEST_COLUMNS if c not in (reader.fieldnames or ())]
+    if missing:
+        raise RetinaFaceError(f"{path}: expected columns {', '.join(MANIFEST_COLUMNS)}; "
+                              f"missing {', '.join(missing)}")
+    return dict(_manifest_entry(row, path, line) for line, row in enumerate(reader, start=2))
+
+
+def _manifest_entry(row: Mapping[str, str], path: Path, line: int) -> tuple[str, ScaleEntry]:
+    sizes = [row[c] for c in MANIFEST_COLUMNS[2:]]
+    if not all(isinstance(v, str) and v.strip().isdigit() and int(v) > 0 for v in sizes):
+        raise RetinaFaceError(f"{path}: line {line}: expected positive integer sizes in "
+                              f"{', '.join(MANIFEST_COLUMNS[2:])}, found {', '.join(map(repr, sizes))}")
+    return f"{row['event']}/{row['image']}", ScaleEntry(*(int(v) for v in sizes))

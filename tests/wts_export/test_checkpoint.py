@@ -76,3 +76,18 @@ def test_non_checkpoint_file_is_refused(tmp_path, content):
     path.write_bytes(content)
     with pytest.raises(RetinaFaceError, match="not a .*PyTorch checkpoint"):
         load_state_dict(path)
+
+
+def test_text_file_is_not_called_a_pickled_model(tmp_path):
+    path = tmp_path / "notes.pth"
+    path.write_text("nope")
+    with pytest.raises(RetinaFaceError, match=r"is not a PyTorch checkpoint \(Unsupported operand") as error:
+        load_state_dict(path)
+    assert "pickled Python objects" not in str(error.value)
+
+
+def test_wts_file_given_as_a_checkpoint_says_so(tmp_path):
+    path = tmp_path / "m.wts"
+    path.write_text("1\nconv.weight 1 3f800000\n")
+    with pytest.raises(RetinaFaceError, match="a .wts file is already converted"):
+        load_state_dict(path)

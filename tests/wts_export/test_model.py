@@ -112,3 +112,21 @@ def test_build_model_rejects_wrong_shape(mnet_state):
     broken = dict(mnet_state, **{"ClassHead.0.conv1x1.bias": torch.zeros(6)})
     with pytest.raises(RetinaFaceError, match=r"ClassHead\.0\.conv1x1\.bias \(6,\) \(expected \(4,\)\)"):
         build_model(broken)
+
+
+def test_checkpoint_without_batchnorm_counters_loads(mnet_state, mnet_outputs, crowd_reference, tmp_path):
+    """Checkpoints of PyTorch < 0.4.1 have no num_batches_tracked; they are not weights (unused in eval)."""
+    from wts_export.weights import load_weights
+
+    without = {k: v for k, v in mnet_state.items() if not k.endswith("num_batches_tracked")}
+    with torch.no_grad():
+        loc = build_model(without)(torch.from_numpy(crowd_reference["input_640x640_bgr_minus_mean"]))[0]
+    assert torch.equal(loc, mnet_outputs["loc_640"])
+    torch.save(without, tmp_path / "old.pth")
+    assert len(load_weights(tmp_path / "old.pth")) == 253
+
+
+def test_build_model_checks_the_values(mnet_state):
+    broken = dict(mnet_state, **{"LandmarkHead.0.conv1x1.bias": torch.full((20,), float("nan"))})
+    with pytest.raises(RetinaFaceError, match=r"'LandmarkHead\.0\.conv1x1\.bias' has 20 value\(s\) that are not finite"):
+        build_model(broken)

@@ -3,6 +3,8 @@ onnx.checker, atomic writes, and the exported real checkpoint against the origin
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -165,3 +167,48 @@ def test_cli_export_onnx_missing_checkpoint_is_one_line(tmp_path, capsys):
     code = main(["export-onnx", str(tmp_path / "absent.pth"), str(tmp_path / "m.onnx")])
     err = capsys.readouterr().err
     assert code == 1 and err.count("\n") == 1 and "not found" in err
+
+
+def test_cli_fixed_size_prints_the_shape_of_the_file(mnet_pth, tmp_path, capsys):
+    assert main(["export-onnx", str(mnet_pth), str(tmp_path / "m.onnx"), "--input-size", "320x240"]) == 0
+    _, facts = read_model_facts(tmp_path / "m.onnx")
+    assert facts["input_shape"] == [1, 3, 240, 320]
+    assert "input [1, 3, 240, 320] (N, C, H, W)" in capsys.readouterr().out
+
+
+def test_cli_dynamic_with_an_input_size_is_a_usage_error(mnet_pth, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export-onnx", str(mnet_pth), str(tmp_path / "m.onnx"), "--dynamic", "--input-size", "320x240"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "usage: retinaface-trt export-onnx" in err and "not allowed with" in err
+    assert not (tmp_path / "m.onnx").exists()
+
+
+@pytest.mark.parametrize("opset", ["9", "21", "x", "0"])
+def test_cli_opset_out_of_range_is_a_usage_error(mnet_pth, tmp_path, capsys, opset):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export-onnx", str(mnet_pth), str(tmp_path / "m.onnx"), "--opset", opset])
+    assert exit_info.value.code == 2 and "argument --opset" in capsys.readouterr().err
+
+
+def test_cli_opset_bounds_are_torchs():
+    from torch.onnx import _constants
+
+    from runtime.cli.onnx import MAX_OPSET
+    assert MAX_OPSET == _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
+
+
+def test_cli_output_in_a_read_only_folder_is_refused_before_export(mnet_pth, tmp_path, monkeypatch, capsys):
+    from retinaface_trt import fileio
+
+    real_open = os.open
+
+    def read_only(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT and os.path.dirname(os.fspath(path)) == str(tmp_path):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_open(path, flags, *args, **kwargs)
+    monkeypatch.setattr(fileio.os, "open", read_only)
+    monkeypatch.setattr("wts_export.onnx_export.torch_model", lambda w: pytest.fail("exported before the check"))
+    assert main(["export-onnx", str(mnet_pth), str(tmp_path / "m.onnx")]) == 1
+    assert f"cannot write {tmp_path / 'm.onnx'}: Permission denied" in capsys.readouterr().err
+

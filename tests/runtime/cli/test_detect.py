@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import stat
+import subprocess
+import sys
 
 import cv2
 import pytest
@@ -126,3 +130,188 @@ def test_unreadable_folder_is_reported(detect, crowd_copy, tmp_path, monkeypatch
     monkeypatch.setattr(os, "listdir", listdir)
     assert detect(str(locked), str(crowd_copy)) == 1
     assert "cannot read folder" in capsys.readouterr().err
+
+
+# ---- outputs: checked before work, stdout, summary, permissions, save-dir reuse ----------------------------
+
+@pytest.fixture
+def no_model(monkeypatch):
+    """Fail the test if the model is loaded (what must be refused before any work)."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("the model was loaded")
+    monkeypatch.setattr(backends, "create_backend", refuse)
+
+
+def _read_only(monkeypatch, folder):
+    """Creating files in ``folder`` fails with EACCES (root ignores chmod, so the refusal is simulated)."""
+    from retinaface_trt import fileio
+
+    real_open, target = os.open, str(folder.resolve())
+
+    def fake_open(path, flags, *args, **kwargs):
+        if flags & os.O_CREAT and os.path.dirname(os.path.abspath(os.fspath(path))) == target:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_open(path, flags, *args, **kwargs)
+    monkeypatch.setattr(fileio.os, "open", fake_open)
+
+
+def test_json_dash_goes_to_stdout(detect, crowd_copy, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert detect(str(crowd_copy), "--json", "-") == 0
+    captured = capsys.readouterr()
+    [record] = json.loads(captured.out)
+    assert record["image"] == str(crowd_copy) and not (tmp_path / "-").exists()
+    assert "1 image," in captured.err
+
+
+def test_json_dev_stdout_is_accepted(detect, crowd_copy, capfd):
+    assert detect(str(crowd_copy), "--json", "/dev/stdout") == 0
+    assert json.loads(capfd.readouterr().out)[0]["width"] == 1024
+
+
+def test_one_summary_line_by_default(detect, crowd_copy, tmp_path, capsys):
+    out = tmp_path / "out.json"
+    assert detect(str(crowd_copy), str(crowd_copy), "--json", str(out)) == 0
+    faces = sum(len(r["faces"]) for r in json.loads(out.read_text()))
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert re.fullmatch(rf"2 images, {faces} faces, \d+\.\d ms/image", last), last
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_quiet_prints_nothing_on_success(detect, crowd_copy, capsys, where):
+    argv = [str(crowd_copy), str(crowd_copy), "-q"] if where == "after" else [str(crowd_copy), str(crowd_copy)]
+    status = detect(*argv) if where == "after" else cli.main(
+        ["-q", "detect", *argv, "--weights", "replayed.pth", "--resize", "stretch"])
+    assert status == 0 and capsys.readouterr().err == ""
+
+
+def test_verbose_counts_before_and_after_the_subcommand():
+    parser = cli.build_parser()
+    assert cli.parse_args(parser, ["-v", "detect", "a.jpg", "-vv"]).verbose == 3
+    assert cli.parse_args(parser, ["detect", "a.jpg", "-v"]).verbose == 1
+
+
+def test_unknown_flag_shows_the_subcommand_usage(detect, crowd_copy, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        detect(str(crowd_copy), "--bogus")
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "usage: retinaface-trt detect" in err
+    assert "retinaface-trt detect: error: unrecognized arguments: --bogus" in err
+
+
+def test_json_naming_a_folder_is_refused_before_work(no_model, crowd_copy, tmp_path, capsys):
+    (tmp_path / "out").mkdir()
+    assert cli.main(["detect", str(crowd_copy), "--weights", "w.pth", "--json", str(tmp_path / "out")]) == 1
+    assert "is a folder" in capsys.readouterr().err
+
+
+def test_json_in_a_read_only_folder_is_refused_before_work(no_model, crowd_copy, tmp_path, monkeypatch, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    _read_only(monkeypatch, locked)
+    assert cli.main(["detect", str(crowd_copy), "--weights", "w.pth", "--json", str(locked / "o.json")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cannot write {locked / 'o.json'}: Permission denied" in err
+
+
+def test_save_dir_under_a_read_only_parent_is_refused_before_work(no_model, crowd_copy, tmp_path, monkeypatch,
+                                                                   capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    _read_only(monkeypatch, locked)
+    assert cli.main(["detect", str(crowd_copy), "--weights", "w.pth", "--save-dir", str(locked / "vis")]) == 1
+    assert "Permission denied" in capsys.readouterr().err and not (locked / "vis").exists()
+
+
+def test_outputs_have_the_usual_permissions(detect, crowd_copy, tmp_path):
+    old = os.umask(0o022)
+    try:
+        assert detect(str(crowd_copy), "--json", str(tmp_path / "o.json"), "--save-dir", str(tmp_path / "vis")) == 0
+    finally:
+        os.umask(old)
+    modes = {stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "o.json", tmp_path / "vis" / "crowd.jpg")}
+    assert modes == {0o644}
+
+
+def test_save_dir_is_reused_replacing_only_this_runs_copies(detect, crowd_copy, tmp_path):
+    vis = tmp_path / "vis"
+    vis.mkdir()
+    (vis / "notes.txt").write_text("mine")
+    (vis / "crowd.jpg").write_bytes(b"from an earlier run")
+    assert detect(str(crowd_copy), "--save-dir", str(vis)) == 0
+    assert detect(str(crowd_copy), "--save-dir", str(vis)) == 0
+    assert cv2.imread(str(vis / "crowd.jpg")).shape == (624, 1024, 3)
+    assert sorted(p.name for p in vis.iterdir()) == ["crowd.jpg", "notes.txt"] and (vis / "notes.txt").read_text() == "mine"
+
+
+def test_save_dir_holding_an_input_is_refused(no_model, crowd_copy, capsys):
+    before = crowd_copy.read_bytes()
+    assert cli.main(["detect", str(crowd_copy), "--weights", "w.pth", "--save-dir", str(crowd_copy.parent)]) == 1
+    assert "would replace it" in capsys.readouterr().err and crowd_copy.read_bytes() == before
+
+
+def test_stale_part_of_a_killed_run_is_removed(detect, crowd_copy, tmp_path):
+    vis = tmp_path / "vis"
+    vis.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = vis / f".crowd.jpg.{dead.pid}.0123abcd.part"   # as left by kill -9 during a write
+    stale.write_bytes(b"half")
+    assert detect(str(crowd_copy), "--save-dir", str(vis)) == 0
+    assert sorted(p.name for p in vis.iterdir()) == ["crowd.jpg"]
+
+
+def test_device_with_a_cpu_index_is_a_usage_error(detect, crowd_copy, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        detect(str(crowd_copy), "--device", "cpu:5")
+    assert exit_info.value.code == 2 and "the CPU takes no index" in capsys.readouterr().err
+
+
+# ---- detect.py's flag spellings ----------------------------------------------------------------------------
+
+DETECT_PY = ["-m", "w.pth", "--cpu", "--confidence_threshold", "0.3", "--top_k", "100", "--nms_threshold", "0.25",
+             "--keep_top_k", "10", "--vis_thres", "0.7", "--network", "mobile0.25", "-s"]
+OURS = ["--weights", "w.pth", "--device", "cpu", "--confidence-threshold", "0.3", "--top-k", "100",
+        "--nms-threshold", "0.25", "--keep-top-k", "10", "--vis-threshold", "0.7", "--save-dir",
+        os.path.join("out", "annotated")]
+
+
+def test_detect_py_spellings_mean_our_flags():
+    parser = cli.build_parser()
+    theirs, ours = (vars(cli.parse_args(parser, ["detect", "a.jpg", *argv])) for argv in (DETECT_PY, OURS))
+    assert theirs.pop("network") == "mobile0.25" and ours.pop("network") is None
+    assert theirs == ours
+
+
+@pytest.mark.parametrize("flag, value", [("--confidence_threshold", "nan"), ("--vis_thres", "1.5"),
+                                         ("--top_k", "0"), ("--keep_top_k", "-5")])
+def test_detect_py_spellings_are_checked_like_ours(flag, value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["detect", "a.jpg", "--weights", "w.pth", flag, value])
+    assert exit_info.value.code == 2 and f"argument {flag}" in capsys.readouterr().err
+
+
+def test_detect_py_command_line_runs(monkeypatch, crowd_reference, crowd_copy, tmp_path):
+    monkeypatch.setattr(backends, "create_backend", lambda *a, **k: ReplayBackend(crowd_reference))
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["detect", str(crowd_copy), *DETECT_PY, "--resize", "stretch"]) == 0
+    assert cv2.imread(str(tmp_path / "out" / "annotated" / "crowd.jpg")).shape == (624, 1024, 3)
+
+
+def test_network_other_than_the_weights_is_refused(detect, crowd_copy, tmp_path, capsys):
+    out, vis = tmp_path / "o.json", tmp_path / "vis"
+    assert detect(str(crowd_copy), "--network", "resnet50", "--json", str(out), "--save-dir", str(vis)) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--network resnet50 does not match the weights, which hold a mobilenet0.25" in err
+    assert not out.exists() and not vis.exists()
+
+
+@pytest.mark.parametrize("flag, value", [("--confidence-threshold", "-1"), ("--confidence-threshold", "1.5"),
+                                         ("--confidence-threshold", "nan"), ("--nms-threshold", "2"),
+                                         ("--top-k", "0"), ("--keep-top-k", "-5"), ("--vis-threshold", "nan"),
+                                         ("--max-pixels", "-1"), ("--input-size", "100000x100000")])
+def test_out_of_range_values_of_the_issue_are_usage_errors(flag, value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["detect", "a.jpg", "--weights", "w.pth", flag, value])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and f"retinaface-trt detect: error: argument {flag}:" in err

@@ -8,6 +8,7 @@ import types
 
 import pytest
 
+from network.config import MOBILENET_0_25
 from runtime.cli import main as cli
 
 # Original implementation (MobileNet-0.25, CPU float32, detection at 416×416) on val_subset_416.
@@ -55,6 +56,7 @@ class _SilentDetector:
     """Stands in for runtime.detector.Detector: records its options and finds no face."""
 
     options: dict = {}
+    backend = types.SimpleNamespace(cfg=MOBILENET_0_25)
 
     @classmethod
     def from_options(cls, **options):
@@ -63,6 +65,12 @@ class _SilentDetector:
 
     def detect(self, image):
         return []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
 
 
 def test_run_with_fake_detector_writes_summary(main, subset_args, tmp_path, monkeypatch):
@@ -83,3 +91,41 @@ def test_subset_ap_matches_original_implementation(main, subset_args, shared_dir
     assert summary["faces"] == {"easy": 548, "medium": 1189, "hard": 3477}
     for setting, ap in REFERENCE_AP.items():
         assert summary[setting] == pytest.approx(ap, abs=5e-4), setting
+
+
+@pytest.fixture
+def no_detector(monkeypatch):
+    class Refuse:
+        @classmethod
+        def from_options(cls, **options):
+            raise AssertionError("the detector was built")
+    monkeypatch.setitem(sys.modules, "runtime.detector", types.SimpleNamespace(Detector=Refuse))
+
+
+def test_resized_subset_without_manifest_is_refused_before_detecting(main, subset_args, no_detector, tmp_path,
+                                                                     capsys):
+    without = [a for i, a in enumerate(subset_args) if "--scale-manifest" not in subset_args[max(0, i - 1):i + 1]]
+    assert main(without) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "reach beyond the image" in err and "pass --scale-manifest" in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_network_other_than_the_weights_is_refused(main, subset_args, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "runtime.detector", types.SimpleNamespace(Detector=_SilentDetector))
+    assert main(subset_args + ["--network", "resnet50"]) == 1
+    assert "does not match the weights" in capsys.readouterr().err and not (tmp_path / "out").exists()
+
+
+def test_quiet_draws_no_progress_bar(main, subset_args, tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "runtime.detector", types.SimpleNamespace(Detector=_SilentDetector))
+    listing = tmp_path / "one.txt"
+    listing.write_text("/0--Parade/0_Parade_Parade_0_102.jpg\n")
+    assert main(subset_args + ["--list", str(listing), "-q"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_output_folder_that_is_a_file_is_refused_before_work(main, subset_args, no_detector, tmp_path, capsys):
+    (tmp_path / "out").write_text("a file")
+    assert main(subset_args) == 1
+    assert "is a file; expected a folder" in capsys.readouterr().err

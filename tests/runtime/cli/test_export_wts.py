@@ -77,3 +77,38 @@ def test_incomplete_checkpoint_is_refused(mnet_pth, tmp_path, capsys):
     assert main(["export-wts", str(tmp_path / "cut.pth"), str(tmp_path / "o.wts")]) == 1
     assert "LandmarkHead.2.conv1x1.bias" in capsys.readouterr().err
     assert not (tmp_path / "o.wts").exists()
+
+
+@pytest.mark.parametrize("key", ["body.stage2.0.0.weight", "fpn.merge1.1.running_var"])
+def test_nan_in_checkpoint_writes_nothing(mnet_pth, tmp_path, capsys, key):
+    state = torch.load(mnet_pth, map_location="cpu", weights_only=True)
+    state[key].view(-1)[0] = float("nan")
+    torch.save(state, tmp_path / "nan.pth")
+    assert main(["export-wts", str(tmp_path / "nan.pth"), str(tmp_path / "o.wts")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and key in err and "not finite" in err
+    assert not (tmp_path / "o.wts").exists()
+
+
+def test_output_that_is_a_folder_is_refused_before_loading(mnet_pth, tmp_path, capsys):
+    (tmp_path / "out.wts").mkdir()
+    assert main(["export-wts", str(mnet_pth), str(tmp_path / "out.wts"), "--force"]) == 1
+    assert "is a folder" in capsys.readouterr().err and list((tmp_path / "out.wts").iterdir()) == []
+
+
+def test_read_only_output_folder_is_refused_before_loading(mnet_pth, tmp_path, monkeypatch, capsys):
+    import os
+
+    from retinaface_trt import fileio
+
+    real_open = os.open
+
+    def read_only(path, flags, *args, **kwargs):   # root ignores chmod: the refusal is simulated
+        if flags & os.O_CREAT and os.path.dirname(os.fspath(path)) == str(tmp_path):
+            raise OSError(30, "Read-only file system", os.fspath(path))
+        return real_open(path, flags, *args, **kwargs)
+    monkeypatch.setattr(fileio.os, "open", read_only)
+    monkeypatch.setattr("wts_export.weights.checked_state_dict", lambda p: pytest.fail("loaded before the check"))
+    assert main(["export-wts", str(mnet_pth), str(tmp_path / "m.wts")]) == 1
+    assert capsys.readouterr().err == f"retinaface-trt export-wts: error: cannot write {tmp_path / 'm.wts'}: " \
+                                      "Read-only file system\n"

@@ -35,3 +35,31 @@ def test_detector_options_maps_every_flag_of_the_groups():
     assert set(mapped) == {"weights", "engine", "backend", "device", "precision", "engine_cache", "resize",
                            "input_size", "confidence_threshold", "nms_threshold", "top_k", "keep_top_k",
                            "max_pixels"}
+
+
+@pytest.mark.parametrize("text", ["cpu:5", "cuda:", "cuda:-1", "tpu", "cuda:0:1"])
+def test_device_type_refuses_malformed_names(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="device must be"):
+        options.device(text)
+
+
+@pytest.mark.parametrize("text, expected", [("auto", "auto"), ("CPU", "cpu"), ("cuda", "cuda"), ("cuda:1", "cuda:1")])
+def test_device_type_accepts_and_normalises(text, expected):
+    assert options.device(text) == expected
+
+
+@pytest.mark.parametrize("text", ["-1e-9", "nan", "inf", "x"])
+def test_non_negative_refuses_negative_and_non_finite(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="finite number ≥ 0"):
+        options.non_negative(text)
+
+
+def test_every_numeric_flag_of_the_groups_is_checked_while_parsing():
+    """No group flag is a bare int/float: each has a checking type (or choices)."""
+    parser = argparse.ArgumentParser()
+    options.add_model_args(parser)
+    options.add_pipeline_args(parser)
+    unchecked = [a.option_strings[0] for a in parser._actions
+                 if a.type in (int, float) or (a.type is None and a.nargs is None and a.choices is None
+                                              and a.const is None and a.dest not in ("weights", "engine", "engine_cache", "help"))]
+    assert unchecked == []

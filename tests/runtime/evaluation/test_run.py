@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 
 import cv2
 import numpy as np
@@ -103,3 +104,46 @@ def test_image_missing_from_manifest_is_an_error(dataset):
     manifest = {"0--Test/a": ScaleEntry(480, 400, 120, 100)}
     with pytest.raises(RetinaFaceError, match="not in the scale manifest"):
         evaluate_folder(FakeDetector(truth), images, truth, scale_manifest=manifest, show_progress=False)
+
+
+def test_resized_copies_without_their_manifest_are_refused(dataset):
+    """The missing-manifest trap: ground truth in original pixels, files downscaled 4 times."""
+    images, truth = dataset
+    scaled = {k: GroundTruthImage(t.event, t.name, t.boxes * 4, t.keep) for k, t in truth.items()}
+    with pytest.raises(RetinaFaceError, match=r"faces of 2 of 2 images reach beyond the image \(e\.g\. 0--Test/a\.jpg "
+                                              r"is 120×100, its faces reach 320×280\).*pass --scale-manifest"):
+        evaluate_folder(FakeDetector(truth), images, scaled, show_progress=False)
+
+
+def test_manifest_of_other_copies_is_refused(dataset):
+    images, truth = dataset
+    manifest = {key: ScaleEntry(480, 400, 240, 200) for key in truth}
+    with pytest.raises(RetinaFaceError, match=r"gives 0--Test/a\.jpg as 240×200 pixels, but the file is 120×100"):
+        evaluate_folder(FakeDetector(truth), images, truth, scale_manifest=manifest, show_progress=False)
+
+
+def test_manifest_with_too_small_original_sizes_is_refused(dataset):
+    images, truth = dataset
+    manifest = {key: ScaleEntry(60, 50, 120, 100) for key in truth}
+    with pytest.raises(RetinaFaceError, match="the manifest's original sizes are wrong"):
+        evaluate_folder(FakeDetector(truth), images, truth, scale_manifest=manifest, show_progress=False)
+
+
+def test_box_ending_one_pixel_past_the_image_is_accepted(dataset):
+    images, truth = dataset
+    edge = {k: GroundTruthImage(t.event, t.name, np.vstack([t.boxes, [[100, 80, 21, 21]]]), t.keep)
+            for k, t in truth.items()}   # reaches 121×101 in a 120×100 file
+    assert evaluate_folder(FakeDetector(truth), images, edge, show_progress=False)["images"] == 2
+
+
+def test_unwritable_output_folder_is_one_line(dataset, tmp_path, monkeypatch):
+    images, truth = dataset
+    real_mkdir = os.makedirs
+
+    def full_disk(path, *args, **kwargs):
+        if "predictions" in os.fspath(path):
+            raise OSError(28, "No space left on device")
+        return real_mkdir(path, *args, **kwargs)
+    monkeypatch.setattr(os, "makedirs", full_disk)
+    with pytest.raises(RetinaFaceError, match="cannot create folder .*predictions/0--Test: No space left on device"):
+        evaluate_folder(FakeDetector(truth), images, truth, out_dir=tmp_path / "out", show_progress=False)

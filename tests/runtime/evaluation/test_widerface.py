@@ -246,3 +246,35 @@ def test_manifest_round_trip(subset_dir):
     entry = next(iter(read_scale_manifest(subset_dir / "manifest.tsv").values()))
     boxes = np.random.default_rng(0).uniform(0, 416, (20, 4))
     assert np.allclose(entry.to_file(entry.to_original(boxes)), boxes, rtol=0, atol=1e-9)
+
+
+# ---- damaged inputs: one line each -----------------------------------------------------------------------
+
+def test_file_that_is_not_a_mat_file_is_refused(tmp_path):
+    for name in ("wider_face_val.mat", "wider_easy_val.mat", "wider_medium_val.mat", "wider_hard_val.mat"):
+        (tmp_path / name).write_text("not MATLAB")
+    with pytest.raises(RetinaFaceError, match=r"wider_face_val\.mat is not a readable MATLAB \.mat file"):
+        load_ground_truth(tmp_path)
+
+
+def test_mat_files_of_another_layout_are_refused(tmp_path):
+    from scipy.io import savemat
+
+    for name in ("wider_face_val.mat", "wider_easy_val.mat", "wider_medium_val.mat", "wider_hard_val.mat"):
+        savemat(tmp_path / name, {"something": np.zeros(3)})
+    with pytest.raises(RetinaFaceError, match="do not have the layout of the official WIDER FACE"):
+        load_ground_truth(tmp_path)
+
+
+def test_image_list_that_is_not_text_is_refused(tmp_path):
+    (tmp_path / "list.txt").write_bytes(b"/0--Parade/\xff\xfe.jpg\n")
+    with pytest.raises(RetinaFaceError, match="cannot read the image list .* as UTF-8 text"):
+        read_image_list(tmp_path / "list.txt")
+
+
+@pytest.mark.parametrize("sizes", ["abc\t1\t1\t1", "0\t10\t10\t10", "10\t10\t10"])
+def test_manifest_with_bad_sizes_is_refused_naming_the_line(tmp_path, sizes):
+    (tmp_path / "m.tsv").write_text("event\timage\torig_width\torig_height\tfile_width\tfile_height\n"
+                                    "0--Parade\ta\t10\t10\t10\t10\n" f"0--Parade\tb\t{sizes}\n")
+    with pytest.raises(RetinaFaceError, match="m.tsv: line 3: expected positive integer sizes"):
+        read_scale_manifest(tmp_path / "m.tsv")
