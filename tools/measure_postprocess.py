@@ -26,52 +26,12 @@ sys.path.insert(0, str(REPO))
 SHARED = Path(os.environ.get("RETINAFACE_SHARED", REPO.parent / "shared"))   # as the tests find it
 
 
-class NetworkPostprocessDetector:
-    """``detect(bgr) -> list[Face]`` with decoding and NMS inside the executor network (one per input size)."""
+def detector(weights_path, size, postprocess: str):
+    """The executor Detector at the original size ``size`` (W, H), post-processing in the pipeline or the network."""
+    from runtime.detector import Detector
 
-    def __init__(self, weights, settings):
-        from network.config import config_for_weights
-
-        self.weights, self.settings, self.cfg = weights, settings, config_for_weights(weights)
-        self._programs = {}
-
-    def _program(self, height: int, width: int):
-        from network import populate_network
-        from network.executor import Program, trt
-        from runtime.priors import prior_boxes
-
-        if (height, width) not in self._programs:
-            network = trt.Builder(trt.Logger()).create_network(0)
-            store = populate_network(trt, network, self.weights, self.cfg, input_shape=(-1, 3, height, width),
-                                     postprocess=self.settings, priors=prior_boxes(self.cfg, height, width))
-            self._programs[(height, width)] = (Program(network), store)
-        return self._programs[(height, width)][0]
-
-    @torch.inference_mode()
-    def detections(self, bgr: np.ndarray) -> np.ndarray:
-        from runtime.preprocess import to_network_input
-
-        out = self._program(*bgr.shape[:2])({"input": to_network_input([bgr])})
-        return out["dets"][0, :int(out["count"][0])].numpy()
-
-    def detect(self, bgr: np.ndarray):
-        from runtime.face import Face
-
-        return [Face(box=tuple(float(v) for v in row[:4]), score=float(row[4]), landmarks=row[5:].reshape(5, 2))
-                for row in self.detections(bgr)]
-
-
-def pipeline_detections(model, bgr: np.ndarray, options) -> np.ndarray:
-    """detect.py's post-processing on the executor's raw outputs: float32 [K, 15]."""
-    from runtime.postprocess import detect_faces
-    from runtime.preprocess import to_network_input
-    from runtime.priors import prior_tensor
-
-    height, width = bgr.shape[:2]
-    with torch.inference_mode():
-        loc, conf, landms = model(to_network_input([bgr]))
-        priors = prior_tensor(model.cfg, height, width)
-        return detect_faces(loc[0], conf[0], landms[0], priors, width, height, options).numpy()
+    return Detector.from_options(weights=str(weights_path), backend="torch", device="cpu", resize="original",
+                                 input_size=size, postprocess=postprocess)
 
 
 def _iou(box, boxes):
@@ -98,42 +58,32 @@ def compare(ours: np.ndarray, theirs: np.ndarray, threshold: float) -> dict:
 def measure_photos(paths) -> None:
     import cv2
 
-    from network import PostprocessSettings
-    from network.runner import ExecutorModel
-    from runtime.options import DetectionOptions
-    from wts_export.weights import load_weights
-
-    weights = load_weights(REPO / "weights" / "mobilenet0.25_Final.pth")
-    model, network = ExecutorModel(weights), NetworkPostprocessDetector(weights, PostprocessSettings())
+    weights = REPO / "weights" / "mobilenet0.25_Final.pth"
     for path in paths:
         bgr = cv2.imread(str(path))
-        ours, theirs = network.detections(bgr), pipeline_detections(model, bgr, DetectionOptions())
-        row = {"image": Path(path).name, "size": f"{bgr.shape[1]}x{bgr.shape[0]}", "all": compare(ours, theirs, 0.0),
+        size = (bgr.shape[1], bgr.shape[0])
+        with detector(weights, size, "network") as network, detector(weights, size, "pipeline") as pipeline:
+            ours, theirs = network.detect_arrays([bgr])[0], pipeline.detect_arrays([bgr])[0]
+        row = {"image": Path(path).name, "size": f"{size[0]}x{size[1]}", "all": compare(ours, theirs, 0.0),
                "score>=0.5": compare(ours, theirs, 0.5), "score>=0.6": compare(ours, theirs, 0.6)}
         print(json.dumps(row), flush=True)
 
 
 def measure_wider(limit: int | None) -> None:
-    from network import PostprocessSettings
-    from runtime.backends.executor import TorchBackend
-    from runtime.detector import Detector
     from runtime.evaluation.run import evaluate_folder
     from runtime.evaluation.widerface import load_ground_truth, read_image_list, read_scale_manifest
-    from wts_export.weights import load_weights
 
     subset = SHARED / "widerface" / "val_subset_416"
     truth = load_ground_truth(SHARED / "widerface" / "ground_truth")
     keys = read_image_list(subset / "wider_val_subset.txt")[:limit]
     manifest = read_scale_manifest(subset / "manifest.tsv")
-    weights_path = REPO / "weights" / "mobilenet0.25_Final.pth"
-    detectors = {
-        "pipeline (detect.py: +1 IoU, top_k 5000)": Detector(TorchBackend(str(weights_path), device="cpu")),
-        "network (TensorRT NMS: plain IoU, top_k 3840)":
-            NetworkPostprocessDetector(load_weights(weights_path), PostprocessSettings()),
-    }
-    for name, detector in detectors.items():
+    weights = REPO / "weights" / "mobilenet0.25_Final.pth"
+    names = {"pipeline": "pipeline (detect.py: +1 IoU, top_k 5000)",
+             "network": "network (TensorRT NMS: plain IoU, top_k 3840)"}
+    for postprocess, name in names.items():
         start = time.perf_counter()
-        summary = evaluate_folder(detector, subset / "images", truth, keys, manifest, show_progress=False)
+        with detector(weights, (416, 416), postprocess) as chosen:
+            summary = evaluate_folder(chosen, subset / "images", truth, keys, manifest, show_progress=False)
         print(json.dumps({"post-processing": name, "images": summary["images"],
                           **{s: summary[s] for s in ("easy", "medium", "hard")},
                           "seconds": round(time.perf_counter() - start, 1)}), flush=True)
