@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from network.blocks import bottleneck, conv_bn, conv_dw
-from network.layers import Net
+from network.layers import LayerBuilder
 
 # MobileNetV1-0.25 as (output channels, stride) per conv_dw; stage1 starts with conv_bn(3 → 8, stride 2).
 MOBILENET_STAGES = {
@@ -16,7 +16,7 @@ MOBILENET_STAGES = {
 RESNET50_LAYERS = {"layer1": (3, 64, 1), "layer2": (4, 128, 2), "layer3": (6, 256, 2), "layer4": (3, 512, 2)}
 
 
-def mobilenet_v1(net: Net, x, prefix: str = "body"):
+def mobilenet_v1(net: LayerBuilder, x, prefix: str = "body"):
     leaky = net.cfg.backbone_leaky
     x = conv_bn(net, x, f"{prefix}.stage1.0", 8, 2, leaky)
     levels = []
@@ -28,7 +28,7 @@ def mobilenet_v1(net: Net, x, prefix: str = "body"):
     return levels
 
 
-def resnet50(net: Net, x, prefix: str = "body"):
+def resnet50(net: LayerBuilder, x, prefix: str = "body"):
     net.weights.block = f"{prefix}.conv1"
     x = net.batch_norm(net.conv(x, f"{prefix}.conv1", 64, 7, 2, padding=3), f"{prefix}.bn1")
     x = net.max_pool(net.leaky_relu(x, 0.0, f"{prefix}.relu"), 3, 2, 1, f"{prefix}.maxpool")

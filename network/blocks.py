@@ -6,23 +6,23 @@ original: conv_bn = (0 conv, 1 BN, 2 activation), conv_dw = (0 conv, 1 BN, 2 act
 
 from __future__ import annotations
 
-from network.layers import Net
+from network.layers import LayerBuilder
 
 
-def conv_bn(net: Net, x, prefix: str, out_channels: int, stride: int, leaky: float):
+def conv_bn(net: LayerBuilder, x, prefix: str, out_channels: int, stride: int, leaky: float):
     """3×3 conv (pad 1, no bias) → BN → LeakyReLU(leaky)."""
     x = conv_bn_no_relu(net, x, prefix, out_channels, stride)
     return net.leaky_relu(x, leaky, f"{prefix}.2")
 
 
-def conv_bn_no_relu(net: Net, x, prefix: str, out_channels: int, stride: int = 1):
+def conv_bn_no_relu(net: LayerBuilder, x, prefix: str, out_channels: int, stride: int = 1):
     """3×3 conv (pad 1, no bias) → BN."""
     net.weights.block = prefix
     x = net.conv(x, f"{prefix}.0", out_channels, 3, stride, padding=1)
     return net.batch_norm(x, f"{prefix}.1")
 
 
-def conv_bn1x1(net: Net, x, prefix: str, out_channels: int, leaky: float):
+def conv_bn1x1(net: LayerBuilder, x, prefix: str, out_channels: int, leaky: float):
     """1×1 conv (pad 0, no bias) → BN → LeakyReLU(leaky)."""
     net.weights.block = prefix
     x = net.conv(x, f"{prefix}.0", out_channels, 1)
@@ -30,7 +30,7 @@ def conv_bn1x1(net: Net, x, prefix: str, out_channels: int, leaky: float):
     return net.leaky_relu(x, leaky, f"{prefix}.2")
 
 
-def conv_dw(net: Net, x, prefix: str, out_channels: int, stride: int, leaky: float = 0.1):
+def conv_dw(net: LayerBuilder, x, prefix: str, out_channels: int, stride: int, leaky: float = 0.1):
     """Depthwise 3×3 conv → BN → LeakyReLU → pointwise 1×1 conv → BN → LeakyReLU (MobileNetV1)."""
     net.weights.block = prefix
     channels = x.shape[1]
@@ -40,7 +40,7 @@ def conv_dw(net: Net, x, prefix: str, out_channels: int, stride: int, leaky: flo
     return net.leaky_relu(net.batch_norm(x, f"{prefix}.4"), leaky, f"{prefix}.5")
 
 
-def bottleneck(net: Net, x, prefix: str, planes: int, stride: int, downsample: bool):
+def bottleneck(net: LayerBuilder, x, prefix: str, planes: int, stride: int, downsample: bool):
     """torchvision ResNet bottleneck: 1×1 → 3×3 (stride) → 1×1 (×4 channels), plus identity or projection."""
     net.weights.block = prefix
     y = net.leaky_relu(net.batch_norm(net.conv(x, f"{prefix}.conv1", planes, 1), f"{prefix}.bn1"), 0.0,
@@ -54,7 +54,7 @@ def bottleneck(net: Net, x, prefix: str, planes: int, stride: int, downsample: b
     return net.leaky_relu(net.add(y, x, f"{prefix}.add"), 0.0, f"{prefix}.relu3")
 
 
-def fpn(net: Net, levels, prefix: str = "fpn"):
+def fpn(net: LayerBuilder, levels, prefix: str = "fpn"):
     """Lateral 1×1 convs, then top-down: upsample to the finer level's exact size, add, 3×3 merge."""
     out, leaky = net.cfg.out_channel, net.cfg.fpn_leaky
     output1, output2, output3 = (conv_bn1x1(net, level, f"{prefix}.output{i}", out, leaky)
@@ -66,7 +66,7 @@ def fpn(net: Net, levels, prefix: str = "fpn"):
     return [output1, output2, output3]
 
 
-def ssh(net: Net, x, prefix: str):
+def ssh(net: LayerBuilder, x, prefix: str):
     """SSH context module: 3×3, 5×5 (two 3×3) and 7×7 (three 3×3) branches, concatenated, ReLU."""
     out, leaky = net.cfg.out_channel, net.cfg.fpn_leaky
     conv3 = conv_bn_no_relu(net, x, f"{prefix}.conv3X3", out // 2)
@@ -78,7 +78,7 @@ def ssh(net: Net, x, prefix: str):
     return net.leaky_relu(merged, 0.0, f"{prefix}.relu")
 
 
-def head(net: Net, features, prefix: str, values_per_anchor: int):
+def head(net: LayerBuilder, features, prefix: str, values_per_anchor: int):
     """A 1×1 conv head per level (``prefix.i.conv1x1``), flattened to [N, P_i, k] and concatenated: [N, P, k]."""
     anchors = net.cfg.anchors_per_location
     outputs = []

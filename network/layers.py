@@ -1,6 +1,6 @@
 """Primitive layers added through whatever ``trt`` namespace the network is built with.
 
-:class:`Net` wraps a network definition, the ``trt`` module and the :class:`WeightStore`; each method adds
+:class:`LayerBuilder` wraps a network definition, the ``trt`` module and the :class:`WeightStore`; each method adds
 one PyTorch-equivalent operation, sets every attribute whose default matters, names the layer after the
 PyTorch module path, and returns the output tensor.
 """
@@ -17,7 +17,7 @@ from network.weights import WeightStore
 
 
 @dataclass
-class Net:
+class LayerBuilder:
     trt: Any                  # the tensorrt module, or network.executor.trt
     network: Any              # an INetworkDefinition of that namespace
     weights: WeightStore

@@ -9,7 +9,7 @@ import numpy as np
 from network.backbones import BACKBONES
 from network.blocks import fpn, head, ssh
 from network.config import RetinaFaceConfig, config_for_weights
-from network.layers import Net
+from network.layers import LayerBuilder
 from network.postprocess import DETECTION_NAMES, PostprocessSettings, add_postprocess, check_fixed_size
 from network.weights import WeightStore
 from retinaface_trt.errors import RetinaFaceError
@@ -48,7 +48,7 @@ def populate_network(trt: Any, network: Any, weights: Mapping[str, np.ndarray],
     """
     cfg = cfg or config_for_weights(weights)
     _check_input_shape(input_shape)
-    net = Net(trt, network, NetworkStore(weights, np.float16 if half else np.float32), cfg)
+    net = LayerBuilder(trt, network, NetworkStore(weights, np.float16 if half else np.float32), cfg)
     x = network.add_input(input_name, trt.float32, tuple(input_shape))
     if half:
         x = net.cast(x, trt.float16, "input.half")
@@ -69,7 +69,7 @@ def populate_network(trt: Any, network: Any, weights: Mapping[str, np.ndarray],
     return net.weights
 
 
-def _postprocess(net: Net, heads, input_shape, settings: PostprocessSettings, priors) -> tuple:
+def _postprocess(net: LayerBuilder, heads, input_shape, settings: PostprocessSettings, priors) -> tuple:
     size = check_fixed_size(input_shape)
     if priors is None:
         raise RetinaFaceError("post-processing inside the network needs the priors of the input size: pass "

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from network.layers import Net
+from network.layers import LayerBuilder
 from retinaface_trt.errors import RetinaFaceError
 
 DETECTION_NAMES = ("dets", "count")
@@ -62,7 +62,7 @@ class PostprocessSettings:
 class _Builder:
     """Adds the post-processing layers, names each ``postprocess.<step>`` and owns the constants' arrays."""
 
-    def __init__(self, net: Net, keep):
+    def __init__(self, net: LayerBuilder, keep):
         self.net, self.trt, self.network, self._keep = net, net.trt, net.network, keep
 
     def out(self, layer, name: str, index: int = 0):
@@ -108,7 +108,7 @@ class _Builder:
         return self.out(layer, f"{name}.values"), layer.get_output(1)
 
 
-def add_postprocess(net: Net, loc, conf, landms, priors: np.ndarray, input_size: tuple[int, int],
+def add_postprocess(net: LayerBuilder, loc, conf, landms, priors: np.ndarray, input_size: tuple[int, int],
                     settings: PostprocessSettings, keep) -> tuple:
     """Add decode → top-k → NMS → compaction after the heads; return the (dets, count) tensors.
 

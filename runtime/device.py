@@ -1,4 +1,5 @@
-"""What the pipeline needs of a CUDA device: IEEE float32 convolutions, CUDA-graph replay, pinned buffers.
+"""Devices: the one place where a device name becomes a ``torch.device``, and what the pipeline needs of a CUDA
+device (IEEE float32 convolutions, CUDA-graph replay, pinned buffers).
 
 Everything here is a no-op or a plain call on the CPU, so callers need no device-specific branches.
 """
@@ -11,6 +12,31 @@ import logging
 from typing import Callable
 
 import torch
+
+from retinaface_trt.errors import RetinaFaceError
+
+
+def resolve_device(device: str | None = "cpu"):
+    """Turn ``cpu`` / ``cuda`` / ``cuda:N`` / ``auto`` (None: auto) into a torch.device.
+
+    RetinaFaceError for any other name (``cpu:5``, ``tpu``), for CUDA on a machine where PyTorch sees no GPU,
+    and for a CUDA index beyond the GPUs PyTorch sees.
+    """
+    from runtime.options import check_device
+
+    name = check_device("auto" if device is None else device)
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(name)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise RetinaFaceError(f"device {device!r} asked for, but PyTorch sees no CUDA GPU; use --device cpu")
+    count = torch.cuda.device_count() if resolved.type == "cuda" else 0
+    if resolved.index is not None and resolved.index >= count:
+        raise RetinaFaceError(f"device {device!r} asked for, but PyTorch sees {count} CUDA device(s) "
+                              f"(cuda:0 to cuda:{count - 1}); pick one of those")
+    return resolved
 
 
 @contextlib.contextmanager

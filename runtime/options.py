@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from retinaface_trt.errors import RetinaFaceError
 
+DEVICES_HELP = "cpu, cuda, cuda:N or auto (cuda when available)"
 RESIZE_POLICIES = ("original", "stretch", "letterbox")
 DEFAULT_INPUT_SIZE = (640, 640)     # (W, H): the deployment notes' fixed engine size
 MAX_INPUT_SIDE = 8192               # pixels per side of the network input
@@ -67,7 +68,7 @@ def check_input_size(value, name: str = "input size") -> tuple[int, int]:
 
 def check_device(value) -> str:
     """``value`` lower-cased if it names a device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (N ≥ 0); else
-    RetinaFaceError. Whether CUDA device N exists is checked by :func:`runtime.backends.resolve_device`."""
+    RetinaFaceError. Whether CUDA device N exists is checked by :func:`runtime.device.resolve_device`."""
     name = str(value).strip().lower() if isinstance(value, str) else None
     kind, _, index = (name or "").partition(":")
     if name in ("auto", "cpu", "cuda") or (kind == "cuda" and index.isdigit()):

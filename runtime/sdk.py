@@ -53,7 +53,7 @@ class Engine:
         """
         if self.detector is None:
             raise RetinaFaceError("this Engine was released; create a new one")
-        data = base64_bytes(image_base64)
+        data = base64_bytes(image_base64, max_pixels=self.detector.max_pixels)
         bgr = decode_for(data, self.decoder, self.detector.device, "base64 input", self.detector.max_pixels)
         dets = self.detector.detect_arrays([bgr])[0]
         faces = faces_from_array(dets[dets[:, 4] >= self.vis_threshold])    # objects only for reported faces

@@ -28,7 +28,6 @@ log = logging.getLogger("retinaface_trt")
 
 BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
 PRECISIONS = ("fp32", "fp16")
-DEVICES_HELP = "cpu, cuda, cuda:N or auto (cuda when available)"
 
 
 class Backend(Protocol):
@@ -45,29 +44,6 @@ class Backend(Protocol):
 def tensorrt_available() -> bool:
     """True when the ``tensorrt`` Python package can be imported (without importing it)."""
     return importlib.util.find_spec("tensorrt") is not None
-
-
-def resolve_device(device: str | None = "cpu"):
-    """Turn ``cpu`` / ``cuda`` / ``cuda:N`` / ``auto`` (None: auto) into a torch.device.
-
-    RetinaFaceError for any other name (``cpu:5``, ``tpu``), for CUDA on a machine where PyTorch sees no GPU,
-    and for a CUDA index beyond the GPUs PyTorch sees.
-    """
-    from runtime.options import check_device
-
-    name = check_device("auto" if device is None else device)
-    import torch
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    resolved = torch.device(name)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise RetinaFaceError(f"device {device!r} asked for, but PyTorch sees no CUDA GPU; use --device cpu")
-    count = torch.cuda.device_count() if resolved.type == "cuda" else 0
-    if resolved.index is not None and resolved.index >= count:
-        raise RetinaFaceError(f"device {device!r} asked for, but PyTorch sees {count} CUDA device(s) "
-                              f"(cuda:0 to cuda:{count - 1}); pick one of those")
-    return resolved
 
 
 @dataclass(frozen=True)

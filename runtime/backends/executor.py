@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from retinaface_trt.errors import RetinaFaceError
-from runtime.backends import resolve_device
+from runtime.device import resolve_device
 from runtime.device import float32_convolutions
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}

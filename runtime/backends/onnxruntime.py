@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from retinaface_trt.errors import RetinaFaceError
-from runtime.backends import resolve_device
+from runtime.device import resolve_device
 
 ONNX_SUFFIX = ".onnx"
 
@@ -96,7 +96,6 @@ def _load_proto(model):
     """An ONNX file → ModelProto; weights → exported in memory (dynamic N, H, W)."""
     import onnx
 
-    from wts_export import onnx_export
 
     path = Path(model)
     if not path.is_file():

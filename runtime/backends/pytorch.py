@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from runtime.backends import resolve_device
+from runtime.device import resolve_device
 
 
 class PyTorchBackend:

@@ -14,7 +14,7 @@ A suite is a list of :class:`Case` (metric, batch, fn, notes). For a real backen
 * ``host_images_per_s`` / ``host_arrays_per_s``: :meth:`Detector.detect_batch` / ``detect_arrays`` of N host
   images (upload included); ``copy_bound_images_per_s``: a pinned host→device copy of the same bytes alone.
 
-``baseline`` is the original-style pipeline (:mod:`runtime.benchmark.baseline`); ``compile`` the PyTorch model
+``baseline`` is the original-style pipeline (:mod:`runtime.benchmark.original`); ``compile`` the PyTorch model
 under ``torch.compile(mode="reduce-overhead")``, model only (a reference for the executor's speed).
 """
 
@@ -117,12 +117,12 @@ def _copy_bound(host: list[np.ndarray], device: torch.device) -> Case:
 
 
 def baseline_suite(inputs: Inputs) -> Suite:
-    from runtime.benchmark.baseline import BaselineDetector
+    from runtime.benchmark.original import OriginalPipeline
     from wts_export.checkpoint import load_state_dict
     from wts_export.model import build_model
 
     model = build_model(load_state_dict(inputs.weights_path)).to(inputs.device)
-    detector = BaselineDetector(model, model.cfg, inputs.device, inputs.input_size)
+    detector = OriginalPipeline(model, model.cfg, inputs.device, inputs.input_size)
     forward = torch.no_grad()(model)
     image = inputs.images[0]
     notes = {"model": "wts_export RetinaFace, eager float32", "postprocess": "NumPy on the CPU, loop-built priors"}

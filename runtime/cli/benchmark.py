@@ -48,7 +48,7 @@ def run(args) -> int:
     import torch
 
     from retinaface_trt.fileio import check_writable, write_text_atomic
-    from runtime.backends import resolve_device
+    from runtime.device import resolve_device
     from runtime.benchmark.run import BenchmarkConfig, run_benchmark
 
     if args.json_path:

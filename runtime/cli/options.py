@@ -18,8 +18,8 @@ from __future__ import annotations
 import argparse
 
 from retinaface_trt.errors import RetinaFaceError
-from runtime.backends import BACKENDS, DEVICES_HELP, PRECISIONS
-from runtime.options import (DEFAULT_INPUT_SIZE, DEFAULT_MAX_PIXELS, RESIZE_POLICIES, MAX_INPUT_SIDE,
+from runtime.backends import BACKENDS, PRECISIONS
+from runtime.options import (DEVICES_HELP, DEFAULT_INPUT_SIZE, DEFAULT_MAX_PIXELS, RESIZE_POLICIES, MAX_INPUT_SIDE,
                              DetectionOptions, check_count, check_device, check_non_negative, check_probability)
 
 _DEFAULTS = DetectionOptions()

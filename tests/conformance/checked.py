@@ -41,7 +41,7 @@ def is_interface(ctx: Context, type_name: str) -> bool:
 
 def value_problem(ctx: Context, type_name: str, value) -> str | None:
     """Why the real bindings would not accept ``value`` for a parameter of ``type_name``, or None."""
-    trt, t = ctx.trt, type_name
+    t = type_name
     inner = re.match(r"^(?:List|list|Sequence)\[(.+)\]$", t)
     if inner:
         if not isinstance(value, (list, tuple)):

@@ -126,21 +126,21 @@ def test_non_finite_mapping_is_refused_before_building(mnet_wts, bad):
     weights["ClassHead.1.conv1x1.bias"] = weights["ClassHead.1.conv1x1.bias"].copy()
     weights["ClassHead.1.conv1x1.bias"][2] = bad
     with pytest.raises(RetinaFaceError, match=r"'ClassHead\.1\.conv1x1\.bias' has 1 value\(s\) that are not finite"):
-        ExecutorModel(weights)
+        NetworkRun(weights)
 
 
 def test_integer_mapping_is_refused_not_cast(mnet_wts):
     weights = dict(mnet_wts)
     weights["body.stage1.0.0.weight"] = np.ones(216, np.int64)
     with pytest.raises(RetinaFaceError, match="holds int64 values"):
-        ExecutorModel(weights)
+        NetworkRun(weights)
 
 
 def test_negative_variance_in_a_mapping_is_refused(mnet_wts):
     weights = dict(mnet_wts)
     weights["fpn.output1.1.running_var"] = -np.abs(weights["fpn.output1.1.running_var"])
     with pytest.raises(RetinaFaceError, match="cannot be negative"):
-        ExecutorModel(weights)
+        NetworkRun(weights)
 
 
 def test_weights_of_the_other_backbone_are_refused(mnet_wts):

@@ -151,7 +151,7 @@ class TorchCuda:
         """``cuda`` / ``cuda:N`` / ``N`` → ``torch.device("cuda", N)``; RetinaFaceError for anything else."""
         import torch
 
-        from runtime.backends import resolve_device
+        from runtime.device import resolve_device
 
         text = "cuda" if device in (None, "auto") else str(device)
         if text != "cpu":

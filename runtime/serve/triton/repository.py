@@ -70,7 +70,8 @@ def network_model(engine, weights, backend: str, device, engine_cache, options: 
 
 def _built_engine(weights, device, engine_cache, options: ExportOptions) -> Path:
     """An engine of ``weights`` at the export's precision, input size and largest batch (cached)."""
-    from runtime.backends import resolve_device, tensorrt_available
+    from runtime.backends import tensorrt_available
+    from runtime.device import resolve_device
 
     if not tensorrt_available():
         raise RetinaFaceError("TensorRT is not installed: pip install 'retinaface-trt[tensorrt]' (or export the "

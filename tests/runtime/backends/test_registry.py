@@ -8,6 +8,7 @@ import torch
 
 from retinaface_trt.errors import RetinaFaceError
 from runtime import backends
+from runtime.device import resolve_device
 
 
 def test_unknown_backend_is_refused():
@@ -39,13 +40,13 @@ def test_torch_backend_missing_weights_file(tmp_path):
 
 def test_unknown_device_is_refused():
     with pytest.raises(RetinaFaceError, match="device"):
-        backends.resolve_device("tpu")
+        resolve_device("tpu")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without CUDA")
 def test_cuda_without_gpu_is_refused():
     with pytest.raises(RetinaFaceError, match="no CUDA GPU"):
-        backends.resolve_device("cuda")
+        resolve_device("cuda")
 
 
 def test_weights_of_another_network_are_refused():

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from retinaface_trt.errors import RetinaFaceError
-from runtime.backends import resolve_device
+from runtime.device import resolve_device
 
 
 @pytest.fixture

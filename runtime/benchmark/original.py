@@ -1,9 +1,11 @@
-"""The benchmark baseline: the PyTorch model run eagerly, then detect.py-style post-processing on the CPU.
+"""The original implementation's pipeline, written again independently: the baseline and the reference.
 
-This is what the original pipeline does per image, written here independently: ``cv2.resize`` to the input
-size (stretch), float32 minus (104, 117, 123), forward on the device, outputs copied to the host, priors
-rebuilt per image with Python loops, numpy decode, threshold, argsort, top-k, and greedy NMS in numpy
-(one step per kept box, "+1 pixel" areas), then keep_top_k.
+What detect.py does per image: ``cv2.resize`` to the input size (stretch), float32 minus (104, 117, 123),
+the PyTorch model eagerly on the device, outputs copied to the host, priors rebuilt with Python loops, NumPy
+decode, threshold, sort, top-k, greedy NMS in NumPy (one step per kept box, "+1 pixel" areas), keep_top_k.
+It shares no code with the pipeline (:mod:`runtime.detector`): ``benchmark --baseline`` times it, and the tests
+compare the pipeline's detections with it. One deliberate difference from detect.py: equal scores keep prior
+order (a stable sort), where detect.py's ``argsort()[::-1]`` leaves their order to NumPy's unstable quicksort.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ def numpy_nms(dets: np.ndarray, threshold: float) -> list[int]:
     """Greedy NMS over dets [K, 5] (x1, y1, x2, y2, score): indices kept, by score ("+1 pixel" areas)."""
     x1, y1, x2, y2, scores = dets.T
     areas = (x2 - x1 + 1) * (y2 - y1 + 1)
-    order, keep = scores.argsort()[::-1], []
+    order, keep = np.argsort(-scores, kind="stable"), []
     while order.size:
         i, rest = order[0], order[1:]
         keep.append(int(i))
@@ -44,7 +46,7 @@ def numpy_nms(dets: np.ndarray, threshold: float) -> list[int]:
     return keep
 
 
-class BaselineDetector:
+class OriginalPipeline:
     """``detect(bgr) -> dets [K, 15]`` in original pixels, with the model (wts_export RetinaFace) on ``device``."""
 
     def __init__(self, model: torch.nn.Module, cfg, device, input_size=(640, 640), options=DetectionOptions()):
@@ -74,7 +76,7 @@ class BaselineDetector:
         points = points * np.tile([width, height], 5)
         scores = conf[:, 1]
         index = np.where(scores > self.options.confidence_threshold)[0]
-        index = index[scores[index].argsort()[::-1][:self.options.top_k]]
+        index = index[np.argsort(-scores[index], kind="stable")[:self.options.top_k]]
         dets = np.hstack([boxes[index], scores[index, None], points[index]]).astype(np.float32)
         keep = numpy_nms(dets[:, :5], self.options.nms_threshold)[:self.options.keep_top_k]
         return dets[keep]
