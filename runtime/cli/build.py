@@ -27,17 +27,11 @@ def add_parser(subparsers) -> None:
                        help="builder scratch memory limit in MiB (default: %(default)s)")
     build.add_argument("--timing-cache", type=Path, metavar="DIR",
                        help="folder of timing caches, one file per TensorRT version and GPU, reused and updated")
-    add_cuda_device_arg(build)
+    options.add_cuda_device_arg(build)
     _add_portability_args(build)
     _add_postprocess_args(build)
     build.add_argument("--force", action="store_true", help="overwrite an existing engine")
     build.set_defaults(run=run_build)
-
-
-def add_cuda_device_arg(parser) -> None:
-    """``--device``: the CUDA device TensorRT works on (a CPU is no choice here, unlike detect's --device)."""
-    parser.add_argument("--device", default="cuda", metavar="N|cuda:N",
-                        help="CUDA device to use: N, cuda:N or cuda (default: cuda, device 0)")
 
 
 def _add_shape_args(parser) -> None:
@@ -67,15 +61,8 @@ def _add_postprocess_args(parser) -> None:
     group.add_argument("--with-postprocess", action="store_true",
                        help="add decoding, top-k and NMS to the engine: its outputs are dets [N, keep-top-k, 15] "
                             "and count [N] (fixed --input-size only)")
-    group.add_argument("--confidence-threshold", type=options.probability, metavar="P",
-                       help="with --with-postprocess: keep scores above this (default 0.02)")
-    group.add_argument("--nms-threshold", type=options.probability, metavar="IOU",
-                       help="with --with-postprocess: IoU above which NMS removes a box (default 0.4)")
-    group.add_argument("--top-k", type=options.count, metavar="K",
-                       help="with --with-postprocess: candidates before NMS, at most 3840, TensorRT's top-k limit "
-                            "(default 3840; detect.py uses 5000)")
-    group.add_argument("--keep-top-k", type=options.count, metavar="D",
-                       help="with --with-postprocess: detections kept, the rows of dets (default 750)")
+    options.add_threshold_args(group, optional=True, note=" (with --with-postprocess; defaults: detect.py's, "
+                                                         "top-k at most 3840, TensorRT's limit)")
 
 
 _THRESHOLD_FLAGS = ("confidence_threshold", "nms_threshold", "top_k", "keep_top_k")

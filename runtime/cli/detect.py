@@ -21,7 +21,6 @@ import time
 
 from retinaface_trt.errors import RetinaFaceError
 from runtime.cli import options
-from runtime.face import DEFAULT_VIS_THRESHOLD
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm", ".pnm")
 DEFAULT_SAVE_DIR = os.path.join("out", "annotated")   # where detect.py's -s/--save_image puts the copies
@@ -37,9 +36,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     options.add_model_args(p)
     options.add_pipeline_args(p)
-    vis = p.add_argument("--vis-threshold", type=options.probability, default=DEFAULT_VIS_THRESHOLD,
-                         help=f"faces reported and drawn from this score (default {DEFAULT_VIS_THRESHOLD})")
-    options.alias(p, vis, "--vis_thres")
+    options.add_vis_threshold_arg(p)
     p.add_argument("--json", dest="json_path", metavar="OUT.json",
                    help="write one record per image (- for standard output)")
     p.add_argument("--save-dir", metavar="DIR",

@@ -10,7 +10,7 @@ atomically; see docs/serving.md.
 from __future__ import annotations
 
 from runtime.cli import options
-from runtime.cli.serve import add_vis_threshold_arg
+
 
 
 def add_parser(subparsers) -> None:
@@ -19,7 +19,7 @@ def add_parser(subparsers) -> None:
     options.add_model_args(p, default_device="cpu")
     p.add_argument("-o", "--output", required=True, metavar="REPO", help="the repository folder to write")
     options.add_pipeline_args(p, resize_default="letterbox")
-    add_vis_threshold_arg(p)
+    options.add_vis_threshold_arg(p)
     triton = p.add_argument_group("triton")
     triton.add_argument("--max-batch", type=options.count,
                         help="max_batch_size of every model (default: the engine's largest batch; 16 with --weights)")

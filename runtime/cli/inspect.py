@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from runtime.cli.build import add_cuda_device_arg
+from runtime.cli import options
 
 
 def add_parser(subparsers) -> None:
@@ -22,7 +22,7 @@ def add_parser(subparsers) -> None:
     inspect.add_argument("--layers", action="store_true",
                          help="also list every engine layer with its type, precision and tactic (needs TensorRT "
                               "and the GPU the engine was built for)")
-    add_cuda_device_arg(inspect)
+    options.add_cuda_device_arg(inspect)
     inspect.set_defaults(run=run_inspect)
 
 

@@ -19,10 +19,12 @@ import argparse
 
 from retinaface_trt.errors import RetinaFaceError
 from runtime.backends import BACKENDS, PRECISIONS
+from runtime.face import DEFAULT_VIS_THRESHOLD
 from runtime.options import (DEVICES_HELP, DEFAULT_INPUT_SIZE, DEFAULT_MAX_PIXELS, RESIZE_POLICIES, MAX_INPUT_SIDE,
                              DetectionOptions, check_count, check_device, check_non_negative, check_probability)
 
 _DEFAULTS = DetectionOptions()
+POSTPROCESS = ("pipeline", "network")     # runtime.detector.POSTPROCESS (that module imports torch)
 
 
 def argparse_type(check, name: str):
@@ -97,16 +99,42 @@ def add_pipeline_args(parser, resize_default: str = "original") -> None:
                             f"--input-size (default {resize_default})")
     group.add_argument("--input-size", type=size, default=DEFAULT_INPUT_SIZE, metavar="WxH",
                        help="network input for stretch / letterbox (default %dx%d)" % DEFAULT_INPUT_SIZE)
-    for flag, kind, value, text in (
-            ("--confidence-threshold", probability, _DEFAULTS.confidence_threshold, "keep candidates scoring above this"),
-            ("--nms-threshold", probability, _DEFAULTS.nms_threshold, "IoU above which NMS removes a box"),
-            ("--top-k", count, _DEFAULTS.top_k, "candidates kept before NMS"),
-            ("--keep-top-k", count, _DEFAULTS.keep_top_k, "detections kept after NMS")):
-        action = group.add_argument(flag, type=kind, default=value, metavar=flag[2:].upper().replace("-", "_"),
-                                    help=f"{text} (default {value})")
-        alias(group, action, flag.replace("-", "_").replace("__", "--", 1))
+    add_threshold_args(group)
+    group.add_argument("--postprocess", default="pipeline", choices=POSTPROCESS,
+                       help="pipeline: decoding and NMS as detect.py (default); network: the model's own, for engines "
+                            "built --with-postprocess (see docs/tensorrt.md)")
     group.add_argument("--max-pixels", type=count_or_zero, default=DEFAULT_MAX_PIXELS,
                        help=f"refuse larger images (default {DEFAULT_MAX_PIXELS}; 0: no limit)")
+
+
+THRESHOLDS = (("--confidence-threshold", probability, "confidence_threshold", "keep candidates scoring above this"),
+              ("--nms-threshold", probability, "nms_threshold", "IoU above which NMS removes a box"),
+              ("--top-k", count, "top_k", "candidates kept before NMS"),
+              ("--keep-top-k", count, "keep_top_k", "detections kept after NMS"))
+
+
+def add_threshold_args(group, *, optional: bool = False, note: str = "") -> None:
+    """detect.py's four thresholds (and their detect.py spellings). ``optional``: default None (not given),
+    for a command where they only apply with another flag; ``note`` is appended to each help."""
+    for flag, kind, name, text in THRESHOLDS:
+        value = None if optional else getattr(_DEFAULTS, name)
+        shown = "" if optional else f" (default {value})"
+        action = group.add_argument(flag, type=kind, default=value, metavar=flag[2:].upper().replace("-", "_"),
+                                    help=f"{text}{shown}{note}")
+        alias(group, action, flag.replace("-", "_").replace("__", "--", 1))
+
+
+def add_vis_threshold_arg(parser) -> None:
+    """--vis-threshold (detect.py's --vis_thres): the lowest score a face needs to be reported or drawn."""
+    action = parser.add_argument("--vis-threshold", type=probability, default=DEFAULT_VIS_THRESHOLD,
+                                 help=f"faces reported and drawn from this score (default {DEFAULT_VIS_THRESHOLD})")
+    alias(parser, action, "--vis_thres")
+
+
+def add_cuda_device_arg(parser) -> None:
+    """``--device``: the CUDA device TensorRT works on (a CPU is no choice there, unlike detect's --device)."""
+    parser.add_argument("--device", default="cuda", metavar="N|cuda:N",
+                        help="CUDA device to use: N, cuda:N or cuda (default: cuda, device 0)")
 
 
 def check_network(args: argparse.Namespace, cfg) -> None:
@@ -124,4 +152,4 @@ def detector_options(args: argparse.Namespace) -> dict:
                 device=args.device, precision=args.precision, engine_cache=args.engine_cache,
                 resize=args.resize, input_size=args.input_size, confidence_threshold=args.confidence_threshold,
                 nms_threshold=args.nms_threshold, top_k=args.top_k, keep_top_k=args.keep_top_k,
-                max_pixels=args.max_pixels)
+                max_pixels=args.max_pixels, postprocess=args.postprocess)

@@ -12,7 +12,6 @@ import sys
 
 from retinaface_trt.errors import RetinaFaceError
 from runtime.cli import options
-from runtime.face import DEFAULT_VIS_THRESHOLD
 from runtime.serve import settings as defaults
 
 _SERVICE = defaults.ServeSettings()
@@ -25,18 +24,12 @@ def _port(text: str) -> int:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
-def add_vis_threshold_arg(parser) -> None:
-    """--vis-threshold: the lowest score a face needs to be in a record."""
-    parser.add_argument("--vis-threshold", type=options.probability, default=DEFAULT_VIS_THRESHOLD,
-                        help=f"faces reported from this score (default {DEFAULT_VIS_THRESHOLD})")
-
-
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("serve", help="HTTP service: base64 or image bytes in, the SDK's JSON out",
                               description=__doc__.split("\n\n")[0])
     options.add_model_args(p)
     options.add_pipeline_args(p)
-    add_vis_threshold_arg(p)
+    options.add_vis_threshold_arg(p)
     group = p.add_argument_group("service")
     group.add_argument("--host", default=defaults.DEFAULT_HOST,
                        help=f"address to listen on (default {defaults.DEFAULT_HOST}: this machine only)")

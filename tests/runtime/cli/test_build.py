@@ -62,7 +62,7 @@ def test_every_build_flag_has_help(capsys):
         main(["build", "--help"])
     out = " ".join(capsys.readouterr().out.split())
     for flag in ("--max-size WxH largest input size", "--min-size WxH smallest input size", "--device N|cuda:N",
-                 "--version-compatible", "--hardware-compatibility", "--with-postprocess", "--top-k K"):
+                 "--version-compatible", "--hardware-compatibility", "--with-postprocess", "--top-k TOP_K candidates kept before NMS"):
         assert flag in out, flag
 
 
