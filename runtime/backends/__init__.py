@@ -96,13 +96,17 @@ def _pick_auto(weights, engine) -> str:
     if weights is None:
         raise RetinaFaceError(f"cannot run engine {engine}: {why}; pass --weights to use the PyTorch executor")
     if engine is not None:
-        # Not runnable here, but still checked (size, sha256, sidecar schema: no TensorRT needed), so
-        # that a damaged engine is an error whatever the backend, and its being unused is said.
-        from runtime.backends.tensorrt.sidecar import check_engine_file
-
-        check_engine_file(engine)
-        log.warning("engine %s is not used (%s); running the PyTorch executor on the weights", engine, why)
+        _unused_engine(engine, why)
     return "torch"
+
+
+def _unused_engine(engine, why: str) -> None:
+    """An engine given but not run is still checked (size, sha256, sidecar schema: no TensorRT needed), so that
+    a damaged engine is an error whatever the backend, and its being unused is said."""
+    from runtime.backends.tensorrt.sidecar import check_engine_file
+
+    check_engine_file(engine)
+    log.warning("engine %s is not used (%s); running the PyTorch executor on the weights", engine, why)
 
 
 def _onnxruntime_is_faster(request: BackendRequest) -> bool:
@@ -122,6 +126,8 @@ def _torch_backend(request: BackendRequest):
 
     if request.weights is None:
         raise RetinaFaceError("the torch backend needs --weights (a .pth or .wts file), not an engine")
+    if request.engine is not None:
+        _unused_engine(request.engine, "--backend torch runs the weights")
     return ExecutorBackend(request.weights, device=request.device, precision=request.precision,
                            postprocess=request.postprocess, input_size=request.input_size)
 
