@@ -142,7 +142,7 @@ def _config_of(proto, model):
 
 
 def _output_names(session) -> list[str]:
-    from wts_export.onnx_export import OUTPUT_NAMES
+    from network import OUTPUT_NAMES
 
     names = [o.name for o in session.get_outputs()]
     if sorted(names) != sorted(OUTPUT_NAMES):
