@@ -48,3 +48,14 @@ class NetworkRun:
 
         outputs = self.program({INPUT_NAME: x})
         return tuple(outputs[name] for name in OUTPUT_NAMES)
+
+
+def require_tensorrt_and_gpu():
+    """(torch, tensorrt) for a test module of the ``tensorrt`` marker; skips the whole module, with the reason,
+    without ``import tensorrt`` or a CUDA device. Call it at module level, before importing TensorRT code."""
+    import pytest
+
+    tensorrt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install 'retinaface-trt[tensorrt]')")
+    if not torch.cuda.is_available():
+        pytest.skip("TensorRT needs a CUDA device; PyTorch sees none", allow_module_level=True)
+    return torch, tensorrt
