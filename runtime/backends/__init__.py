@@ -56,6 +56,7 @@ class BackendRequest:
     engine_cache: folder of engines built from weights (default :func:`runtime.backends.tensorrt.cache.default_engine_cache`)
     postprocess:  a ``network.postprocess.PostprocessSettings`` to build the network with decoding and NMS
                   inside (fixed ``input_size``), or None for the raw outputs
+    threads:      CPU threads for the network and the pipeline's own work (None: one per core)
     """
 
     weights: object = None
@@ -65,16 +66,22 @@ class BackendRequest:
     input_size: tuple[int, int] = (640, 640)
     engine_cache: object = None
     postprocess: object = None
+    threads: int | None = None
 
 
 def create_backend(name: str = "auto", weights=None, engine=None, device: str | None = "cpu",
-                   precision: str = "fp32", input_size=(640, 640), engine_cache=None, postprocess=None) -> Backend:
+                   precision: str = "fp32", input_size=(640, 640), engine_cache=None, postprocess=None,
+                   threads: int | None = None) -> Backend:
     """Build the backend called ``name`` from a weights file (.pth/.wts, or a state_dict) or an engine file."""
     if name not in BACKENDS:
         raise RetinaFaceError(f"unknown backend {name!r}; expected one of: {', '.join(BACKENDS)}")
     if precision not in PRECISIONS:
         raise RetinaFaceError(f"unknown precision {precision!r}; expected one of: {', '.join(PRECISIONS)}")
-    request = BackendRequest(weights, engine, device, precision, tuple(input_size), engine_cache, postprocess)
+    request = BackendRequest(weights, engine, device, precision, tuple(input_size), engine_cache, postprocess, threads)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)       # process-wide: the executor and the pipeline's torch work
     if name == "auto":
         name = _pick_auto(weights, engine)
         if name == "torch" and _onnxruntime_is_faster(request):
@@ -176,7 +183,7 @@ def _onnxruntime_backend(request: BackendRequest):
                               "(or --weights .onnx/.pth/.wts)")
     if request.precision != "fp32":
         raise RetinaFaceError("the onnxruntime backend runs the float32 export; use --precision fp32")
-    return OnnxRuntimeBackend(model, device=request.device)
+    return OnnxRuntimeBackend(model, device=request.device, threads=request.threads or 0)
 
 
 _BUILDERS = {"torch": _torch_backend, "tensorrt": _tensorrt_backend, "onnxruntime": _onnxruntime_backend}
