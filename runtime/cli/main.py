@@ -27,6 +27,7 @@ SUBCOMMANDS = (
     "runtime.cli.detect",
     "runtime.cli.evaluate",
     "runtime.cli.benchmark",
+    "runtime.cli.selftest",
 )
 
 

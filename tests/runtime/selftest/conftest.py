@@ -1,0 +1,24 @@
+"""Shared by the selftest tests: small input sizes (the dry run in seconds) and the seeded models."""
+
+from __future__ import annotations
+
+import pytest
+
+from runtime.selftest.cases import Sizes
+
+# Small, still with an odd size (not a multiple of 32) and a batch above 1; faces are drawn from 24 pixels.
+SMALL = Sizes(fixed=(96, 64), odd=(40, 72), large=(128, 96), batch=2)
+
+
+@pytest.fixture(scope="session")
+def mnet_model():
+    from runtime.selftest.model import random_model
+
+    return random_model("mobilenet0.25")
+
+
+@pytest.fixture(scope="session")
+def checkpoint_model(mnet_pth):
+    from runtime.selftest.model import load_models
+
+    return load_models(mnet_pth)[0]
