@@ -14,6 +14,7 @@ engine bytes, the build options), ``runs`` (per input shape: errors, faces, cand
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 from pathlib import Path
 
@@ -80,13 +81,24 @@ def _nvidia_smi_driver() -> str | None:
 
 # JSON -------------------------------------------------------------------------------------------------
 def as_dict(result) -> dict:
-    """The whole run as JSON-ready data (see the module docstring)."""
+    """The whole run as JSON-ready data (see the module docstring); a NaN or infinite number becomes its
+    name ("nan", "inf"), so the file is strict JSON."""
     statuses = [r.status for r in result.results]
-    return {"format": REPORT_FORMAT, "tool": "retinaface-trt selftest", "passed": result.passed,
+    return _finite({"format": REPORT_FORMAT, "tool": "retinaface-trt selftest", "passed": result.passed,
             "summary": {s: statuses.count(s) for s in ("passed", "failed", "skipped")},
             "backend": result.backend, "engines": result.engines, "environment": result.environment,
             "weights": result.models, "rules": checks.rules(), "seconds": round(result.seconds, 3),
-            "send_to": SEND_TO, "cases": [case_dict(r) for r in result.results]}
+            "send_to": SEND_TO, "cases": [case_dict(r) for r in result.results]})
+
+
+def _finite(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def case_dict(r) -> dict:
@@ -130,6 +142,8 @@ def format_table(result) -> str:
             *("rules: " + line for line in checks.rules_text().splitlines()), ""]
     tail = ["", f"{statuses.count('passed')} passed, {statuses.count('failed')} failed, "
                 f"{statuses.count('skipped')} skipped (skipped cases do not fail the run) in {result.seconds:.0f} s"]
+    if statuses and statuses.count("skipped") == len(statuses):
+        tail.append("nothing was tested: every selected case was skipped (exit status 1)")
     return "\n".join(head + [line.rstrip() for line in table] + tail)
 
 

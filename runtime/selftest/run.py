@@ -27,7 +27,7 @@ class CaseResult:
     case: Case
     status: str
     reason: str | None = None
-    step: str | None = None                  # the step that failed: build, write, load, run, compare
+    step: str | None = None                  # the step that failed: check, build, write, load, run, compare
     build_seconds: float | None = None
     engine_bytes: int | None = None
     runs: list = field(default_factory=list)     # RunResult per shape (runtime.selftest.measure)
@@ -86,12 +86,13 @@ class _TensorRTLog(logging.Handler):
 
 def run_case(case: Case, engines, model, references: References, folder: Path) -> CaseResult:
     """Build, write, load, run and judge ``case`` with ``engines``; never raises for the case's own failures."""
-    reason = engines.unsupported(case)
-    if reason:
-        return CaseResult(case, "skipped", reason)
     result = CaseResult(case, "failed")
     with _TensorRTLog() as log:
         try:
+            result.step = "check"
+            reason = engines.unsupported(case)
+            if reason:
+                return CaseResult(case, "skipped", reason)
             _steps(case, engines, model, references, folder, result)
         except Exception as error:          # noqa: BLE001 - one case's failure is reported, the run goes on
             result.reason = _failure(result.step, error, log.errors())

@@ -104,6 +104,22 @@ def test_the_onnx_route_without_the_onnx_extra_is_skipped_with_the_install_comma
     assert case.status == "skipped" and "onnxruntime not installed" in case.reason
     assert "pip install 'retinaface-trt[onnx]'" in case.reason
     assert not result.passed          # nothing ran: a run of skipped cases proves nothing
+    assert format_table(result).splitlines()[-1].startswith("nothing was tested")
+
+
+def test_an_engine_giving_nan_fails_and_the_report_stays_strict_json():
+    class NotANumber(ExecutorStandIn):
+        def open(self, engine_path):
+            engine = super().open(engine_path)
+            infer = engine.infer
+            engine.infer = lambda batch: (lambda loc, *rest: (loc * float("nan"), *rest))(*infer(batch))
+            return engine
+
+    result = run_selftest(backend="torch", patterns=["mobilenet0.25/fp32/fixed"], sizes=SMALL,
+                          engines_factory=lambda work: NotANumber("cpu"))
+    assert result.results[0].status == "failed" and "loc max abs nan" in result.results[0].reason
+    report = json.loads(json.dumps(as_dict(result), allow_nan=False))
+    assert report["cases"][0]["errors"]["abs"]["loc"] == "nan"
 
 
 def test_the_report_holds_everything_and_is_json(mnet_dry_run):
