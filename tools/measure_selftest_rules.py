@@ -19,9 +19,8 @@ from network import INPUT_NAME, OUTPUT_NAMES, populate_network  # noqa: E402
 from network.executor import Program, trt  # noqa: E402
 from runtime.compare import output_errors  # noqa: E402
 from runtime.priors import prior_tensor  # noqa: E402
-from runtime.selftest.checks import candidate_agreement, decoded_rows, face_agreement  # noqa: E402
 from runtime.selftest.inputs import network_batch  # noqa: E402
-from runtime.selftest.measure import pipeline  # noqa: E402
+from runtime.selftest.measure import candidate_agreement, decoded_rows, face_agreement, pipeline  # noqa: E402
 from runtime.selftest.model import load_models, random_model  # noqa: E402
 
 SHARED = Path(os.environ.get("RETINAFACE_SHARED", REPO.parent / "shared"))   # as the tests find it

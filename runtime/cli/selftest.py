@@ -9,8 +9,7 @@ from pathlib import Path
 
 from runtime.backends import PRECISIONS
 from runtime.cli import options
-
-BACKENDS = ("tensorrt", "torch")     # real TensorRT, or the dry run on the executor
+from runtime.selftest import BACKENDS
 
 
 def add_parser(subparsers) -> None:

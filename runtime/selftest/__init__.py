@@ -10,7 +10,9 @@ the same inputs, measure and judge (:mod:`runtime.selftest.checks`), and report 
     from runtime.selftest import run_selftest, format_table
     result = run_selftest(backend="torch", device="cpu", patterns=["fixed"])
     print(format_table(result)); result.passed
+
+Importing this package is light (no torch): the command-line help imports it.
 """
 
 from runtime.selftest.report import as_dict, format_table  # noqa: F401
-from runtime.selftest.run import CaseResult, SelftestResult, run_selftest  # noqa: F401
+from runtime.selftest.run import BACKENDS, CaseResult, SelftestResult, run_selftest  # noqa: F401

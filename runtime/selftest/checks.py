@@ -1,4 +1,5 @@
-"""What a selftest case measures and the rules it is judged by (the tolerances of issue 18).
+"""What a selftest case measures (:mod:`runtime.selftest.measure` computes it) and the rules it is judged by
+(the tolerances of issue 18). Nothing heavy is imported here.
 
 Every case runs an engine and, on the same inputs, the executor in float32 (the reference). Measured:
 
@@ -15,8 +16,9 @@ Every case runs an engine and, on the same inputs, the executor in float32 (the 
   threshold) on either side is decoded on both sides (box, score, landmarks in pixels); the two *agree*
   when their IoU is ≥ FACE_IOU, their scores differ by at most SCORE_MARGIN and every landmark is within
   :data:`LANDMARK_FRACTION` of the reference box's larger side. For an engine with post-processing
-  inside, each of its detections is compared with the reference candidate it overlaps most. Agreement =
-  agreeing ÷ compared.
+  inside, each of its detections is compared with its reference candidate: of the priors overlapping it
+  with IoU ≥ FACE_IOU the one closest in score, else the one overlapping it most. Agreement = agreeing ÷
+  compared.
 
 Rules (:func:`judge`):
 
@@ -37,8 +39,6 @@ Rules (:func:`judge`):
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-
-import torch
 
 FP32_TOLERANCE = {"loc": 1e-3, "conf": 1e-4, "landms": 1e-3}   # max abs error against the executor
 AGREEMENT = 0.99           # fraction of faces (checkpoint) or candidates (random weights) that must agree
@@ -91,25 +91,6 @@ class Faces:
         return {**asdict(self), "ratio": self.ratio}
 
 
-def face_agreement(engine: list, reference: list) -> Faces:
-    """Faces of per-image detections ``engine`` and ``reference`` (lists of float32 [K, 15], pixels)."""
-    total = Faces()
-    for mine, theirs in zip(engine, reference):
-        total = total.add(_image_faces(mine, theirs))
-    return total
-
-
-def _image_faces(engine: torch.Tensor, reference: torch.Tensor) -> Faces:
-    from runtime.compare import match_faces
-
-    faces = lambda d: d[d[:, 4] >= FACE_SCORE]                          # noqa: E731
-    candidates = lambda d: d[d[:, 4] >= FACE_SCORE - SCORE_MARGIN]      # noqa: E731
-    found, score_r, points_r = match_faces(faces(reference), candidates(engine), FACE_IOU)
-    kept, score_e, points_e = match_faces(faces(engine), candidates(reference), FACE_IOU)
-    return Faces(len(faces(reference)), len(faces(engine)), found, kept, max(score_r, score_e),
-                 max(points_r, points_e))
-
-
 # Candidates, before NMS ------------------------------------------------------------------------------
 @dataclass
 class Candidates:
@@ -132,62 +113,6 @@ class Candidates:
 
     def as_dict(self) -> dict:
         return {**asdict(self), "ratio": self.ratio}
-
-
-def decoded_rows(outputs, priors: torch.Tensor, width: int, height: int, variances) -> torch.Tensor:
-    """(loc, conf, landms) [N, P, ·] → every prior decoded, float32 [N, P, 15] in the detections' layout
-    (x1, y1, x2, y2, score, five (x, y)) in network-input pixels, with the pipeline's decoding functions."""
-    from runtime.postprocess import decode_boxes, decode_landmarks
-
-    loc, conf, landms = (t.detach().float().cpu() for t in outputs)
-    boxes = decode_boxes(loc, priors, variances) * torch.tensor([width, height] * 2, dtype=torch.float32)
-    points = decode_landmarks(landms, priors, variances) * torch.tensor([width, height] * 5, dtype=torch.float32)
-    return torch.cat((boxes, conf[..., 1:2], points), dim=2)
-
-
-def candidate_agreement(engine: torch.Tensor, reference: torch.Tensor) -> Candidates:
-    """Prior by prior: ``engine`` and ``reference`` decoded rows [N, P, 15] (see :func:`decoded_rows`)."""
-    total = Candidates()
-    for mine, theirs in zip(engine, reference):
-        chosen = torch.maximum(mine[:, 4], theirs[:, 4]) >= CANDIDATE_SCORE
-        total = total.add(_pairs(mine[chosen], theirs[chosen], _paired_iou(mine[chosen], theirs[chosen])))
-    return total
-
-
-def row_agreement(engine: list, reference: torch.Tensor) -> Candidates:
-    """Each engine detection (per image [K, 15]) against the reference candidate (decoded rows [N, P, 15])
-    it overlaps most, among those scoring at least CANDIDATE_SCORE − SCORE_MARGIN."""
-    from runtime.postprocess import box_iou
-
-    total = Candidates()
-    for mine, theirs in zip(engine, reference):
-        theirs = theirs[theirs[:, 4] >= CANDIDATE_SCORE - SCORE_MARGIN]
-        if len(mine) == 0 or len(theirs) == 0:
-            total = total.add(Candidates(compared=len(mine), worst_iou=0.0 if len(mine) else 1.0))
-            continue
-        overlaps = torch.nan_to_num(box_iou(mine[:, :4], theirs[:, :4]), nan=0.0)
-        best, partner = overlaps.max(dim=1)
-        total = total.add(_pairs(mine, theirs[partner], best))
-    return total
-
-
-def _paired_iou(a: torch.Tensor, b: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
-    """IoU of a[i] with b[i] (the project's one IoU, :func:`runtime.postprocess.box_iou`, in chunks)."""
-    from runtime.postprocess import box_iou
-
-    parts = [box_iou(a[i:i + chunk, :4], b[i:i + chunk, :4]).diagonal() for i in range(0, len(a), chunk)]
-    return torch.nan_to_num(torch.cat(parts) if parts else a.new_zeros(0), nan=0.0)
-
-
-def _pairs(mine: torch.Tensor, theirs: torch.Tensor, iou: torch.Tensor) -> Candidates:
-    """Agreement of row pairs (mine[i], theirs[i]) whose box IoU is ``iou[i]``."""
-    if len(mine) == 0:
-        return Candidates()
-    score = (mine[:, 4] - theirs[:, 4]).abs()
-    side = torch.maximum(theirs[:, 2] - theirs[:, 0], theirs[:, 3] - theirs[:, 1]).clamp_min(1.0)
-    points = (mine[:, 5:].reshape(-1, 5, 2) - theirs[:, 5:].reshape(-1, 5, 2)).norm(dim=2).amax(dim=1) / side
-    agree = (iou >= FACE_IOU) & (score <= SCORE_MARGIN) & (points <= LANDMARK_FRACTION)
-    return Candidates(len(mine), int(agree.sum()), float(iou.min()), float(score.max()), float(points.max()))
 
 
 # Judging ---------------------------------------------------------------------------------------------

@@ -81,10 +81,11 @@ class TensorRTEngines:
     name = "tensorrt"
 
     def __init__(self, work_dir: Path, device="cuda", trt=None, cuda=None, input_device=None):
-        from runtime.backends.tensorrt.compat import import_tensorrt
+        from runtime.backends.tensorrt.compat import import_tensorrt, version_facts
         from runtime.backends.tensorrt.engine import TorchCuda
 
         self.trt = trt or import_tensorrt(DRY_RUN_HINT)
+        version_facts(self.trt)            # a TensorRT the project does not know is refused once, not per case
         self.cuda = cuda or TorchCuda()
         try:
             self._cuda_device = self.cuda.resolve("cuda" if device in (None, "auto") else device)

@@ -1,4 +1,5 @@
-"""One input shape of a case: the engine's outputs against the reference's, measured (see :mod:`runtime.selftest.checks`).
+"""The engine's outputs against the reference's: faces, candidates, output errors (defined in
+:mod:`runtime.selftest.checks`), for one input shape of a case.
 
 Formats: raw outputs (loc [N, P, 4], conf [N, P, 2], landms [N, P, 10]) and detections (float32 [K, 15] per
 image: x1, y1, x2, y2, score, five (x, y), in network-input pixels), all on the CPU.
@@ -10,8 +11,8 @@ from dataclasses import dataclass
 
 import torch
 
-from runtime.selftest.checks import (Candidates, Faces, candidate_agreement, decoded_rows, face_agreement,
-                                     row_agreement)
+from runtime.selftest.checks import (CANDIDATE_SCORE, FACE_IOU, FACE_SCORE, LANDMARK_FRACTION, SCORE_MARGIN, Candidates,
+                                     Faces)
 
 
 @dataclass
@@ -31,6 +32,85 @@ class RunResult:
                 "candidates": self.candidates.as_dict(), "counts": self.counts}
 
 
+# Faces, after the pipeline ---------------------------------------------------------------------------
+def face_agreement(engine: list, reference: list) -> Faces:
+    """Faces of per-image detections ``engine`` and ``reference`` (lists of float32 [K, 15], pixels)."""
+    total = Faces()
+    for mine, theirs in zip(engine, reference):
+        total = total.add(_image_faces(mine, theirs))
+    return total
+
+
+def _image_faces(engine: torch.Tensor, reference: torch.Tensor) -> Faces:
+    from runtime.compare import match_faces
+
+    faces = lambda d: d[d[:, 4] >= FACE_SCORE]                          # noqa: E731
+    candidates = lambda d: d[d[:, 4] >= FACE_SCORE - SCORE_MARGIN]      # noqa: E731
+    found, score_r, points_r = match_faces(faces(reference), candidates(engine), FACE_IOU)
+    kept, score_e, points_e = match_faces(faces(engine), candidates(reference), FACE_IOU)
+    return Faces(len(faces(reference)), len(faces(engine)), found, kept, max(score_r, score_e),
+                 max(points_r, points_e))
+
+
+# Candidates, before NMS ------------------------------------------------------------------------------
+def decoded_rows(outputs, priors: torch.Tensor, width: int, height: int, variances) -> torch.Tensor:
+    """(loc, conf, landms) [N, P, ·] → every prior decoded, float32 [N, P, 15] in the detections' layout
+    (x1, y1, x2, y2, score, five (x, y)) in network-input pixels, with the pipeline's decoding functions."""
+    from runtime.postprocess import decode_boxes, decode_landmarks
+
+    loc, conf, landms = (t.detach().float().cpu() for t in outputs)
+    boxes = decode_boxes(loc, priors, variances) * torch.tensor([width, height] * 2, dtype=torch.float32)
+    points = decode_landmarks(landms, priors, variances) * torch.tensor([width, height] * 5, dtype=torch.float32)
+    return torch.cat((boxes, conf[..., 1:2], points), dim=2)
+
+
+def candidate_agreement(engine: torch.Tensor, reference: torch.Tensor) -> Candidates:
+    """Prior by prior: ``engine`` and ``reference`` decoded rows [N, P, 15] (see :func:`decoded_rows`)."""
+    total = Candidates()
+    for mine, theirs in zip(engine, reference):
+        chosen = torch.maximum(mine[:, 4], theirs[:, 4]) >= CANDIDATE_SCORE
+        total = total.add(_pairs(mine[chosen], theirs[chosen], _paired_iou(mine[chosen], theirs[chosen])))
+    return total
+
+
+def row_agreement(engine: list, reference: torch.Tensor) -> Candidates:
+    """Each engine detection (per image [K, 15]) against its reference candidate (decoded rows [N, P, 15]):
+    of the priors overlapping it with IoU ≥ FACE_IOU the one closest in score (a cluster of priors may share
+    a box), else the one overlapping it most."""
+    from runtime.postprocess import box_iou
+
+    total = Candidates()
+    for mine, theirs in zip(engine, reference):
+        if len(mine) == 0:
+            continue
+        overlaps = torch.nan_to_num(box_iou(mine[:, :4], theirs[:, :4]), nan=0.0)          # [K, P]
+        apart = (mine[:, None, 4] - theirs[None, :, 4]).abs()
+        close = torch.where(overlaps >= FACE_IOU, apart, torch.full_like(apart, float("inf"))).argmin(dim=1)
+        partner = torch.where(overlaps.max(dim=1).values >= FACE_IOU, close, overlaps.argmax(dim=1))
+        total = total.add(_pairs(mine, theirs[partner], overlaps.gather(1, partner[:, None])[:, 0]))
+    return total
+
+
+def _paired_iou(a: torch.Tensor, b: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """IoU of a[i] with b[i] (the project's one IoU, :func:`runtime.postprocess.box_iou`, in chunks)."""
+    from runtime.postprocess import box_iou
+
+    parts = [box_iou(a[i:i + chunk, :4], b[i:i + chunk, :4]).diagonal() for i in range(0, len(a), chunk)]
+    return torch.nan_to_num(torch.cat(parts) if parts else a.new_zeros(0), nan=0.0)
+
+
+def _pairs(mine: torch.Tensor, theirs: torch.Tensor, iou: torch.Tensor) -> Candidates:
+    """Agreement of row pairs (mine[i], theirs[i]) whose box IoU is ``iou[i]``."""
+    if len(mine) == 0:
+        return Candidates()
+    score = (mine[:, 4] - theirs[:, 4]).abs()
+    side = torch.maximum(theirs[:, 2] - theirs[:, 0], theirs[:, 3] - theirs[:, 1]).clamp_min(1.0)
+    points = (mine[:, 5:].reshape(-1, 5, 2) - theirs[:, 5:].reshape(-1, 5, 2)).norm(dim=2).amax(dim=1) / side
+    agree = (iou >= FACE_IOU) & (score <= SCORE_MARGIN) & (points <= LANDMARK_FRACTION)
+    return Candidates(len(mine), int(agree.sum()), float(iou.min()), float(score.max()), float(points.max()))
+
+
+# One run ---------------------------------------------------------------------------------------------
 def pipeline(outputs, cfg, height: int, width: int, options=None) -> tuple[list, list[int]]:
     """detect.py's post-processing of raw outputs: ([dets [K, 15] per image], [K per image])."""
     from runtime.options import DetectionOptions

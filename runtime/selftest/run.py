@@ -19,6 +19,8 @@ from retinaface_trt.errors import RetinaFaceError
 from runtime.selftest import checks
 from runtime.selftest.cases import Case, Sizes, plan_cases, select
 
+BACKENDS = ("tensorrt", "torch")     # real TensorRT, or the dry run on the executor
+
 
 @dataclass
 class CaseResult:
@@ -42,21 +44,25 @@ class References:
     """The executor in float32 on the inputs of each shape (cached): the reference of every case of one model."""
 
     def __init__(self, model, device):
-        from runtime.backends.executor import ExecutorBackend
-
-        # The reference mode: every layer as TensorRT documents it, BatchNorm not folded, IEEE float32.
-        self._backend = ExecutorBackend(model.arrays, device=str(device), precision="fp32", fold_batchnorm=False,
-                                        channels_last=False)
+        self._model, self._device = model, device
+        self._backend = None        # made at the first call, inside a case (so that its failure is the case's)
         self._outputs: dict = {}
 
     def __call__(self, shape: tuple[int, int, int], batch) -> tuple:
         """(loc, conf, landms) float32 on the CPU for ``batch`` of ``shape`` (N, H, W)."""
+        from runtime.backends.executor import ExecutorBackend
+
+        if self._backend is None:
+            # The reference mode: every layer as TensorRT documents it, BatchNorm not folded, IEEE float32.
+            self._backend = ExecutorBackend(self._model.arrays, device=str(self._device), precision="fp32",
+                                            fold_batchnorm=False, channels_last=False)
         if shape not in self._outputs:
             self._outputs[shape] = tuple(t.detach().float().cpu() for t in self._backend.infer(batch))
         return self._outputs[shape]
 
     def close(self) -> None:
-        self._backend.close()
+        if self._backend is not None:
+            self._backend.close()
 
 
 class _TensorRTLog(logging.Handler):
@@ -205,7 +211,7 @@ def run_selftest(weights=None, backend: str = "tensorrt", device: str = "auto", 
 def _check_arguments(backend: str, precisions) -> None:
     from runtime.backends import PRECISIONS
 
-    if backend not in ("tensorrt", "torch"):
+    if backend not in BACKENDS:
         raise RetinaFaceError(f"selftest runs on the tensorrt backend or the torch dry run, not {backend!r}")
     bad = [p for p in precisions if p not in PRECISIONS]
     if bad or not precisions:

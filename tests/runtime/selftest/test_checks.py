@@ -1,4 +1,4 @@
-"""The selftest's measurements and rules (runtime.selftest.checks): each rule passes on agreement and fails
+"""The selftest's measurements (runtime.selftest.measure) and rules (runtime.selftest.checks): each rule passes on agreement and fails
 on the disagreement it is there for, built right at its limit."""
 
 from __future__ import annotations
@@ -8,7 +8,8 @@ import torch
 
 from runtime.selftest import checks
 from runtime.selftest.checks import (AGREEMENT, FACE_IOU, FACE_SCORE, FP32_TOLERANCE, SCORE_MARGIN, Candidates, Check,
-                                     Faces, candidate_agreement, face_agreement, judge, row_agreement)
+                                     Faces, judge)
+from runtime.selftest.measure import candidate_agreement, face_agreement, row_agreement
 
 
 def det(x1, y1, x2, y2, score, landmark_shift=0.0):
@@ -90,13 +91,16 @@ def test_priors_below_the_candidate_score_on_both_sides_are_not_compared():
     assert (result.compared, result.agreeing) == (1, 1)
 
 
-def test_engine_detections_are_compared_with_the_candidate_they_overlap_most():
-    reference = _decoded(det(200, 200, 240, 250, 0.6), FACE, det(12, 11, 62, 72, 0.85))
-    good = row_agreement([rows(det(10, 10, 60, 70, 0.88))], reference)
-    assert (good.compared, good.agreeing) == (1, 1) and good.worst_iou == pytest.approx(1.0)
-    wrong_landmarks = row_agreement([rows(det(10, 10, 60, 70, 0.9, landmark_shift=30.0))], reference)
-    nowhere = row_agreement([rows(det(400, 400, 440, 450, 0.9))], reference)
+def test_engine_detections_are_compared_with_the_overlapping_candidate_closest_in_score():
+    """A trained network's priors of one face share its box with different scores: the partner of a detection
+    is the overlapping prior closest in score, not merely the first of those overlapping most."""
+    cluster = _decoded(det(200, 200, 240, 250, 0.6), det(10, 10, 60, 70, 0.3), det(11, 10, 61, 70, 0.88))
+    good = row_agreement([rows(det(10, 10, 60, 70, 0.88))], cluster)
+    assert (good.compared, good.agreeing) == (1, 1) and good.worst_score == pytest.approx(0.0)
+    wrong_landmarks = row_agreement([rows(det(10, 10, 60, 70, 0.88, landmark_shift=30.0))], cluster)
+    nowhere = row_agreement([rows(det(400, 400, 440, 450, 0.9))], cluster)
     assert wrong_landmarks.agreeing == 0 and nowhere.agreeing == 0 and nowhere.worst_iou == 0.0
+    assert row_agreement([rows()], cluster).compared == 0
 
 
 def test_fp32_raw_outputs_are_judged_on_each_output_at_its_limit():

@@ -117,6 +117,12 @@ def test_the_onnx_route_is_skipped_without_the_onnx_extra(tmp_path, monkeypatch)
     assert "[onnx] extra (onnx not installed)" in reason and "pip install" in reason
 
 
+def test_a_tensorrt_version_the_project_does_not_know_is_refused_once(tmp_path):
+    with pytest.raises(RetinaFaceError, match="TensorRT 12.0.0 is not a version this project builds for"):
+        engines_for(tmp_path, fake_trt("12.0.0", creation_flags=["STRONGLY_TYPED"], builder_flags=["TF32"],
+                                       cuda=FakeCuda(devices=(H100, H100))))
+
+
 def test_without_a_gpu_the_error_names_the_dry_run(tmp_path):
     if torch.cuda.is_available():
         pytest.skip("this machine has a CUDA device")
