@@ -135,7 +135,10 @@ def format_table(result) -> str:
     table = ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
              + "  " + row[-1] for row in rows]
     statuses = [r.status for r in result.results]
+    env = result.environment
     head = [f"retinaface-trt selftest {__version__}: {result.engines}",
+            f"environment: NVIDIA driver {env.get('driver') or 'none'}, PyTorch {env.get('torch')} (CUDA "
+            f"{env.get('torch_cuda') or 'none'}), Python {env.get('python')}",
             *(f"weights: {m['backbone']} from {m['source']}" for m in result.models),
             "loc, conf, landms: max abs error against the executor (float32); faces: reference/engine faces; "
             "agree: faces matched; cand.: candidates agreeing before NMS; *: what the case is judged by",
@@ -147,8 +150,9 @@ def format_table(result) -> str:
     return "\n".join(head + [line.rstrip() for line in table] + tail)
 
 
-_JUDGED_COLUMN = {"loc max abs": 4, "conf max abs": 5, "landms max abs": 6, "faces matched": 8,
-                  "candidates agreeing": 9}
+_JUDGED_COLUMN = {"loc max abs": COLUMNS.index("loc"), "conf max abs": COLUMNS.index("conf"),
+                  "landms max abs": COLUMNS.index("landms"), "faces matched": COLUMNS.index("agree"),
+                  "candidates agreeing": COLUMNS.index("cand.")}
 
 
 def _row(r) -> tuple[str, ...]:
