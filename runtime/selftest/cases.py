@@ -16,8 +16,9 @@ ampere+             640×640, batch 1, ``--hardware-compatibility ampere+``  1×
 same-cc             640×640, batch 1, ``--hardware-compatibility same-cc``  1×640×640
 ==================  ===================================================  ===============================
 
-Names are ``backbone/precision/kind`` (``mobilenet0.25/fp16/dynamic-size``). :func:`select` picks cases
-by glob patterns: a pattern with a ``/`` matches the whole name, one without matches the kind.
+Each run shape runs on :attr:`Sizes.batches` (4) batches of different images. Names are
+``backbone/precision/kind`` (``mobilenet0.25/fp16/dynamic-size``). :func:`select` picks cases by glob
+patterns: a pattern with a ``/`` matches the whole name, one without matches the kind.
 """
 
 from __future__ import annotations
@@ -32,12 +33,14 @@ KINDS = ("fixed", "dynamic-batch", "dynamic-size", "onnx", "postprocess", "versi
 
 @dataclass(frozen=True)
 class Sizes:
-    """The input sizes of the cases, (W, H) in pixels, and the largest dynamic batch."""
+    """The input sizes of the cases, (W, H) in pixels, the largest dynamic batch, and how many batches of
+    different images each run shape is given (so that more than 100 faces back the 99% of the face rule)."""
 
     fixed: tuple[int, int] = (640, 640)
     odd: tuple[int, int] = (200, 328)        # not a multiple of 32: the FPN's upsampling ratio is not 2
     large: tuple[int, int] = (1024, 624)
     batch: int = 4
+    batches: int = 4
 
 
 @dataclass(frozen=True)
@@ -45,7 +48,8 @@ class Case:
     """One engine to build and the shapes to run it at.
 
     ``build`` holds :class:`runtime.backends.tensorrt.build.BuildOptions` keyword arguments (sizes (W, H));
-    ``runs`` are (N, H, W); ``onnx`` builds through TensorRT's ONNX parser from a dynamic ONNX export.
+    ``runs`` are (N, H, W), each run ``batches`` times on different images; ``onnx`` builds through
+    TensorRT's ONNX parser from a dynamic ONNX export.
     """
 
     backbone: str
@@ -54,6 +58,7 @@ class Case:
     build: dict = field(hash=False)
     runs: tuple[tuple[int, int, int], ...]
     onnx: bool = False
+    batches: int = 1
 
     @property
     def name(self) -> str:
@@ -72,8 +77,13 @@ class Case:
 
 def plan_cases(backbones, precisions, sizes: Sizes = Sizes()) -> list[Case]:
     """Every case for ``backbones`` × ``precisions`` × :data:`KINDS`, in that order."""
-    return [Case(backbone, precision, kind, *_kind(kind, sizes)) for backbone in backbones
-            for precision in precisions for kind in KINDS]
+    cases = []
+    for backbone in backbones:
+        for precision in precisions:
+            for kind in KINDS:
+                build, runs, *onnx = _kind(kind, sizes)
+                cases.append(Case(backbone, precision, kind, build, runs, bool(onnx), sizes.batches))
+    return cases
 
 
 def _kind(kind: str, sizes: Sizes) -> tuple:

@@ -1,14 +1,14 @@
 """The selftest's inputs: seeded synthetic photos with drawn faces, so that no image data is needed.
 
-A real checkpoint detects faces in them (the published MobileNet-0.25 finds 13 to 18 of the about 20
-faces of each of the first three 640×640 images with score ≥ 0.5, 3 to 7 of 6 to 10 at 200×328), so the
+A real checkpoint detects faces in them (the published MobileNet-0.25 finds 29 to 35 faces with score ≥ 0.5
+in each of the first four 640×640 images, 34 to 37 at 1024×624, 3 or 4 at 200×328), so the
 face-agreement check has faces to compare; random weights find random detections in them (see
-:mod:`wts_export.random_weights`). Every image is a smooth colour-noise
-background (the spread of a photo) with faces of several sizes that do not overlap: a skin-coloured oval,
-hair, eyes with pupils, brows, a nose and a mouth, antialiased.
+:mod:`wts_export.random_weights`). Every image is a smooth colour-noise background (the spread of a photo)
+with faces of several sizes that do not overlap: a skin-coloured oval, hair, eyes with pupils, brows, a
+nose and a mouth, antialiased.
 
-Image ``i`` of an ``N×H×W`` batch depends only on (``i``, H, W, seed), so batches of different sizes share
-their first images, and the reference outputs of a size are computed once.
+Image ``i`` depends only on (``i``, H, W, seed): a batch holds images ``first`` .. ``first + N − 1``, so
+batches of different sizes share their first images.
 """
 
 from __future__ import annotations
@@ -17,16 +17,17 @@ import functools
 
 import numpy as np
 
-FACE_SIDES = (200, 120, 64, 40, 24)     # face heights in pixels, largest first (larger than the image: skipped)
-FACES_PER_SIDE = (1, 2, 4, 6, 8)        # how many of each are tried
+FACE_SIDES = (160, 112, 80, 56, 40, 32)   # face heights in pixels, largest first (larger than the image: skipped)
+FACES_PER_SIDE = (1, 2, 4, 6, 10, 14)     # how many of each are wanted (placed where they fit)
 SEED = 2024
 
 
-def network_batch(count: int, height: int, width: int, device="cpu", seed: int = SEED):
-    """float32 [count, 3, height, width] on ``device``: :func:`synthetic_image` 0..count-1, BGR minus the mean."""
+def network_batch(count: int, height: int, width: int, device="cpu", seed: int = SEED, first: int = 0):
+    """float32 [count, 3, height, width] on ``device``: :func:`synthetic_image` ``first`` .. ``first + count − 1``,
+    BGR minus the mean."""
     from runtime.preprocess import to_network_input
 
-    return to_network_input([synthetic_image(i, height, width, seed) for i in range(count)], device)
+    return to_network_input([synthetic_image(first + i, height, width, seed) for i in range(count)], device)
 
 
 @functools.lru_cache(maxsize=32)

@@ -17,19 +17,30 @@ from runtime.selftest.checks import (CANDIDATE_SCORE, FACE_IOU, FACE_SCORE, LAND
 
 @dataclass
 class RunResult:
-    """The measurements of one run: ``shape`` (N, H, W), ``errors`` ({"abs", "rel"} per output, None for an
-    engine with post-processing inside), ``faces``, ``candidates`` and, with post-processing inside, the
-    detection ``counts`` per image of the engine and of the pipeline."""
+    """The measurements of one run shape: ``shape`` (N, H, W), ``batches`` (how many batches of different
+    images), ``errors`` ({"abs", "rel"} per output, the worst; None for an engine with post-processing
+    inside), ``faces`` and ``candidates`` (summed) and, with post-processing inside, the detection ``counts``
+    per image of the engine and of the pipeline."""
 
     shape: tuple[int, int, int]
     errors: dict | None
     faces: Faces
     candidates: Candidates
     counts: dict | None = None
+    batches: int = 1
+
+    def add(self, other: "RunResult") -> "RunResult":
+        """This run and ``other`` (the same shape, other images) as one."""
+        errors = None if self.errors is None else {
+            kind: {name: max(value, other.errors[kind][name]) for name, value in self.errors[kind].items()}
+            for kind in self.errors}
+        counts = None if self.counts is None else {k: v + other.counts[k] for k, v in self.counts.items()}
+        return RunResult(self.shape, errors, self.faces.add(other.faces), self.candidates.add(other.candidates),
+                         counts, self.batches + other.batches)
 
     def as_dict(self) -> dict:
-        return {"shape": list(self.shape), "errors": self.errors, "faces": self.faces.as_dict(),
-                "candidates": self.candidates.as_dict(), "counts": self.counts}
+        return {"shape": list(self.shape), "batches": self.batches, "errors": self.errors,
+                "faces": self.faces.as_dict(), "candidates": self.candidates.as_dict(), "counts": self.counts}
 
 
 # Faces, after the pipeline ---------------------------------------------------------------------------

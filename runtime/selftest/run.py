@@ -48,17 +48,17 @@ class References:
         self._backend = None        # made at the first call, inside a case (so that its failure is the case's)
         self._outputs: dict = {}
 
-    def __call__(self, shape: tuple[int, int, int], batch) -> tuple:
-        """(loc, conf, landms) float32 on the CPU for ``batch`` of ``shape`` (N, H, W)."""
+    def __call__(self, key: tuple, batch) -> tuple:
+        """(loc, conf, landms) float32 on the CPU for ``batch``, cached by ``key`` (N, H, W, batch index)."""
         from runtime.backends.executor import ExecutorBackend
 
         if self._backend is None:
             # The reference mode: every layer as TensorRT documents it, BatchNorm not folded, IEEE float32.
             self._backend = ExecutorBackend(self._model.arrays, device=str(self._device), precision="fp32",
                                             fold_batchnorm=False, channels_last=False)
-        if shape not in self._outputs:
-            self._outputs[shape] = tuple(t.detach().float().cpu() for t in self._backend.infer(batch))
-        return self._outputs[shape]
+        if key not in self._outputs:
+            self._outputs[key] = tuple(t.detach().float().cpu() for t in self._backend.infer(batch))
+        return self._outputs[key]
 
     def close(self) -> None:
         if self._backend is not None:
@@ -130,16 +130,22 @@ def _steps(case, engines, model, references, folder: Path, result: CaseResult) -
 
 
 def _run(engine, case: Case, shape, device, references: References, model):
-    """One input shape: the engine and the reference on the same batch, measured (a RunResult)."""
+    """One input shape, on ``case.batches`` batches of different images: the engine and the reference on the
+    same batches, measured (a RunResult)."""
     from runtime.selftest.inputs import network_batch
     from runtime.selftest.measure import compare_detections, compare_outputs, on_cpu
 
-    batch = network_batch(*shape, device=device)
-    outputs = on_cpu(engine.infer(batch))
-    reference = references(tuple(shape), batch)
-    if engine.postprocess_in_network:
-        return compare_detections(shape, outputs, reference, model.cfg, case.build["postprocess"])
-    return compare_outputs(shape, outputs, reference, model.cfg)
+    measured = None
+    for index in range(case.batches):
+        batch = network_batch(*shape, device=device, first=index * shape[0])
+        outputs = on_cpu(engine.infer(batch))
+        reference = references((*shape, index), batch)
+        if engine.postprocess_in_network:
+            run = compare_detections(shape, outputs, reference, model.cfg, case.build["postprocess"])
+        else:
+            run = compare_outputs(shape, outputs, reference, model.cfg)
+        measured = run if measured is None else measured.add(run)
+    return measured
 
 
 def _summarise(result: CaseResult) -> None:

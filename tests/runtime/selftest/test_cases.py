@@ -22,7 +22,8 @@ def test_the_issues_shapes_are_the_defaults():
     assert runs["fixed"] == ((1, 640, 640),)
     assert runs["dynamic-batch"] == ((1, 640, 640), (4, 640, 640))
     assert runs["dynamic-size"] == ((1, 328, 200), (1, 624, 1024))       # 200×328 and 1024×624 (W×H)
-    assert Sizes() == Sizes((640, 640), (200, 328), (1024, 624), 4)
+    assert Sizes() == Sizes((640, 640), (200, 328), (1024, 624), 4, batches=4)
+    assert all(c.batches == 4 for c in ALL)
 
 
 @pytest.mark.parametrize("sizes", [Sizes(), SMALL], ids=["issue", "small"])

@@ -46,6 +46,28 @@ def test_a_case_is_built_serialized_deserialized_and_run_through_tensorrts_code(
     assert deserialized == [("deserialize", 1, pattern == "version-compatible")]   # host code for VC only
 
 
+def test_each_shape_runs_on_several_batches_of_different_images(tmp_path, mnet_model, monkeypatch):
+    import dataclasses
+
+    from tests.runtime.selftest import fake_engines
+
+    trt = computing_trt(cuda=FakeCuda(devices=(H100, H100)))
+    engines, seen = engines_for(tmp_path, trt), []
+    real = fake_engines.ComputingEngine.__init__
+    monkeypatch.setattr(fake_engines.ComputingEngine, "__init__",
+                        lambda self, *args: (real(self, *args), seen.append(self.run_input))[0])
+    two = dataclasses.replace(case("dynamic-batch"), batches=2)
+    result = run_case(two, engines, mnet_model, References(mnet_model, "cpu"), tmp_path)
+    assert result.status == "passed" and [r.batches for r in result.runs] == [2, 2]
+    inputs = seen[0]
+    assert [tuple(x.shape[:1]) for x in inputs] == [(1,), (1,), (2,), (2,)]
+    assert not torch.equal(inputs[0], inputs[1]) and torch.equal(inputs[0][0], inputs[2][0])
+    assert torch.equal(inputs[1][0], inputs[2][1])          # image 1: the second batch of 1, in the first of 2
+    (tmp_path / "one").mkdir()
+    single = run(tmp_path / "one", engines, mnet_model, "dynamic-batch")
+    assert result.candidates.compared > single.candidates.compared      # the batches' measurements add up
+
+
 def test_the_sidecar_written_is_the_builders(tmp_path, mnet_model):
     trt = computing_trt(cuda=FakeCuda(devices=(H100, H100)))
     run(tmp_path, engines_for(tmp_path, trt), mnet_model, "dynamic-size")

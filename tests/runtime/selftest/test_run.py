@@ -132,7 +132,7 @@ def test_the_report_holds_everything_and_is_json(mnet_dry_run):
     case = next(c for c in report["cases"] if c["name"] == "mobilenet0.25/fp32/dynamic-size")
     assert case["status"] == "passed" and case["build"]["options"]["min_size"] == [40, 72]
     assert [run["shape"] for run in case["runs"]] == [[1, 72, 40], [1, 96, 128]]
-    assert set(case["runs"][0]) == {"shape", "errors", "faces", "candidates", "counts"}
+    assert set(case["runs"][0]) == {"shape", "batches", "errors", "faces", "candidates", "counts"}
     assert {c["name"] for c in case["checks"]} == {"loc max abs", "conf max abs", "landms max abs"}
     post = next(c for c in report["cases"] if c["name"] == "mobilenet0.25/fp32/postprocess")
     assert post["errors"] is None and len(post["runs"][1]["counts"]["engine"]) == 2
