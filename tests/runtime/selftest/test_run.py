@@ -85,6 +85,21 @@ def test_a_wrong_engine_fails_its_case_and_the_run():
     assert "failed" in format_table(result).splitlines()[-3]
 
 
+def test_a_wrong_fp16_engine_fails_on_its_candidates():
+    """fp16 with random weights is judged before NMS: boxes moved by a tenth of their size no longer agree."""
+    class Moved(ExecutorStandIn):
+        def open(self, engine_path):
+            engine = super().open(engine_path)
+            infer = engine.infer
+            engine.infer = lambda batch: (lambda loc, *rest: (loc + 1.0, *rest))(*infer(batch))
+            return engine
+
+    result = run_selftest(backend="torch", patterns=["mobilenet0.25/fp16/fixed"], sizes=SMALL,
+                          engines_factory=lambda work: Moved("cpu"))
+    (case,) = result.results
+    assert case.status == "failed" and case.reason.startswith("candidates agreeing 0 (≥ 0.99)")
+
+
 def test_an_engine_that_raises_is_a_failed_case_not_a_crash():
     class Broken(ExecutorStandIn):
         def open(self, engine_path):
