@@ -67,19 +67,22 @@ def test_a_checkpoint_is_judged_on_faces(mnet_pth):
     assert result.models[0]["random"] is False and result.models[0]["source"] == str(mnet_pth)
 
 
-class _Skewed(ExecutorStandIn):
-    """A stand-in whose engines shift every box offset: what a wrong layer in an engine does."""
+def changed_engines(transform):
+    """An ``engines_factory``: the dry run's stand-in, its engines' outputs passed through ``transform``
+    (loc, conf, landms) → (loc, conf, landms): what a wrong layer in an engine does."""
+    class Changed(ExecutorStandIn):
+        def open(self, engine_path):
+            engine = super().open(engine_path)
+            infer = engine.infer
+            engine.infer = lambda batch: transform(*infer(batch))
+            return engine
 
-    def open(self, engine_path):
-        engine = super().open(engine_path)
-        infer = engine.infer
-        engine.infer = lambda batch: (lambda loc, *rest: (loc + 0.01, *rest))(*infer(batch))
-        return engine
+    return lambda work: Changed("cpu")
 
 
 def test_a_wrong_engine_fails_its_case_and_the_run():
     result = run_selftest(backend="torch", patterns=["mobilenet0.25/fp32/fixed"], sizes=SMALL,
-                          engines_factory=lambda work: _Skewed("cpu"))
+                          engines_factory=changed_engines(lambda loc, *rest: (loc + 0.01, *rest)))
     (case,) = result.results
     assert case.status == "failed" and case.reason.startswith("loc max abs 0.01") and not result.passed
     assert "failed" in format_table(result).splitlines()[-3]
@@ -87,15 +90,8 @@ def test_a_wrong_engine_fails_its_case_and_the_run():
 
 def test_a_wrong_fp16_engine_fails_on_its_candidates():
     """fp16 with random weights is judged before NMS: boxes moved by a tenth of their size no longer agree."""
-    class Moved(ExecutorStandIn):
-        def open(self, engine_path):
-            engine = super().open(engine_path)
-            infer = engine.infer
-            engine.infer = lambda batch: (lambda loc, *rest: (loc + 1.0, *rest))(*infer(batch))
-            return engine
-
     result = run_selftest(backend="torch", patterns=["mobilenet0.25/fp16/fixed"], sizes=SMALL,
-                          engines_factory=lambda work: Moved("cpu"))
+                          engines_factory=changed_engines(lambda loc, *rest: (loc + 1.0, *rest)))
     (case,) = result.results
     assert case.status == "failed" and case.reason.startswith("candidates agreeing 0 (≥ 0.99)")
 
@@ -123,15 +119,8 @@ def test_the_onnx_route_without_the_onnx_extra_is_skipped_with_the_install_comma
 
 
 def test_an_engine_giving_nan_fails_and_the_report_stays_strict_json():
-    class NotANumber(ExecutorStandIn):
-        def open(self, engine_path):
-            engine = super().open(engine_path)
-            infer = engine.infer
-            engine.infer = lambda batch: (lambda loc, *rest: (loc * float("nan"), *rest))(*infer(batch))
-            return engine
-
     result = run_selftest(backend="torch", patterns=["mobilenet0.25/fp32/fixed"], sizes=SMALL,
-                          engines_factory=lambda work: NotANumber("cpu"))
+                          engines_factory=changed_engines(lambda loc, *rest: (loc * float("nan"), *rest)))
     assert result.results[0].status == "failed" and "loc max abs nan" in result.results[0].reason
     report = json.loads(json.dumps(as_dict(result), allow_nan=False))
     assert report["cases"][0]["errors"]["abs"]["loc"] == "nan"
