@@ -139,7 +139,7 @@ class ExecutorStandIn:
     name = "torch"
 
     def __init__(self, device="auto"):
-        from runtime.backends import resolve_device
+        from runtime.device import resolve_device
         from runtime.backends.tensorrt.sidecar import DeviceInfo
 
         self.device = resolve_device(device)
