@@ -44,6 +44,16 @@ def resolve_device(device: str | None = "cpu"):
     return torch.device("cuda", index)
 
 
+def cpu_cores() -> int:
+    """The CPUs this process may run on (its affinity, which containers and ``taskset`` restrict), at least 1."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:      # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 @contextlib.contextmanager
 def float32_convolutions():
     """cuDNN convolutions in IEEE float32 for the duration (PyTorch allows TF32 in them by default).
