@@ -105,6 +105,11 @@ class WorkerPool:
         self._stop(clean=exc_type is None)
 
     @property
+    def answered(self) -> list[int]:
+        """Tasks answered by each worker so far, in the order of ``devices``."""
+        return [worker.answered for worker in self._workers]
+
+    @property
     def cfg(self):
         """The network configuration of the model the workers run (:class:`network.config.RetinaFaceConfig`)."""
         return self.info.cfg
@@ -198,6 +203,7 @@ class WorkerPool:
         kind = message[0]
         if kind == "outcome":
             worker.given -= 1
+            worker.answered += 1
             return message[1]
         if kind == "ready":
             worker.ready, self.info = True, self.info or message[1]
@@ -205,6 +211,7 @@ class WorkerPool:
                      getattr(message[1].cfg, "name", "?"))
         elif kind == "done":
             worker.done = True
+            log.info("worker on %s done: %d image(s)", worker.device, worker.answered)
         elif kind == "failed":
             raise RetinaFaceError(f"{message[1]} (worker on {worker.device})")
         return None
@@ -223,6 +230,7 @@ class _Worker:
                                              pool.log_level))
         self.ready = self.done = self.ended = False
         self.given = 0          # tasks given and not answered
+        self.answered = 0
 
     def start(self) -> None:
         self.process.start()
