@@ -332,16 +332,6 @@ def replayed(monkeypatch, crowd_reference):
     return run
 
 
-@pytest.fixture
-def photos(tmp_path, shared_dir):
-    """The four shared photos in a folder of their own (sorted: astronaut, children, crowd, selfie)."""
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for path in sorted((shared_dir / "images").iterdir()):
-        shutil.copy(path, folder / path.name)
-    return folder
-
-
 def _lines(path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 
 import pytest
@@ -35,13 +34,10 @@ def cluster():
 
 
 @pytest.fixture
-def photos(tmp_path, shared_dir):
-    folder = tmp_path / "photos"
-    folder.mkdir()
-    for path in sorted((shared_dir / "images").iterdir()):
-        shutil.copy(path, folder / path.name)
-    (folder / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
-    return folder
+def photos(photos):
+    """The shared photos and a file that is no image."""
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    return photos
 
 
 def detect_lines(photos, mnet_pth, tmp_path) -> dict:
