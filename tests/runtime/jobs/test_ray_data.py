@@ -88,3 +88,21 @@ def test_missing_ray_names_the_extra(monkeypatch):
     with pytest.raises(RetinaFaceError, match=r"the Ray Data recipe \(runtime.jobs.ray_data\) needs the 'ray' extra.*"
                                               r"but ray(\.data)? is not installed: pip install '\.\[ray\]'"):
         import_ray()
+
+
+def test_the_cluster_script_writes_detect_records(cluster, photos, mnet_pth, tmp_path):
+    """tools/ray_detect.py, run as on a cluster (here: the local Ray of the fixture), actors on CPUs."""
+    import importlib.util
+
+    from tests.conftest import REPO
+
+    spec = importlib.util.spec_from_file_location("ray_detect", REPO / "tools" / "ray_detect.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "faces.jsonl"
+    assert script.main(["--images", str(photos), "--out", str(out), "--weights", str(mnet_pth), "--backend",
+                        "torch", "--device", "cpu", "--num-gpus", "0", "--actors", "2", "--read-threads", "1",
+                        "--batch", "1", "--resize", "stretch"]) == 0
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert sorted(os.path.basename(r["image"]) for r in records) == sorted(os.listdir(photos))
+    assert script.main(["--images", str(photos), "--out", str(out), "--weights", str(mnet_pth)]) == 1  # no --force
