@@ -82,7 +82,7 @@ def _add_folder_args(parser) -> None:
                        help="append each image's record to this file as soon as it is final, one JSON line each; "
                             "run the command again with the same file to skip the inputs recorded there "
                             "(- for standard output)")
-    group.add_argument("--batch", type=batch, default=None,
+    group.add_argument("--batch", type=batch, default=None, metavar="N",
                        help=f"images of one size per detector call, 1..{MAX_BATCH} (default 1 on a CPU, 8 on a GPU)")
     group.add_argument("--devices", type=devices, metavar="DEVICES",
                        help="one worker process per device: cuda:0,cuda:1,… or all (every GPU); cpu entries too "
@@ -138,8 +138,9 @@ def _runner(args):
     from runtime.jobs.tasks import JobSettings, default_read_threads
 
     names = _devices(args)
+    workers = len(names) if names else 1
     settings = JobSettings(batch=args.batch, vis_threshold=args.vis_threshold, annotate=bool(args.save_dir),
-                           read_threads=args.read_threads or default_read_threads(len(names or [None])))
+                           read_threads=args.read_threads or default_read_threads(workers))
     if names:
         from runtime.jobs.workers import DetectorFactory, WorkerPool
 

@@ -32,12 +32,12 @@ def resolve_devices(names: list[str]) -> list[str]:
 
     from runtime.device import resolve_device
 
+    wanted = names[0] if names == [ALL] else next((name for name in names if name.startswith("cuda")), None)
+    if wanted and not torch.cuda.is_available():
+        raise RetinaFaceError(f"--devices {wanted}: PyTorch sees no CUDA GPU; list CPU workers instead (--devices cpu "
+                              "for one worker process on the CPU)")
     if names == [ALL]:
-        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if count == 0:
-            raise RetinaFaceError("--devices all: PyTorch sees no CUDA GPU; list devices instead (--devices cpu "
-                                  "for one worker process on the CPU)")
-        return [f"cuda:{index}" for index in range(count)]
+        return [f"cuda:{index}" for index in range(torch.cuda.device_count())]
     return [str(resolve_device(name)) for name in names]
 
 

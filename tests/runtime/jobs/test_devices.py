@@ -43,10 +43,12 @@ def test_a_gpu_that_is_not_there_is_refused(two_gpus):
         resolve_devices(["cuda:0", "cuda:2"])
 
 
-def test_all_without_a_gpu_says_what_to_do(monkeypatch):
+@pytest.mark.parametrize("names, named", [(["all"], "all"), (["cpu", "cuda:1"], "cuda:1")])
+def test_gpus_without_a_gpu_say_what_to_do(monkeypatch, names, named):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(RetinaFaceError, match="--devices all: PyTorch sees no CUDA GPU; list devices instead"):
-        resolve_devices(["all"])
+    with pytest.raises(RetinaFaceError, match=f"--devices {named}: PyTorch sees no CUDA GPU; list CPU workers "
+                                              r"instead \(--devices cpu"):
+        resolve_devices(names)
 
 
 def test_cpu_workers_get_disjoint_blocks_of_the_cpus_and_gpu_workers_none():
