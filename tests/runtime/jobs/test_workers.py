@@ -9,8 +9,7 @@ import pytest
 
 from retinaface_trt.errors import RetinaFaceError
 from runtime.jobs.tasks import JobSettings, Task
-from runtime.jobs.workers import QueueSource, WorkerLost, WorkerPool, one_line
-from runtime.jobs.reader import END
+from runtime.jobs.workers import WorkerLost, WorkerPool
 from tests.runtime.jobs.fakes import FakeFactory, expected_record, write_images
 
 SIZES = [(32, 24), (20, 30), (32, 24), (16, 16)] * 6
@@ -66,37 +65,3 @@ def test_a_worker_that_cannot_build_its_detector_gives_its_message(images):
 def test_no_device_is_refused():
     with pytest.raises(RetinaFaceError, match="no device to run on"):
         WorkerPool([], FakeFactory(), JobSettings())
-
-
-class FakeQueue:
-    def __init__(self, parcels):
-        self.parcels = list(parcels)
-
-    def get(self, timeout=None):
-        import queue
-
-        if not self.parcels:
-            raise queue.Empty
-        return self.parcels.pop(0)
-
-    get_nowait = get
-
-
-def test_the_queue_source_takes_parcels_until_none():
-    source = QueueSource(FakeQueue([[Task(0, "a"), Task(1, "b")], None]))
-    assert [source.take(wait=False).path, source.take(wait=False).path, source.take(wait=False)] == ["a", "b", END]
-
-
-def test_an_orphaned_worker_stops_taking_tasks(monkeypatch):
-    import os
-
-    source = QueueSource(FakeQueue([]))
-    assert source.take(wait=True) is None
-    monkeypatch.setattr(os, "getppid", lambda: 1)       # the parent died: the worker was handed to init
-    assert source.take(wait=True) is END
-
-
-def test_one_line_keeps_our_messages_and_names_other_errors():
-    assert one_line(RetinaFaceError("weights file w.pth not found")) == "weights file w.pth not found"
-    assert one_line(RuntimeError("CUDA error: out of memory\nCUDA kernel errors might be …")) == \
-        "RuntimeError: CUDA error: out of memory"
