@@ -3,8 +3,9 @@
     pip install '.[ray]'                                   # on every host, with the same checkout and weights
     ray start --head                                       # on the first host
     ray start --address HEAD:6379                          # on each other host
+    retinaface-trt build weights/mobilenet0.25_Final.pth -o /shared/mnet-fp16.engine --precision fp16
     python tools/ray_detect.py --address auto --images /shared/photos --out faces.jsonl \\
-        --weights weights/mobilenet0.25_Final.pth --backend tensorrt --precision fp16 --actors 16 --num-gpus 1
+        --engine /shared/mnet-fp16.engine --backend tensorrt --resize stretch --actors 16 --num-gpus 1
 
 One actor per GPU (``--actors`` = the GPUs of the cluster, ``--num-gpus 1``); on machines without GPUs,
 ``--num-gpus 0 --device cpu``. The images must be readable by every host (a shared folder, or an object store URL

@@ -11,7 +11,7 @@ retries and spreads the work over every node of the cluster. Needs the ``ray`` e
 
     ray.init()                                   # on a cluster: ray.init(address="auto")
     records = detect_dataset("s3://bucket/photos/", actors=16, num_gpus=1, batch=8,
-                             weights="mobilenet0.25_Final.pth", backend="tensorrt", precision="fp16")
+                             engine="mnet-fp16.engine", backend="tensorrt", resize="stretch")
     records.write_parquet("s3://bucket/faces/")  # columns image, faces, error, record
     write_records(records, "faces.jsonl")        # or: detect's JSON Lines, written by this process
 
@@ -20,7 +20,9 @@ the one-line message of an input that could not be read) and ``record`` (the ima
 --json-lines`` writes it, one JSON text). Decoding runs in each actor's threads (``read_threads`` CPUs are
 reserved per actor), with the checks of :func:`runtime.image_io.decode_image`; batches go through
 :class:`runtime.jobs.pipeline.BatchRunner`, as in ``detect``. Rows come in no particular order (Ray Data's
-default); resuming is Ray's business (task retries, actor restarts), not the record store's.
+default); resuming is Ray's business (task retries, actor restarts), not the record store's. Give TensorRT an
+engine built beforehand (``retinaface-trt build``): actors of one host building the same engine-cache entry from
+``weights`` at once could clash.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Where a job's records go: the resumable record store (``--json-lines``) and the JSON array (``--json``).
 
-``--json-lines OUT.jsonl`` (:class:`RecordStore`): one record per line (the ``--json`` record, without spaces),
+``--json-lines OUT.jsonl`` (:class:`RecordStore`): one record per line (the ``--json`` record on one line),
 appended as soon as the record of an input is final, in input order. Each line is written whole and handed to
-the operating system at once (a killed run loses nothing it wrote); the file is fsync'd at least every
-:data:`SYNC_INTERVAL_S` seconds and at the end (a power loss costs at most that much work, done again by the next
-run). At start an existing file is read back: the inputs whose record is there (its ``"image"`` equals the input
+the operating system at once (a killed run loses nothing it wrote); the file is fsync'd with the first record
+appended :data:`SYNC_INTERVAL_S` seconds or more after the last sync, and at the end (a power loss costs about
+that much work, done again by the next run). At start an existing file is read back: the inputs whose record is there (its ``"image"`` equals the input
 path as given) are skipped, so running the same command again resumes a job; records of failed inputs count as
 done too (to try those again, delete their lines). A last line without its newline (a run killed while writing
 it) is dropped before the first new line is appended; any other line that is not a record is an error. While a
