@@ -167,7 +167,7 @@ def _cached_engine(request: BackendRequest):
 
     if not isinstance(request.weights, (str, bytes)) and not hasattr(request.weights, "__fspath__"):
         raise RetinaFaceError("building a TensorRT engine needs a weights file path (.pth or .wts)")
-    device = TorchCuda().resolve("cuda" if request.device in (None, "auto", "cpu") else request.device)
+    device = TorchCuda().resolve(request.device)     # --device cpu is refused here, before minutes of building
     return ensure_engine(request.weights, request.engine_cache or default_engine_cache(), request.precision,
                          request.input_size, device_index=device.index, postprocess=request.postprocess)
 

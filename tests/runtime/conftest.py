@@ -46,3 +46,15 @@ def crowd_image(shared_dir) -> np.ndarray:
     import cv2
 
     return cv2.imread(str(shared_dir / "images" / "crowd_1024x624.jpg"))
+
+
+@pytest.fixture
+def photos(tmp_path, shared_dir):
+    """The four shared photos in a folder of their own (sorted: astronaut, children, crowd, selfie)."""
+    import shutil
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for path in sorted((shared_dir / "images").iterdir()):
+        shutil.copy(path, folder / path.name)
+    return folder
