@@ -11,8 +11,10 @@ Conventions:
   aspect ratio, centres the resized image and pads with the mean colour, so padded pixels are exactly 0 after
   mean subtraction. :func:`layout` decides the geometry once, for the host and the device alike.
 * Resizing is ``cv2.resize(..., INTER_LINEAR)``: on the host OpenCV itself, on a GPU an integer emulation of
-  it (half-pixel source coordinates clamped at the borders, 11-bit weights, OpenCV's rounding; its exact 2×
-  reductions use INTER_AREA, a rounded 2×2 mean), within 1 grey level of OpenCV (tested).
+  it, equal to OpenCV pixel for pixel (tested): half-pixel source coordinates, 11-bit weights, OpenCV's
+  rounding and truncations; at the borders a column's weight is clamped to its edge pixel but a row keeps its
+  fractional weights over the clipped row index, as OpenCV does; exact 2× reductions use INTER_AREA, a
+  rounded 2×2 mean.
 * A :class:`Transform` maps network-input pixels back to original pixels:
   ``x_orig = (x_net - offset_x) * scale_x`` (likewise for y).
 """
@@ -138,8 +140,8 @@ def resize_linear_emulated(images: torch.Tensor, width: int, height: int) -> tor
     n_h, n_w = images.shape[1:3]
     if n_w == 2 * width and n_h == 2 * height:
         return _half_area(images)
-    x0, x1, wx = _tables(n_w, width, str(images.device))
-    y0, y1, wy = _tables(n_h, height, str(images.device))
+    x0, x1, wx = _tables(n_w, width, str(images.device), clamp=True)
+    y0, y1, wy = _tables(n_h, height, str(images.device), clamp=False)
     src = images.to(torch.int32)
     rows = (src[:, :, x0] * wx[None, None, :, 0, None] + src[:, :, x1] * wx[None, None, :, 1, None])
     top, bottom = rows[:, y0] >> 4, rows[:, y1] >> 4
@@ -172,26 +174,26 @@ def _half_area(images: torch.Tensor) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=64)
-def _axis_table(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
-    """Source index [n_out] and the pair of 11-bit weights [n_out, 2] along one axis, as OpenCV builds them."""
+def _axis_table(n_in: int, n_out: int, clamp: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices [n_out] (the pair's lower and upper) and 11-bit weights [n_out, 2] along one axis, as
+    OpenCV builds them. ``clamp``: a coordinate outside [0, n_in - 1] takes its edge pixel with weight 1
+    (OpenCV's columns); otherwise it keeps its fractional weights and only the indices are clipped (its rows,
+    which differ by OpenCV's truncation of each product)."""
     scale = n_in / n_out
     f = ((np.arange(n_out, dtype=np.float64) + 0.5) * scale - 0.5).astype(np.float32)
     index = np.floor(f).astype(np.int64)
     frac = f - index
-    low = index < 0
-    frac[low], index[low] = 0.0, 0
-    high = index >= n_in - 1
-    frac[high], index[high] = 0.0, n_in - 1
+    if clamp:
+        frac[(index < 0) | (index >= n_in - 1)] = 0.0
     weights = np.stack([1.0 - frac, frac], axis=1) * (1 << _COEF_BITS)
-    return index, np.rint(weights).astype(np.int64)
+    return np.clip(index, 0, n_in - 1), np.clip(index + 1, 0, n_in - 1), np.rint(weights).astype(np.int64)
 
 
 @functools.lru_cache(maxsize=64)
-def _tables(n_in: int, n_out: int, device: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def _tables(n_in: int, n_out: int, device: str, clamp: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The axis table on ``device``, cached: no host-to-device copy after the first call (none is allowed
     while a CUDA graph is being captured)."""
-    index, weights = _axis_table(n_in, n_out)
-    upper = np.minimum(index + 1, n_in - 1)
+    index, upper, weights = _axis_table(n_in, n_out, clamp)
     as_t = lambda a: torch.from_numpy(a).to(device)  # noqa: E731
     return as_t(index), as_t(upper), as_t(weights.astype(np.int32))
 

@@ -123,4 +123,5 @@ def test_cuda_fp16_finds_the_fp32_faces(cuda_detectors, shared_dir, resize):
         total += len(reference)
         if len(reference) and len(candidate):
             matched += int((box_iou(reference[:, :4], candidate[:, :4]).max(axis=1) >= 0.9).sum())
-    assert total > 300 and matched >= 0.99 * total, (matched, total)
+    floor = {"original": 390, "stretch": 120}[resize]  # fp32 finds 399 / 132 such faces on these photos
+    assert total >= floor and matched >= 0.99 * total, (matched, total)
