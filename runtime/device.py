@@ -55,16 +55,39 @@ def cpu_cores() -> int:
 
 
 @contextlib.contextmanager
-def float32_convolutions():
+def float32_convolutions(autotune: bool = True):
     """cuDNN convolutions in IEEE float32 for the duration (PyTorch allows TF32 in them by default).
 
     "fp32" must mean float32: TF32 rounds convolution inputs to 10 mantissa bits (score differences up to
     1e-3 from the original's outputs). TensorRT fp32 engines are built with TF32 cleared for the same reason.
-    ``cudnn.benchmark`` is switched on as well: shapes repeat in a pipeline, and the fastest algorithm is kept.
+    ``autotune`` switches ``cudnn.benchmark`` on: cuDNN times every algorithm for each new input shape (about
+    a second for this network) and keeps the fastest, worth it only for shapes that repeat (see
+    :class:`ShapesSeen`).
     """
     cudnn = torch.backends.cudnn
-    with cudnn.flags(enabled=cudnn.enabled, benchmark=True, deterministic=cudnn.deterministic, allow_tf32=False):
+    with cudnn.flags(enabled=cudnn.enabled, benchmark=autotune, deterministic=cudnn.deterministic,
+                     allow_tf32=False):
         yield
+
+
+class ShapesSeen:
+    """``seen(shape)``: whether ``shape`` was seen before (and remember it), over the last ``size`` shapes.
+
+    Used to autotune cuDNN from a shape's second call: a folder of photos of one-off sizes never pays for the
+    search, a fixed input size pays it once.
+    """
+
+    def __init__(self, size: int = 1024):
+        self._shapes: collections.OrderedDict = collections.OrderedDict()
+        self.size = size
+
+    def __call__(self, shape: tuple) -> bool:
+        known = shape in self._shapes
+        self._shapes[shape] = None
+        self._shapes.move_to_end(shape)
+        if len(self._shapes) > self.size:
+            self._shapes.popitem(last=False)
+        return known
 
 
 class GraphCache:

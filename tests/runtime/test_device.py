@@ -49,3 +49,27 @@ def test_cuda_without_an_index_is_device_0(one_gpu):
 
 def test_auto_and_none_pick_what_is_there(one_gpu):
     assert resolve_device("auto") == resolve_device(None) == torch.device("cuda", 0)
+
+
+def test_shapes_seen_says_repeat_from_the_second_call_and_forgets_the_oldest():
+    from runtime.device import ShapesSeen
+
+    seen = ShapesSeen(size=2)
+    assert [seen(s) for s in [(1, 3, 8, 8), (1, 3, 8, 8), (1, 3, 4, 4), (1, 3, 2, 2)]] == [False, True, False, False]
+    assert seen((1, 3, 2, 2)) and not seen((1, 3, 8, 8))    # (8, 8) was the oldest of three, forgotten
+
+
+def test_the_executor_autotunes_cudnn_only_for_a_shape_it_has_seen(monkeypatch):
+    """A one-off size must not pay for cuDNN's search (about a second per shape on a GPU)."""
+    import contextlib
+
+    import runtime.backends.executor as executor
+    from wts_export.random_weights import random_weights
+
+    calls = []
+    monkeypatch.setattr(executor, "float32_convolutions",
+                        lambda autotune: calls.append(autotune) or contextlib.nullcontext())
+    backend = executor.ExecutorBackend(random_weights("mobilenet0.25", seed=0)[1], device="cpu")
+    for size in (32, 32, 64, 32):
+        backend.infer(torch.zeros(1, 3, size, size))
+    assert calls == [False, True, False, True]
