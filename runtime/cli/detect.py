@@ -192,7 +192,7 @@ def expand_inputs(inputs: list[str]) -> list[tuple[str, str | None]]:
         if os.path.isdir(item):
             jobs.extend(_folder_images(item))
         elif not os.path.exists(item) and glob.has_magic(item):
-            matches = sorted(glob.glob(item))
+            matches = sorted(glob.glob(item, recursive=True))
             jobs.extend((m, None) for m in matches if os.path.isfile(m))
             if not matches:
                 jobs.append((item, f"{item}: no file matches this pattern"))
@@ -207,7 +207,11 @@ def _folder_images(folder: str) -> list[tuple[str, str | None]]:
     except OSError as error:
         return [(folder, f"cannot read folder {folder}: {error.strerror or error}")]
     found = [(os.path.join(folder, n), None) for n in names if n.lower().endswith(IMAGE_SUFFIXES)]
-    return found or [(folder, f"folder {folder} holds no image files ({', '.join(IMAGE_SUFFIXES[:4])}, …)")]
+    if found:
+        return found
+    hint = (f"; its subfolders are not searched: pass '{os.path.join(folder, '**', '*.jpg')}' (quoted) to include them"
+            if any(os.path.isdir(os.path.join(folder, n)) for n in names) else "")
+    return [(folder, f"folder {folder} holds no image files ({', '.join(IMAGE_SUFFIXES[:4])}, …){hint}")]
 
 
 def _check_outputs(args) -> None:
