@@ -55,26 +55,31 @@ def cpu_cores() -> int:
 
 
 @contextlib.contextmanager
-def float32_convolutions(autotune: bool = True):
-    """cuDNN convolutions in IEEE float32 for the duration (PyTorch allows TF32 in them by default).
+def float32_convolutions(repeated: bool = True):
+    """Convolutions in IEEE float32 for the duration (PyTorch allows TF32 in cuDNN's by default).
 
     "fp32" must mean float32: TF32 rounds convolution inputs to 10 mantissa bits (score differences up to
     1e-3 from the original's outputs). TensorRT fp32 engines are built with TF32 cleared for the same reason.
-    ``autotune`` switches ``cudnn.benchmark`` on: cuDNN times every algorithm for each new input shape (about
-    a second for this network) and keeps the fastest, worth it only for shapes that repeat (see
-    :class:`ShapesSeen`).
+
+    ``repeated``: the input shape was seen before (see :class:`ShapesSeen`). Then cuDNN runs, autotuned
+    (``cudnn.benchmark``: about 30 ms once per shape for this network, then the fastest kernels). A shape seen
+    for the first time runs PyTorch's own CUDA kernels instead: cuDNN 9 plans every convolution of a new
+    channels-last shape before running it, 2.4 s per image size on an H200 (measured), which a folder of
+    photos of one-off sizes would pay for each photo; PyTorch's kernels take about 16 ms and need no plan. Their
+    matrix products are float32 too, unless the process allows TF32 in matrix products, in which case cuDNN
+    (TF32 cleared) is kept.
     """
     cudnn = torch.backends.cudnn
-    with cudnn.flags(enabled=cudnn.enabled, benchmark=autotune, deterministic=cudnn.deterministic,
-                     allow_tf32=False):
+    use_cudnn = cudnn.enabled and (repeated or torch.backends.cuda.matmul.allow_tf32)
+    with cudnn.flags(enabled=use_cudnn, benchmark=repeated, deterministic=cudnn.deterministic, allow_tf32=False):
         yield
 
 
 class ShapesSeen:
     """``seen(shape)``: whether ``shape`` was seen before (and remember it), over the last ``size`` shapes.
 
-    Used to autotune cuDNN from a shape's second call: a folder of photos of one-off sizes never pays for the
-    search, a fixed input size pays it once.
+    Used to hand a shape to cuDNN from its second call (:func:`float32_convolutions`): a folder of photos of
+    one-off sizes never pays for cuDNN's planning, a fixed input size pays it once.
     """
 
     def __init__(self, size: int = 1024):

@@ -74,7 +74,7 @@ class ExecutorBackend:
         if self._program is None:
             raise RetinaFaceError("this backend was closed; create a new one")
         input_name, output_names = self._names
-        with float32_convolutions(autotune=self._shapes_seen(tuple(batch.shape))):
+        with float32_convolutions(repeated=self._shapes_seen(tuple(batch.shape))):
             outputs = self._program({input_name: batch})
         return tuple(outputs[name] for name in output_names)
 

@@ -59,8 +59,8 @@ def test_shapes_seen_says_repeat_from_the_second_call_and_forgets_the_oldest():
     assert seen((1, 3, 2, 2)) and not seen((1, 3, 8, 8))    # (8, 8) was the oldest of three, forgotten
 
 
-def test_the_executor_autotunes_cudnn_only_for_a_shape_it_has_seen(monkeypatch):
-    """A one-off size must not pay for cuDNN's search (about a second per shape on a GPU)."""
+def test_the_executor_hands_only_repeated_shapes_to_cudnn(monkeypatch):
+    """A one-off size must not pay for cuDNN's planning (2.4 s per new shape on an H200)."""
     import contextlib
 
     import runtime.backends.executor as executor
@@ -68,8 +68,24 @@ def test_the_executor_autotunes_cudnn_only_for_a_shape_it_has_seen(monkeypatch):
 
     calls = []
     monkeypatch.setattr(executor, "float32_convolutions",
-                        lambda autotune: calls.append(autotune) or contextlib.nullcontext())
+                        lambda repeated: calls.append(repeated) or contextlib.nullcontext())
     backend = executor.ExecutorBackend(random_weights("mobilenet0.25", seed=0)[1], device="cpu")
     for size in (32, 32, 64, 32):
         backend.infer(torch.zeros(1, 3, size, size))
     assert calls == [False, True, False, True]
+
+
+@pytest.mark.parametrize("repeated, tf32, cudnn_on, autotuned", [(False, False, False, False), (True, False, True, True),
+                                                                 (False, True, True, False)])
+def test_float32_convolutions_flags(repeated, tf32, cudnn_on, autotuned):
+    """New shapes skip cuDNN unless matrix products may use TF32; TF32 is always off in cuDNN."""
+    from runtime.device import float32_convolutions
+
+    matmul, before = torch.backends.cuda.matmul, torch.backends.cuda.matmul.allow_tf32
+    matmul.allow_tf32 = tf32          # a property of torch's C state: set and restored by hand
+    try:
+        with float32_convolutions(repeated=repeated):
+            flags = torch.backends.cudnn
+            assert (flags.enabled, flags.benchmark, flags.allow_tf32) == (cudnn_on, autotuned, False)
+    finally:
+        matmul.allow_tf32 = before
