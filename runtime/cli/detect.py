@@ -252,7 +252,7 @@ class _InOrder:
     outcomes that arrived before an earlier input's (bounded by the images the runner has in flight)."""
 
     def __init__(self, jobs, recorded: list[bool], store, args, todo: int):
-        from runtime.cli.progress import Progress
+        from runtime.progress import Progress
 
         self.jobs, self.recorded, self.store, self.args = jobs, recorded, store, args
         self.tally, self.used_names = Tally(), set()

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
-from typing import IO, Iterable, Iterator, Mapping, Sequence
+from typing import IO, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -27,21 +26,7 @@ from retinaface_trt.fileio import atomic_write, make_dirs, write_text_atomic
 from runtime.evaluation.widerface import (SETTINGS, GroundTruthImage, ScaleEntry, format_predictions, restrict,
                                rows_from_boxes)
 from runtime.evaluation.protocol import evaluate_predictions
-
-
-def progress(items: Sequence, label: str, stream: IO, every_s: float = 0.2) -> Iterator:
-    """Yield ``items`` while drawing ``label [#####.....] i/n  r it/s`` on ``stream`` (one line, redrawn)."""
-    total, start, last = len(items), time.perf_counter(), 0.0
-    for done, item in enumerate(items):
-        yield item
-        now = time.perf_counter()
-        if now - last >= every_s or done + 1 == total:
-            last, filled = now, (30 * (done + 1)) // max(total, 1)
-            rate = (done + 1) / max(now - start, 1e-9)
-            stream.write(f"\r{label} [{'#' * filled}{'.' * (30 - filled)}] {done + 1}/{total} {rate:.1f} it/s")
-            stream.flush()
-    if total:
-        stream.write("\n")
+from runtime.progress import Progress
 
 
 def list_images(images_dir: Path, keys: Iterable[str] | None = None) -> list[str]:
@@ -166,9 +151,13 @@ def evaluate_folder(detector, images_dir: str | Path, ground_truth: Mapping[str,
     """
     images_dir = Path(images_dir)
     keys, truth = check_inputs(images_dir, ground_truth, keys, scale_manifest)
-    items = progress(keys, "evaluate", stream or sys.stderr) if show_progress else keys
-    predictions = {k: detect_rows(detector, images_dir / f"{k}.jpg",
-                                  scale_manifest[k] if scale_manifest is not None else None) for k in items}
+    bar = Progress(len(keys), "evaluate", enabled=show_progress, stream=stream or sys.stderr, unit="images")
+    predictions = {}
+    for key in keys:
+        predictions[key] = detect_rows(detector, images_dir / f"{key}.jpg",
+                                       scale_manifest[key] if scale_manifest is not None else None)
+        bar.advance()
+    bar.finish()
     results = evaluate_predictions(predictions, truth)
     summary = summarise(results, len(keys), settings)
     if out_dir is not None:

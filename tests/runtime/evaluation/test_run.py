@@ -84,7 +84,7 @@ def test_progress_bar_reaches_the_total(dataset):
     images, truth = dataset
     stream = io.StringIO()
     evaluate_folder(FakeDetector(truth), images, truth, stream=stream)
-    assert stream.getvalue().rstrip().endswith("it/s") and " 2/2 " in stream.getvalue()
+    assert " 2/2 " in stream.getvalue() and "images/s" in stream.getvalue()
 
 
 def test_listed_image_missing_from_folder_is_an_error(dataset):
