@@ -27,7 +27,7 @@ from retinaface_trt.errors import RetinaFaceError
 log = logging.getLogger("retinaface_trt")
 
 BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 
 
 class Backend(Protocol):
@@ -56,6 +56,8 @@ class BackendRequest:
     engine_cache: folder of engines built from weights (default :func:`runtime.backends.tensorrt.cache.default_engine_cache`)
     postprocess:  a ``network.postprocess.PostprocessSettings`` to build the network with decoding and NMS
                   inside (fixed ``input_size``), or None for the raw outputs
+    int8:         a ``runtime.calibration.Int8Settings`` for precision "int8" (the executor runs the explicit
+                  INT8 network, emulated; TensorRT engines built from weights are INT8 engines)
     """
 
     weights: object = None
@@ -65,16 +67,21 @@ class BackendRequest:
     input_size: tuple[int, int] = (640, 640)
     engine_cache: object = None
     postprocess: object = None
+    int8: object = None
 
 
 def create_backend(name: str = "auto", weights=None, engine=None, device: str | None = "cpu",
-                   precision: str = "fp32", input_size=(640, 640), engine_cache=None, postprocess=None) -> Backend:
+                   precision: str = "fp32", input_size=(640, 640), engine_cache=None, postprocess=None,
+                   int8=None) -> Backend:
     """Build the backend called ``name`` from a weights file (.pth/.wts, or a state_dict) or an engine file."""
     if name not in BACKENDS:
         raise RetinaFaceError(f"unknown backend {name!r}; expected one of: {', '.join(BACKENDS)}")
     if precision not in PRECISIONS:
         raise RetinaFaceError(f"unknown precision {precision!r}; expected one of: {', '.join(PRECISIONS)}")
-    request = BackendRequest(weights, engine, device, precision, tuple(input_size), engine_cache, postprocess)
+    from runtime.calibration import check_int8_request
+
+    check_int8_request(precision, int8)
+    request = BackendRequest(weights, engine, device, precision, tuple(input_size), engine_cache, postprocess, int8)
     if name == "auto":
         name = _pick_auto(weights, engine)
         if name == "torch" and _onnxruntime_is_faster(request):
@@ -123,7 +130,7 @@ def _torch_backend(request: BackendRequest):
     if request.weights is None:
         raise RetinaFaceError("the torch backend needs --weights (a .pth or .wts file), not an engine")
     return ExecutorBackend(request.weights, device=request.device, precision=request.precision,
-                           postprocess=request.postprocess, input_size=request.input_size)
+                           postprocess=request.postprocess, input_size=request.input_size, int8=request.int8)
 
 
 def _tensorrt_backend(request: BackendRequest):
@@ -156,7 +163,8 @@ def _cached_engine(request: BackendRequest):
         raise RetinaFaceError("building a TensorRT engine needs a weights file path (.pth or .wts)")
     device = TorchCuda().resolve("cuda" if request.device in (None, "auto", "cpu") else request.device)
     return ensure_engine(request.weights, request.engine_cache or default_engine_cache(), request.precision,
-                         request.input_size, device_index=device.index, postprocess=request.postprocess)
+                         request.input_size, device_index=device.index, postprocess=request.postprocess,
+                         int8=request.int8)
 
 
 def _onnxruntime_backend(request: BackendRequest):

@@ -70,8 +70,8 @@ def test_onnx_fp16_on_11_is_refused():
 
 
 def test_unknown_precision_is_an_error():
-    with pytest.raises(RetinaFaceError, match="'fp32' or 'fp16'"):
-        plan(TRT11, "int8")
+    with pytest.raises(RetinaFaceError, match="'fp32', 'fp16' or 'int8'"):
+        plan(TRT11, "int4")
 
 
 def test_major_version():

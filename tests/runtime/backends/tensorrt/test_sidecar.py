@@ -52,7 +52,7 @@ def test_invalid_sidecar_json_is_an_error(engine):
     ("input_shape", [1, 3, 640], "'input_shape' must be"),
     ("engine_bytes", "10240", "'engine_bytes' must be a positive integer"),
     ("engine_bytes", True, "'engine_bytes' must be a positive integer"),
-    ("precision", "int8", "'precision' must be \"fp32\" or \"fp16\""),
+    ("precision", "int4", "'precision' must be \"fp32\", \"fp16\" or \"int8\""),
     ("compute_capability", 9.0, "'compute_capability' must be"),
     ("profile", {"min": [1, 3, 640, 640]}, "'profile' must be"),
     ("outputs", {"loc": "wide"}, "'outputs' must be"),
