@@ -25,7 +25,9 @@ the heads) or by a ``keep`` pattern (fnmatch) stay float32, exactly as in the fl
 * :func:`entropy_amax`: TensorRT's entropy calibration (KL divergence, "8-bit Inference with TensorRT", NVIDIA
   GTC 2017): for each candidate ``i`` of 128 … 2048 bins, P = the first ``i`` bins with every count beyond them
   added to the last; Q = those ``i`` bins (without the outliers) merged into 128 levels and spread back evenly
-  over the bins that were not empty; the ``i`` of the smallest KL(P ‖ Q) gives ``amax = (i + 0.5) · w``.
+  over the bins that were not empty; the ``i`` of the smallest KL(P ‖ Q) gives ``amax = (i + 0.5) · w``. Bin 0
+  first gets the count of bin 1, as NVIDIA's pytorch-quantization does: the exact zeros of a ReLU would otherwise
+  dominate both distributions and pull the threshold far into the bulk (to 1.5 σ of a half-normal).
 * :func:`percentile_amax`: the upper edge of the bin where 99.99 % of ``|x|`` is reached, at most ``max |x|``;
 * ``max``: ``max |x|`` itself (min-max calibration), for comparison.
 """
@@ -221,6 +223,7 @@ def entropy_amax(histogram: Histogram) -> float:
     if histogram.width is None:
         return 0.0
     counts = histogram.counts.astype(np.float64)
+    counts[0] = counts[1]              # as NVIDIA's pytorch-quantization does: a ReLU's zeros would dominate P
     beyond = counts.sum() - np.cumsum(counts)          # beyond[i - 1]: the count of bins i, i+1, …
     divergences = [_divergence(counts, i, beyond[i - 1]) for i in range(LEVELS, BINS + 1)]
     best = LEVELS + int(np.argmin(divergences))
