@@ -303,18 +303,24 @@ def build_engine_file(weights_path: str | Path, engine_path: str | Path, options
     return write_engine(engine_path, plan, {**info, "source": "weights"})
 
 
+def calibration_device(device_index: int) -> str:
+    """Where calibration images are pre-processed (and, explicit route, run through the executor): the build's GPU."""
+    return f"cuda:{device_index}"
+
+
 def _int8_inputs(trt, weights_path, weights, cfg, options: BuildOptions, device_index: int):
     """(QuantizationPlan or None, ImplicitCalibration or None) of an INT8 build: the explicit route's scales are
     computed here, on the build's GPU with the executor; the implicit route's by TensorRT during the build."""
     if options.int8 is None:
         return None, None
+    device = calibration_device(device_index)
     if options.int8.route == "implicit":
         from runtime.backends.tensorrt.calibrator import ImplicitCalibration
 
-        return None, ImplicitCalibration(trt, weights_path, options.int8, device_index)
+        return None, ImplicitCalibration(trt, weights_path, options.int8, device)
     from runtime.calibration import quantization_plan
 
-    return quantization_plan(weights_path, weights, cfg, options.int8, device=f"cuda:{device_index}"), None
+    return quantization_plan(weights_path, weights, cfg, options.int8, device=device), None
 
 
 def int8_digest(weights_path, settings, trt) -> str:

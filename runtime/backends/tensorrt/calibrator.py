@@ -74,9 +74,10 @@ def entropy_calibrator(trt, batches: Iterable, cache: bytes | None = None):
 
 
 class ImplicitCalibration:
-    """The calibrator of one build (``calibrator``) with its cache; call :meth:`finish` after the build."""
+    """The calibrator of one build (``calibrator``) with its cache; call :meth:`finish` after the build.
+    ``device``: where the images are pre-processed (the build's GPU, ``cuda:N``)."""
 
-    def __init__(self, trt, weights_path, settings, device_index: int = 0, report=None):
+    def __init__(self, trt, weights_path, settings, device: str = "cuda", report=None):
         from runtime import calibration as cal
         from wts_export.weights import sha256_file
 
@@ -90,7 +91,7 @@ class ImplicitCalibration:
             self.report(f"{len(files)} images of {settings.images} for TensorRT's entropy calibrator")
         else:
             self.report(f"TensorRT's calibration from {settings.cache} (no calibration run)")
-        self.calibrator = entropy_calibrator(trt, cal.network_inputs(files, settings, f"cuda:{device_index}"), offered)
+        self.calibrator = entropy_calibrator(trt, cal.network_inputs(files, settings, device), offered)
 
     def finish(self) -> None:
         """Raise the calibration's error if there was one; write TensorRT's cache if it calibrated."""
