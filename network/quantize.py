@@ -124,10 +124,17 @@ class Quantizer:
 
     def finish(self) -> None:
         """RetinaFaceError for a ``keep`` pattern that matched no point (a typo would silently keep nothing)."""
-        unmatched = [p for p in self.plan.keep if p not in self._matched]
-        if unmatched:
-            raise RetinaFaceError(f"--keep-precision {unmatched[0]!r} matches no layer of this network; patterns "
-                                  "match PyTorch module paths of convolutions (body.stage2.3.3, fpn.merge1.0, "
+        check_keep_patterns(self.plan.keep, self._matched)
+
+
+def check_keep_patterns(patterns, points) -> None:
+    """RetinaFaceError for the first of ``patterns`` that matches none of ``points`` (point names, or patterns
+    already known to match)."""
+    points = set(points)
+    for pattern in patterns:
+        if pattern not in points and not any(fnmatch.fnmatchcase(point, pattern) for point in points):
+            raise RetinaFaceError(f"--keep-precision {pattern!r} matches no layer of this network; patterns match "
+                                  "PyTorch module paths of convolutions (body.stage2.3.3, fpn.merge1.0, "
                                   "ssh1.conv3X3.0) and residual adds (body.layer2.0.add), with * and ?")
 
 

@@ -260,6 +260,14 @@ def observed_network(arrays: Mapping, cfg):
     return network, {point: names[id(tensor)] for point, tensor in observer.points.items()}
 
 
+def check_keep(arrays: Mapping, cfg, settings: Int8Settings) -> None:
+    """Before any work: every ``--keep-precision`` pattern matches a point of this network (RetinaFaceError)."""
+    from network.quantize import check_keep_patterns
+
+    if settings.keep:
+        check_keep_patterns(settings.keep, observed_network(arrays, cfg)[1])
+
+
 def collect_histograms(arrays: Mapping, cfg, batches, device) -> dict:
     """{point: network.quantize.Histogram} of ``batches`` (float32 [N, 3, H, W] network inputs) on ``device``."""
     from network import INPUT_NAME
@@ -311,6 +319,7 @@ def quantization_plan(weights, arrays: Mapping, cfg, settings: Int8Settings, dev
     if settings.route != "explicit":
         raise RetinaFaceError("the scales of the implicit route are TensorRT's own (its calibrator runs inside the "
                               "build); only the explicit route has scales computed here")
+    check_keep(arrays, cfg, settings)
     files = calibration_images(settings)
     key = calibration_key(weights_digest(weights, arrays), settings, files)
     payload = read_cache(settings.cache, key) if settings.cache is not None else None

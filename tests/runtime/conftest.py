@@ -46,3 +46,19 @@ def crowd_image(shared_dir) -> np.ndarray:
     import cv2
 
     return cv2.imread(str(shared_dir / "images" / "crowd_1024x624.jpg"))
+
+
+@pytest.fixture(scope="session")
+def crop_folder(tmp_path_factory, shared_dir):
+    """20 crops (96×128) of the crowd photo, 4 of them in a subfolder, and a text file: calibration images that
+    run fast (``--calibration-count`` up to 20)."""
+    import cv2
+
+    image = cv2.imread(str(shared_dir / "images" / "crowd_1024x624.jpg"))
+    folder = tmp_path_factory.mktemp("calibration")
+    (folder / "sub").mkdir()
+    for i in range(20):
+        y, x = (i * 23) % 500, (i * 41) % 880
+        cv2.imwrite(str(folder / ("sub" if i % 5 == 0 else ".") / f"crop{i:02d}.jpg"), image[y:y + 96, x:x + 128])
+    (folder / "notes.txt").write_text("not an image")
+    return folder

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -14,19 +13,6 @@ from network.quantize import METHODS
 from retinaface_trt.errors import RetinaFaceError
 from runtime import calibration as cal
 from runtime.calibration import Int8Settings
-
-
-@pytest.fixture(scope="module")
-def crop_folder(tmp_path_factory, shared_dir):
-    """20 crops (96×128) of the crowd photo, 4 of them in a subfolder: calibration images that run fast."""
-    image = cv2.imread(str(shared_dir / "images" / "crowd_1024x624.jpg"))
-    folder = tmp_path_factory.mktemp("calibration")
-    (folder / "sub").mkdir()
-    for i in range(20):
-        y, x = (i * 23) % 500, (i * 41) % 880
-        cv2.imwrite(str(folder / ("sub" if i % 5 == 0 else ".") / f"crop{i:02d}.jpg"), image[y:y + 96, x:x + 128])
-    (folder / "notes.txt").write_text("not an image")
-    return folder
 
 
 @pytest.fixture(scope="module")

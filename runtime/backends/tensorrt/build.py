@@ -316,7 +316,9 @@ def _int8_inputs(trt, weights_path, weights, cfg, options: BuildOptions, device_
     device = calibration_device(device_index)
     if options.int8.route == "implicit":
         from runtime.backends.tensorrt.calibrator import ImplicitCalibration
+        from runtime.calibration import check_keep
 
+        check_keep(weights, cfg, options.int8)
         return None, ImplicitCalibration(trt, weights_path, options.int8, device)
     from runtime.calibration import quantization_plan
 

@@ -207,7 +207,7 @@ def keep_layers_float(trt, network, patterns=()) -> list[str]:
     that matches no layer, and on a version without per-layer precision (11.x: strong typing only)."""
     import fnmatch
 
-    from network.quantize import DEFAULT_KEEP
+    from network.quantize import DEFAULT_KEEP, check_keep_patterns
 
     kept, outputs, matched = [], set(), set()
     if hasattr(trt.BuilderFlag, "OBEY_PRECISION_CONSTRAINTS"):     # weak typing: 8.6 and 10.x
@@ -225,10 +225,7 @@ def keep_layers_float(trt, network, patterns=()) -> list[str]:
     else:
         raise RetinaFaceError(f"TensorRT {trt.__version__} has no per-layer precision (strong typing only); use "
                               "--int8-route explicit")
-    unmatched = [p for p in patterns if p not in matched]
-    if unmatched:
-        raise RetinaFaceError(f"--keep-precision {unmatched[0]!r} matches no layer of this network; patterns match "
-                              "PyTorch module paths such as body.stage2.3.3 or fpn.merge1.0, with * and ?")
+    check_keep_patterns(patterns, matched)
     return kept
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from retinaface_trt.errors import RetinaFaceError
 from runtime.backends.tensorrt.sidecar import (DeviceInfo, EngineMismatchError, check_compatible, check_engine_file,
-                                               read_engine_bytes, read_sidecar, sidecar_path, write_sidecar)
+                                               build_command, read_engine_bytes, read_sidecar, sidecar_path,
+                                               write_sidecar)
 from tests.runtime.backends.tensorrt import fakes
 
 PLAN = bytes(range(256)) * 40
@@ -165,3 +166,22 @@ def test_an_engine_path_that_is_a_directory_is_one_clear_line(tmp_path):
     (tmp_path / "m.engine").mkdir()
     with pytest.raises(RetinaFaceError, match="is a directory, not an engine file"):
         check_engine_file(tmp_path / "m.engine")
+
+
+INT8 = {"images": "calib", "count": 200, "method": "entropy", "keep_precision": ["fpn.*"], "resize": "stretch",
+        "input_size": [640, 640], "route": "explicit", "cache": "c.json", "calibration": "0123456789abcdef"}
+
+
+def test_an_int8_sidecar_records_its_calibration_and_rebuilds_with_it(engine):
+    write_sidecar(engine, info_for(precision="int8", int8=INT8))
+    command = build_command(read_sidecar(engine), engine)
+    assert "--precision int8" in command and "--calibration-images calib --calibration-count 200" in command
+    assert "--int8-route explicit" in command and "--keep-precision 'fpn.*'" in command
+    assert "--calibration-cache c.json" in command
+
+
+@pytest.mark.parametrize("change", [{"route": "ptq"}, {"count": 0}, {"calibration": "xyz"}, {"extra": 1}])
+def test_a_wrong_int8_record_is_refused(engine, change):
+    write_raw(engine, info_for(precision="int8", int8={**INT8, **change}))
+    with pytest.raises(RetinaFaceError, match="'int8' must be"):
+        read_sidecar(engine)
