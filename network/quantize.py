@@ -14,7 +14,8 @@ the inputs of an operation quantized rather than its outputs; docs/int8.md):
 
 Points are named by PyTorch module path: a convolution's key (``body.stage2.3.3``) for its input, a residual add's
 name (``body.layer2.0.add``) for its shortcut. The points matched by :data:`DEFAULT_KEEP` (the first convolution,
-the heads) or by a ``keep`` pattern (fnmatch) stay float32, exactly as in the float network.
+the first depthwise convolution, the heads) or by a ``keep`` pattern (fnmatch) stay float32, exactly as in the float
+network; a pattern starting with ``!`` quantizes the points it matches even where a default keeps them.
 
 **Calibration maths** (float32 activations from the executor → ``amax`` per point):
 
@@ -25,9 +26,11 @@ the heads) or by a ``keep`` pattern (fnmatch) stay float32, exactly as in the fl
 * :func:`entropy_amax`: TensorRT's entropy calibration (KL divergence, "8-bit Inference with TensorRT", NVIDIA
   GTC 2017): for each candidate ``i`` of 128 … 2048 bins, P = the first ``i`` bins with every count beyond them
   added to the last; Q = those ``i`` bins (without the outliers) merged into 128 levels and spread back evenly
-  over the bins that were not empty; the ``i`` of the smallest KL(P ‖ Q) gives ``amax = (i + 0.5) · w``. Bin 0
-  first gets the count of bin 1, as NVIDIA's pytorch-quantization does: the exact zeros of a ReLU would otherwise
-  dominate both distributions and pull the threshold far into the bulk (to 1.5 σ of a half-normal).
+  over the bins that were not empty; the ``i`` of the smallest KL(P ‖ Q) gives ``amax = (i + 0.5) · w``. Values
+  that are exactly 0 are left out of P and Q: any scale represents them exactly, and the zeros of a ReLU (half
+  of its outputs) would otherwise dominate both distributions and pull the threshold far into the bulk (to 1.5 σ
+  of a half-normal). NVIDIA's pytorch-quantization does something similar (bin 0 takes bin 1's count); that also
+  drops the small non-zero values of bin 0, which measurably hurts MobileNet's LeakyReLU outputs (docs/int8.md).
 * :func:`percentile_amax`: the upper edge of the bin where 99.99 % of ``|x|`` is reached, at most ``max |x|``;
 * ``max``: ``max |x|`` itself (min-max calibration), for comparison.
 """
@@ -61,7 +64,8 @@ class QuantizationPlan:
     """What an INT8 network definition needs: an activation ``amax`` per point and what stays float.
 
     amax:  point (module path) → the largest |x| to represent (scale = amax / 127)
-    keep:  fnmatch patterns of points kept in float32, beyond :data:`DEFAULT_KEEP`; each must match a point
+    keep:  fnmatch patterns of points kept in float32, beyond :data:`DEFAULT_KEEP`, or ``!pattern``: quantize these
+           points even if a default keeps them; each must match a point
     typed: True: ``add_quantize(x, scale, trt.int8)`` / ``add_dequantize(q, scale, trt.float32)`` (TensorRT 10.x,
            11.x, the executor); False: TensorRT 8.6's two-argument forms (INT8 out of quantize, FLOAT out of
            dequantize are then the only types)
@@ -72,7 +76,9 @@ class QuantizationPlan:
     typed: bool = True
 
     def kept(self, point: str) -> bool:
-        return any(fnmatch.fnmatchcase(point, pattern) for pattern in DEFAULT_KEEP + tuple(self.keep))
+        if any(p.startswith("!") and fnmatch.fnmatchcase(point, p[1:]) for p in self.keep):
+            return False
+        return any(fnmatch.fnmatchcase(point, p) for p in DEFAULT_KEEP + tuple(self.keep) if not p.startswith("!"))
 
 
 @dataclass
@@ -103,7 +109,7 @@ class Quantizer:
         self.quantized: list[str] = []
 
     def quantizes(self, point: str) -> bool:
-        self._matched.update(p for p in self.plan.keep if fnmatch.fnmatchcase(point, p))
+        self._matched.update(p for p in self.plan.keep if fnmatch.fnmatchcase(point, p.removeprefix("!")))
         return not self.plan.kept(point)
 
     def activation(self, net, point: str, x):
@@ -132,7 +138,7 @@ def check_keep_patterns(patterns, points) -> None:
     already known to match)."""
     points = set(points)
     for pattern in patterns:
-        if pattern not in points and not any(fnmatch.fnmatchcase(point, pattern) for point in points):
+        if pattern not in points and not any(fnmatch.fnmatchcase(point, pattern.removeprefix("!")) for point in points):
             raise RetinaFaceError(f"--keep-precision {pattern!r} matches no layer of this network; patterns match "
                                   "PyTorch module paths of convolutions (body.stage2.3.3, fpn.merge1.0, "
                                   "ssh1.conv3X3.0) and residual adds (body.layer2.0.add), with * and ?")
@@ -194,12 +200,14 @@ def quantized_kernel(net, kernel: np.ndarray, name: str, typed: bool = True):
 # Calibration maths -------------------------------------------------------------------------------------------
 class Histogram:
     """``|x|`` of one tensor over any number of batches (see the module docstring); ``counts`` [BINS] int64,
-    ``width`` (the bin width, a power of two; None while every value seen was 0) and ``amax`` (max |x|)."""
+    ``width`` (the bin width, a power of two; None while every value seen was 0), ``amax`` (max |x|) and
+    ``zeros`` (how many of the values in bin 0 are exactly 0)."""
 
     def __init__(self):
         self.counts = np.zeros(BINS, np.int64)
         self.width: float | None = None
         self.amax = 0.0
+        self.zeros = 0
 
     def add(self, x) -> None:
         """Count the values of ``x`` (a torch tensor on any device)."""
@@ -209,6 +217,7 @@ class Histogram:
             raise RetinaFaceError("an activation is not finite (NaN or infinity) on a calibration image: the "
                                   "weights or the image are damaged")
         self.amax = max(self.amax, amax)
+        self.zeros += int((magnitude == 0).sum())
         if self.width is None:
             if amax == 0.0:
                 self.counts[0] += magnitude.numel()
@@ -230,7 +239,7 @@ def entropy_amax(histogram: Histogram) -> float:
     if histogram.width is None:
         return 0.0
     counts = histogram.counts.astype(np.float64)
-    counts[0] = counts[1]              # as NVIDIA's pytorch-quantization does: a ReLU's zeros would dominate P
+    counts[0] -= histogram.zeros       # exact zeros are exact at any scale (module docstring)
     beyond = counts.sum() - np.cumsum(counts)          # beyond[i - 1]: the count of bins i, i+1, …
     divergences = [_divergence(counts, i, beyond[i - 1]) for i in range(LEVELS, BINS + 1)]
     best = LEVELS + int(np.argmin(divergences))

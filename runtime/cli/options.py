@@ -159,7 +159,8 @@ def add_int8_args(parser, *, build: bool = False) -> None:
                        help="entropy (TensorRT's KL-divergence method, default), percentile (99.99%%) or max")
     group.add_argument("--keep-precision", action="append", default=[], metavar="PATTERN",
                        help="keep the layers whose PyTorch module path matches PATTERN (fnmatch, e.g. 'body.stage1.*') "
-                            "in float32, beyond the first convolution and the heads; repeatable")
+                            "in float32, beyond the first convolutions and the heads; '!PATTERN' quantizes them even "
+                            "where kept by default; repeatable")
     if build:
         group.add_argument("--int8-route", choices=ROUTES, default="explicit",
                            help="explicit: Q/DQ layers with the project's scales (every TensorRT version; what "

@@ -33,7 +33,7 @@ PROJECT_RECEIVERS = {"self", "options", "log", "target", "time", "hashlib", "np"
                      "self._cuda", "self._handles", "h", "self.info", "cache_file", "path", "path.parent",
                      "folder", "Path", "os", "re", "device", "settings", "postprocess", "net.cfg", "net",
                      "contextlib", "sys", "json", "type(resolved)", "torch.cuda.current_stream(device)",
-                     "self.fixed_input_size", "b", "parts", "kept", "cal", "self._current", "self.settings",
+                     "self.fixed_input_size", "b", "parts", "kept", "names", "cal", "self._current", "self.settings",
                      "self.calibrator", "self._current.device", "calibrator", "options.int8", "self.plan",
                      "self._pairs", "self.plan.keep", "self.counts", "magnitude", "histogram", "histogram.counts",
                      "self._matched", "self.quantized", "self.points", "kernel", "scale", "amax",

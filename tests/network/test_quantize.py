@@ -52,7 +52,7 @@ def test_a_non_finite_activation_is_an_error():
 # Entropy and percentile ------------------------------------------------------------------------------------------
 def slow_divergence(counts, i):
     """The KL divergence of the slides (NVIDIA GTC 2017, "8-bit Inference with TensorRT"), bin by bin (on the
-    counts as given: entropy_amax replaces bin 0 by bin 1 before)."""
+    counts as given: entropy_amax takes the exact zeros out of bin 0 before)."""
     p = [float(c) for c in counts[:i]]
     p[-1] += float(sum(counts[i:]))
     q = [0.0] * i
@@ -97,7 +97,9 @@ def test_entropy_clips_the_long_tail_and_keeps_the_bulk():
 
 def test_the_zeros_of_a_relu_do_not_pull_the_threshold_into_the_bulk():
     values = np.maximum(np.random.default_rng(2).standard_normal(200000), 0.0)      # half of them exactly 0
-    assert entropy_amax(_histogram(values)) > np.percentile(values, 99)
+    histogram = _histogram(values)
+    assert histogram.zeros == int((values == 0).sum()) and entropy_amax(histogram) > np.percentile(values, 99)
+    assert entropy_amax(histogram) == entropy_amax(_histogram(values[values > 0]))
 
 
 def test_entropy_threshold_is_the_best_candidate_plus_half_a_bin():
@@ -105,7 +107,6 @@ def test_entropy_threshold_is_the_best_candidate_plus_half_a_bin():
 
     histogram = _histogram(np.abs(np.random.default_rng(2).standard_normal(30000)))
     counts = histogram.counts.astype(np.float64)
-    counts[0] = counts[1]
     best = min(range(LEVELS, BINS + 1), key=lambda i: _divergence(counts, i, float(counts[i:].sum())))
     assert entropy_amax(histogram) == (best + 0.5) * histogram.width
 
@@ -294,3 +295,12 @@ def test_resnet50_shortcuts_are_quantized_before_the_residual_add():
     assert producers[id(layers["body.layer2.1.add"].get_input(1))] is layers["body.layer2.1.conv1.input_dequantize"]
     out = Program(network, fold_batchnorm=True)({"input": torch.randn(1, 3, 64, 64)})
     assert torch.isfinite(out["loc"]).all()
+
+
+def test_a_negated_pattern_quantizes_a_point_kept_by_default(mnet_arrays, mnet_points):
+    plan = _plan(mnet_points, keep=("!body.stage1.1.0", "fpn.*"))
+    assert not plan.kept("body.stage1.1.0") and plan.kept("body.stage1.0.0") and plan.kept("fpn.merge1.0")
+    names = {layer.name for layer in _network(mnet_arrays, plan)._layers}
+    assert "body.stage1.1.0.input_quantize" in names and "fpn.merge1.0.input_quantize" not in names
+    with pytest.raises(RetinaFaceError, match="'!body.stage9.0' matches no layer"):
+        _network(mnet_arrays, _plan(mnet_points, keep=("!body.stage9.0",)))

@@ -202,22 +202,19 @@ def set_precision(trt, config, plan: PrecisionPlan, precision: str) -> None:
 
 def keep_layers_float(trt, network, patterns=()) -> list[str]:
     """Constrain to float32 the layers of a weakly typed ``network`` (implicit INT8) that ``network.quantize``
-    keeps (its DEFAULT_KEEP and ``patterns``, fnmatch on the layer names, which are module paths), with the
+    keeps (its DEFAULT_KEEP and ``patterns``, ``!`` negations included, on the layer names: module paths), with the
     BatchNorm scale and activation that follow each of them; return their names. RetinaFaceError for a pattern
     that matches no layer, and on a version without per-layer precision (11.x: strong typing only)."""
-    import fnmatch
+    from network.quantize import QuantizationPlan, check_keep_patterns
 
-    from network.quantize import DEFAULT_KEEP, check_keep_patterns
-
-    kept, outputs, matched = [], set(), set()
+    plan, kept, outputs, names = QuantizationPlan({}, tuple(patterns)), [], set(), []
     if hasattr(trt.BuilderFlag, "OBEY_PRECISION_CONSTRAINTS"):     # weak typing: 8.6 and 10.x
         for index in range(network.num_layers):
             layer = network.get_layer(index)
-            hits = {p for p in DEFAULT_KEEP + tuple(patterns) if fnmatch.fnmatchcase(layer.name, p)}
-            matched |= hits
+            names.append(layer.name)
             follows = layer.type in (trt.LayerType.SCALE, trt.LayerType.ACTIVATION) \
                 and layer.get_input(0).name in outputs
-            if hits or follows:
+            if plan.kept(layer.name) or follows:
                 layer.precision = trt.float32
                 layer.set_output_type(0, trt.float32)
                 kept.append(layer.name)
@@ -225,7 +222,7 @@ def keep_layers_float(trt, network, patterns=()) -> list[str]:
     else:
         raise RetinaFaceError(f"TensorRT {trt.__version__} has no per-layer precision (strong typing only); use "
                               "--int8-route explicit")
-    check_keep_patterns(patterns, matched)
+    check_keep_patterns(patterns, names)
     return kept
 
 
