@@ -20,4 +20,4 @@ def cache_root() -> Path:
 
 def entry_key(*parts) -> str:
     """16 hex digits identifying an entry by ``parts`` (JSON-serialisable values)."""
-    return hashlib.sha256(json.dumps(list(parts)).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps(list(parts), sort_keys=True).encode()).hexdigest()[:16]

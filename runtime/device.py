@@ -19,8 +19,11 @@ from retinaface_trt.errors import RetinaFaceError
 def resolve_device(device: str | None = "cpu"):
     """Turn ``cpu`` / ``cuda`` / ``cuda:N`` / ``auto`` (None: auto) into a torch.device.
 
-    RetinaFaceError for any other name (``cpu:5``, ``tpu``), for CUDA on a machine where PyTorch sees no GPU,
-    and for a CUDA index beyond the GPUs PyTorch sees.
+    A CUDA device always comes back with its index: ``cuda`` (and ``auto`` on a GPU machine) is ``cuda:0``, as
+    the TensorRT backend and ``build`` take it, never "whichever device is current in the calling thread" (with
+    that, caches keyed by the device name and the device made current around the pipeline's work could
+    disagree between threads). RetinaFaceError for any other name (``cpu:5``, ``tpu``), for CUDA on a machine
+    where PyTorch sees no GPU, and for a CUDA index beyond the GPUs PyTorch sees.
     """
     from runtime.options import check_device
 
@@ -28,15 +31,27 @@ def resolve_device(device: str | None = "cpu"):
     import torch
 
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     resolved = torch.device(name)
-    if resolved.type == "cuda" and not torch.cuda.is_available():
+    if resolved.type == "cpu":
+        return resolved
+    if not torch.cuda.is_available():
         raise RetinaFaceError(f"device {device!r} asked for, but PyTorch sees no CUDA GPU; use --device cpu")
-    count = torch.cuda.device_count() if resolved.type == "cuda" else 0
-    if resolved.index is not None and resolved.index >= count:
+    index, count = resolved.index or 0, torch.cuda.device_count()
+    if index >= count:
         raise RetinaFaceError(f"device {device!r} asked for, but PyTorch sees {count} CUDA device(s) "
                               f"(cuda:0 to cuda:{count - 1}); pick one of those")
-    return resolved
+    return torch.device("cuda", index)
+
+
+def cpu_cores() -> int:
+    """The CPUs this process may run on (its affinity, which containers and ``taskset`` restrict), at least 1."""
+    import os
+
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:      # not Linux
+        return max(1, os.cpu_count() or 1)
 
 
 @contextlib.contextmanager

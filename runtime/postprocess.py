@@ -77,23 +77,35 @@ def box_iou(a, b):
     detect.py's "+1 pixel" convention: widths are x2 − x1 + 1, overlaps clipped at 0. NumPy arrays or torch
     tensors, in their own dtype. Degenerate boxes give what the formula gives (0/0 is NaN), as in detect.py.
     """
-    xp = _xp(a)
-    area_a = (a[:, 2] - a[:, 0] + 1) * (a[:, 3] - a[:, 1] + 1)
-    area_b = (b[:, 2] - b[:, 0] + 1) * (b[:, 3] - b[:, 1] + 1)
-    w = xp.minimum(a[:, None, 2], b[None, :, 2]) - xp.maximum(a[:, None, 0], b[None, :, 0]) + 1
-    h = xp.minimum(a[:, None, 3], b[None, :, 3]) - xp.maximum(a[:, None, 1], b[None, :, 1]) + 1
-    inter = w.clip(min=0) * h.clip(min=0)
+    return _overlaps(_columns(a, (slice(None), None)), _columns(b, (None, slice(None))))
+
+
+def _columns(boxes, where):
+    """(x1, y1, x2, y2, area) of boxes [M, 4], each indexed by ``where`` (to broadcast them against others)."""
+    x1, y1, x2, y2 = (boxes[:, i][where] for i in range(4))
+    return x1, y1, x2, y2, (x2 - x1 + 1) * (y2 - y1 + 1)
+
+
+def _overlaps(a, b):
+    """The IoU formula on broadcastable columns (x1, y1, x2, y2, area) of two sets of boxes."""
+    ax1, ay1, ax2, ay2, area_a = a
+    bx1, by1, bx2, by2, area_b = b
+    xp = _xp(ax1) if isinstance(ax1, (np.ndarray, torch.Tensor)) else _xp(bx1)
+    w = (xp.minimum(ax2, bx2) - xp.maximum(ax1, bx1) + 1).clip(min=0)
+    h = (xp.minimum(ay2, by2) - xp.maximum(ay1, by1) + 1).clip(min=0)
+    inter = w * h
     with np.errstate(invalid="ignore", divide="ignore"):
-        return inter / (area_a[:, None] + area_b[None, :] - inter)
+        return inter / (area_a + area_b - inter)
 
 
 def greedy_nms(boxes: np.ndarray, threshold: float) -> np.ndarray:
     """detect.py's greedy NMS of float32 boxes [K, 4] already in score order → int64 indices kept, in order."""
+    columns = _columns(boxes, slice(None))
     order, keep = np.arange(len(boxes)), []
     while order.size:
         best, rest = order[0], order[1:]
         keep.append(best)
-        order = rest[box_iou(boxes[best:best + 1], boxes[rest])[0] <= threshold]
+        order = rest[_overlaps([c[best] for c in columns], [c[rest] for c in columns]) <= threshold]
     return np.asarray(keep, dtype=np.int64)
 
 

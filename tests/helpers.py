@@ -1,4 +1,4 @@
-"""Helpers shared by test modules (not fixtures): seeded random ResNet-50 weights."""
+"""Helpers shared by test modules (not fixtures): seeded random ResNet-50 weights, the network on the executor."""
 
 from __future__ import annotations
 
@@ -6,26 +6,11 @@ import torch
 
 
 def random_resnet50_state_dict(seed=0):
-    """A ResNet-50 RetinaFace with seeded random weights and non-trivial BatchNorm statistics.
+    """A ResNet-50 RetinaFace with seeded random weights that behave like trained ones
+    (:func:`wts_export.random_weights.random_weights`). Returns (model in eval mode, {name: float32 array})."""
+    from wts_export.random_weights import random_weights
 
-    Returns (model in eval mode, {name: float32 numpy array}).
-    """
-    from network.config import RESNET_50
-    from wts_export.model import RetinaFace
-
-    torch.manual_seed(seed)
-    model = RetinaFace(RESNET_50)
-    with torch.no_grad():
-        for name, tensor in model.state_dict().items():
-            if name.endswith("running_mean"):
-                tensor.normal_(0, 0.1)
-            elif name.endswith("running_var"):
-                tensor.uniform_(0.5, 1.5)
-            elif name.endswith(".weight") and tensor.dim() == 1:
-                tensor.uniform_(0.5, 1.5)
-            elif name.endswith(".bias"):
-                tensor.normal_(0, 0.1)
-    return model.eval(), {k: v.numpy() for k, v in model.state_dict().items()}
+    return random_weights("resnet50", seed)
 
 
 class NetworkRun:
@@ -48,3 +33,14 @@ class NetworkRun:
 
         outputs = self.program({INPUT_NAME: x})
         return tuple(outputs[name] for name in OUTPUT_NAMES)
+
+
+def require_tensorrt_and_gpu():
+    """(torch, tensorrt) for a test module of the ``tensorrt`` marker; skips the whole module, with the reason,
+    without ``import tensorrt`` or a CUDA device. Call it at module level, before importing TensorRT code."""
+    import pytest
+
+    tensorrt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install 'retinaface-trt[tensorrt]')")
+    if not torch.cuda.is_available():
+        pytest.skip("TensorRT needs a CUDA device; PyTorch sees none", allow_module_level=True)
+    return torch, tensorrt

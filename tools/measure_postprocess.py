@@ -34,22 +34,18 @@ def detector(weights_path, size, postprocess: str):
                                  input_size=size, postprocess=postprocess)
 
 
-def _iou(box, boxes):
-    lt, rb = np.maximum(box[:2], boxes[:, :2]), np.minimum(box[2:], boxes[:, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=1)
-    area = lambda b: np.prod(b[..., 2:] - b[..., :2], axis=-1)  # noqa: E731
-    return inter / np.maximum(area(box) + area(boxes) - inter, 1e-9)
-
-
 def compare(ours: np.ndarray, theirs: np.ndarray, threshold: float) -> dict:
     """Detections scoring ≥ threshold: counts, how many of ours have an identical row in theirs (IoU ≥ 0.999),
     and the largest element difference among those matched."""
+    from runtime.postprocess import box_iou
+
     a, b = ours[ours[:, 4] >= threshold], theirs[theirs[:, 4] >= threshold]
     matched, worst = 0, 0.0
     for row in a:
         if len(b):
-            best = int(np.argmax(_iou(row[:4], b[:, :4])))
-            if _iou(row[:4], b[best:best + 1, :4])[0] >= 0.999:
+            overlaps = box_iou(row[None, :4], b[:, :4])[0]
+            best = int(np.argmax(overlaps))
+            if overlaps[best] >= 0.999:
                 matched += 1
                 worst = max(worst, float(np.abs(row - b[best]).max()))
     return {"network": len(a), "pipeline": len(b), "identical": matched, "max_abs_diff": worst}

@@ -21,11 +21,10 @@ import io
 import os
 from pathlib import Path
 
+from network import INPUT_NAME, OUTPUT_NAMES
 from retinaface_trt.errors import RetinaFaceError
 from retinaface_trt.fileio import check_writable, write_bytes_atomic
 
-INPUT_NAME = "input"
-OUTPUT_NAMES = ("loc", "conf", "landms")
 DEFAULT_OPSET = 17
 MIN_OPSET = 11
 BACKBONE_KEY = "retinaface.backbone"

@@ -27,7 +27,8 @@ from retinaface_trt.errors import RetinaFaceError
 log = logging.getLogger("retinaface_trt")
 
 BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
-PRECISIONS = ("fp32", "fp16", "int8")
+FLOAT_PRECISIONS = ("fp32", "fp16")
+PRECISIONS = FLOAT_PRECISIONS + ("int8",)          # int8 needs calibration images (runtime.calibration)
 
 
 class Backend(Protocol):
@@ -56,6 +57,7 @@ class BackendRequest:
     engine_cache: folder of engines built from weights (default :func:`runtime.backends.tensorrt.cache.default_engine_cache`)
     postprocess:  a ``network.postprocess.PostprocessSettings`` to build the network with decoding and NMS
                   inside (fixed ``input_size``), or None for the raw outputs
+    threads:      CPU threads for the network and the pipeline's own work (None: one per core)
     int8:         a ``runtime.calibration.Int8Settings`` for precision "int8" (the executor runs the explicit
                   INT8 network, emulated; TensorRT engines built from weights are INT8 engines)
     """
@@ -67,12 +69,13 @@ class BackendRequest:
     input_size: tuple[int, int] = (640, 640)
     engine_cache: object = None
     postprocess: object = None
+    threads: int | None = None
     int8: object = None
 
 
 def create_backend(name: str = "auto", weights=None, engine=None, device: str | None = "cpu",
                    precision: str = "fp32", input_size=(640, 640), engine_cache=None, postprocess=None,
-                   int8=None) -> Backend:
+                   threads: int | None = None, int8=None) -> Backend:
     """Build the backend called ``name`` from a weights file (.pth/.wts, or a state_dict) or an engine file."""
     if name not in BACKENDS:
         raise RetinaFaceError(f"unknown backend {name!r}; expected one of: {', '.join(BACKENDS)}")
@@ -81,7 +84,12 @@ def create_backend(name: str = "auto", weights=None, engine=None, device: str | 
     from runtime.calibration import check_int8_request
 
     check_int8_request(precision, int8)
-    request = BackendRequest(weights, engine, device, precision, tuple(input_size), engine_cache, postprocess, int8)
+    request = BackendRequest(weights, engine, device, precision, tuple(input_size), engine_cache, postprocess,
+                             threads, int8)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)       # process-wide: the executor and the pipeline's torch work
     if name == "auto":
         name = _pick_auto(weights, engine)
         if name == "torch" and _onnxruntime_is_faster(request):
@@ -103,13 +111,17 @@ def _pick_auto(weights, engine) -> str:
     if weights is None:
         raise RetinaFaceError(f"cannot run engine {engine}: {why}; pass --weights to use the PyTorch executor")
     if engine is not None:
-        # Not runnable here, but still checked (size, sha256, sidecar schema: no TensorRT needed), so
-        # that a damaged engine is an error whatever the backend, and its being unused is said.
-        from runtime.backends.tensorrt.sidecar import check_engine_file
-
-        check_engine_file(engine)
-        log.warning("engine %s is not used (%s); running the PyTorch executor on the weights", engine, why)
+        _unused_engine(engine, why)
     return "torch"
+
+
+def _unused_engine(engine, why: str) -> None:
+    """An engine given but not run is still checked (size, sha256, sidecar schema: no TensorRT needed), so that
+    a damaged engine is an error whatever the backend, and its being unused is said."""
+    from runtime.backends.tensorrt.sidecar import check_engine_file
+
+    check_engine_file(engine)
+    log.warning("engine %s is not used (%s); running the PyTorch executor on the weights", engine, why)
 
 
 def _onnxruntime_is_faster(request: BackendRequest) -> bool:
@@ -129,6 +141,8 @@ def _torch_backend(request: BackendRequest):
 
     if request.weights is None:
         raise RetinaFaceError("the torch backend needs --weights (a .pth or .wts file), not an engine")
+    if request.engine is not None:
+        _unused_engine(request.engine, "--backend torch runs the weights")
     return ExecutorBackend(request.weights, device=request.device, precision=request.precision,
                            postprocess=request.postprocess, input_size=request.input_size, int8=request.int8)
 
@@ -161,7 +175,7 @@ def _cached_engine(request: BackendRequest):
 
     if not isinstance(request.weights, (str, bytes)) and not hasattr(request.weights, "__fspath__"):
         raise RetinaFaceError("building a TensorRT engine needs a weights file path (.pth or .wts)")
-    device = TorchCuda().resolve("cuda" if request.device in (None, "auto", "cpu") else request.device)
+    device = TorchCuda().resolve(request.device)     # --device cpu is refused here, before minutes of building
     return ensure_engine(request.weights, request.engine_cache or default_engine_cache(), request.precision,
                          request.input_size, device_index=device.index, postprocess=request.postprocess,
                          int8=request.int8)
@@ -178,7 +192,7 @@ def _onnxruntime_backend(request: BackendRequest):
                               "(or --weights .onnx/.pth/.wts)")
     if request.precision != "fp32":
         raise RetinaFaceError("the onnxruntime backend runs the float32 export; use --precision fp32")
-    return OnnxRuntimeBackend(model, device=request.device)
+    return OnnxRuntimeBackend(model, device=request.device, threads=request.threads or 0)
 
 
 _BUILDERS = {"torch": _torch_backend, "tensorrt": _tensorrt_backend, "onnxruntime": _onnxruntime_backend}

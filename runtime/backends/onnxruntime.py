@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 from retinaface_trt.errors import RetinaFaceError
-from runtime.device import resolve_device
+from runtime.device import cpu_cores, resolve_device
 
 ONNX_SUFFIX = ".onnx"
 
@@ -33,7 +33,7 @@ class OnnxRuntimeBackend:
         proto = _load_proto(model)
         self.cfg = _config_of(proto, model)
         options = ort.SessionOptions()
-        options.intra_op_num_threads = int(threads) or _physical_cores()
+        options.intra_op_num_threads = int(threads) or cpu_cores()
         # Idle ONNX Runtime threads spin by default, and steal the cores PyTorch and OpenCV use between calls.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -73,14 +73,6 @@ class OnnxRuntimeBackend:
 
     def close(self) -> None:
         self._session = None
-
-
-def _physical_cores() -> int:
-    """The cores this process may run on (affinity), at least 1."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:      # not Linux
-        return max(1, os.cpu_count() or 1)
 
 
 def _import_onnxruntime():
@@ -142,7 +134,7 @@ def _config_of(proto, model):
 
 
 def _output_names(session) -> list[str]:
-    from wts_export.onnx_export import OUTPUT_NAMES
+    from network import OUTPUT_NAMES
 
     names = [o.name for o in session.get_outputs()]
     if sorted(names) != sorted(OUTPUT_NAMES):

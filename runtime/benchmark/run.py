@@ -36,6 +36,7 @@ class BenchmarkConfig:
     baseline: bool = False
     compile_reference: bool = False
     layer_times: bool = False
+    threads: int | None = None
     warmup: int = 20
     repeats: int = 100
 
@@ -58,7 +59,7 @@ def run_benchmark(config: BenchmarkConfig, report: Callable[[str], None] = print
     jobs += [("baseline", "fp32")] * config.baseline + [("compile", "fp16")] * config.compile_reference
     for backend, precision in jobs:
         inputs = Inputs(str(config.weights), config.device, precision, config.batch, config.input_size,
-                        images, encoded)
+                        images, encoded, config.threads)
         try:
             _run_suite(backend, precision, inputs, config, result, report)
         except (RetinaFaceError, RuntimeError, ImportError) as error:

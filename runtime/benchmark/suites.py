@@ -57,6 +57,7 @@ class Inputs:
     input_size: tuple[int, int]
     images: list[np.ndarray]
     encoded: list[bytes]
+    threads: int | None = None       # CPU threads of the backends (None: one per core)
 
     def host_batch(self, count: int) -> list[np.ndarray]:
         """``count`` images at the first image's size, cycling through the images of that size."""
@@ -74,7 +75,7 @@ def backend_suite(name: str, inputs: Inputs) -> Suite:
     from runtime.sdk import Engine
 
     backend = create_backend(name, weights=inputs.weights_path, device=str(inputs.device),
-                             precision=inputs.precision, input_size=inputs.input_size)
+                             precision=inputs.precision, input_size=inputs.input_size, threads=inputs.threads)
     original = Detector(backend, resize="original")
     stretch = Detector(backend, resize="stretch", input_size=inputs.input_size)
     engine = Engine(detector=Detector(backend, resize="original"))

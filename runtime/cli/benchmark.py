@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
-from runtime.backends import BACKENDS, PRECISIONS
+from runtime.backends import BACKENDS, FLOAT_PRECISIONS
 from runtime.cli import options
 from runtime.options import DEFAULT_INPUT_SIZE
 
@@ -24,7 +24,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--backend", action="append", choices=BACKENDS,
                    help="repeatable (default: auto, the backend detect would use)")
     options.add_device_arg(p)
-    p.add_argument("--precision", action="append", choices=PRECISIONS, help="repeatable (default fp32)")
+    p.add_argument("--precision", action="append", choices=FLOAT_PRECISIONS,
+                   help="repeatable (default fp32; INT8 is measured by evaluate: docs/int8.md)")
     p.add_argument("--batch", type=options.count, help="throughput batch (default 128 on a GPU, 4 on the CPU)")
     p.add_argument("--input-size", type=options.size, default=DEFAULT_INPUT_SIZE, metavar="WxH",
                    help="network input of the stretched rows (default 640x640)")
@@ -38,7 +39,7 @@ def add_parser(subparsers) -> None:
                    help="TensorRT engines: also print the time of each layer (TensorRT's profiler)")
     p.add_argument("--warmup", type=options.count_or_zero, help="untimed calls first (default 20 GPU, 3 CPU)")
     p.add_argument("--repeats", type=options.count, help="timed calls (default 100 GPU, 10 CPU)")
-    p.add_argument("--threads", type=options.count, help="CPU threads for PyTorch (default: PyTorch's)")
+    p.add_argument("--threads", type=options.count, help="CPU threads for PyTorch and ONNX Runtime (default: one per core)")
     p.add_argument("--json", dest="json_path", metavar="OUT.json", help="write env, rows and failures as JSON")
     p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
     p.set_defaults(run=run)
@@ -54,14 +55,14 @@ def run(args) -> int:
     if args.json_path:
         check_writable(args.json_path, args.force)
     if args.threads:
-        torch.set_num_threads(args.threads)
+        torch.set_num_threads(args.threads)       # also for the baseline, which builds no backend
     device = resolve_device(args.device)
     gpu = device.type == "cuda"
     config = BenchmarkConfig(
         weights=args.weights, device=device, backends=tuple(args.backend or ["auto"]),
         precisions=tuple(args.precision or ["fp32"]), batch=args.batch or (128 if gpu else 4),
         input_size=args.input_size, images=tuple(args.image or ()), baseline=args.baseline,
-        compile_reference=args.compile_reference, layer_times=args.layer_times,
+        compile_reference=args.compile_reference, layer_times=args.layer_times, threads=args.threads,
         warmup=args.warmup if args.warmup is not None else (20 if gpu else 3),
         repeats=args.repeats or (100 if gpu else 10))
     result = run_benchmark(config, report=lambda line: print(line, flush=True))

@@ -1,10 +1,16 @@
-"""``retinaface-trt detect``: detect.py over image files, folders and globs.
+"""``retinaface-trt detect``: detect.py over image files, folders and globs, on one device or several.
 
 Each input is processed on its own: a bad one (missing, unreadable, not an image, too large) is reported
 on one stderr line and the others still run; the exit status is then 1. Model errors (bad weights, a
 missing backend) and unwritable outputs stop the command before any work, and before any output is written.
 ``--json`` (``-`` for standard output) and annotated copies are written atomically. A run ends with one
 summary line on stderr (``3 images, 28 faces, 41.2 ms/image``) unless ``--quiet``.
+
+Large folders (:mod:`runtime.jobs`): a pool of threads reads and decodes images ahead of the detector, images of
+one size run as one batch (``--batch``), ``--devices`` runs one worker process per device, and the records are
+written in input order whatever finishes first. ``--json-lines`` appends each record as soon as it is final and
+makes a re-run of the command skip the inputs recorded there (see :mod:`runtime.jobs.records`). Memory does not
+grow with the number of inputs, beyond their paths.
 
 ``--save-dir`` may be a folder of an earlier run: the annotated copies of this run's inputs replace files of
 the same names and nothing else there is touched; a folder holding this run's inputs is refused (the copies
@@ -14,16 +20,36 @@ would replace the originals).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import glob
 import os
 import sys
 import time
+from dataclasses import dataclass
 
 from retinaface_trt.errors import RetinaFaceError
 from runtime.cli import options
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm", ".pnm")
 DEFAULT_SAVE_DIR = os.path.join("out", "annotated")   # where detect.py's -s/--save_image puts the copies
+MAX_BATCH = 1024
+STDOUT_NAMES = ("-", "/dev/stdout")
+
+
+def _check_devices(text: str) -> list[str]:
+    from runtime.jobs.devices import check_devices
+
+    return check_devices(text)
+
+
+devices = options.argparse_type(_check_devices, "devices")
+batch = options.argparse_type(lambda t: _at_most(options.check_count("the batch", t), MAX_BATCH, "the batch"), "batch")
+
+
+def _at_most(value: int, limit: int, name: str) -> int:
+    if value > limit:
+        raise RetinaFaceError(f"{name} must be at most {limit}, found {value}")
+    return value
 
 
 def add_parser(subparsers) -> None:
@@ -32,7 +58,8 @@ def add_parser(subparsers) -> None:
                                           "pipeline of the original detect.py.",
                               epilog="The flag spellings of detect.py (-m/--trained_model, --network, --cpu, "
                                      "--confidence_threshold, --top_k, --nms_threshold, --keep_top_k, --vis_thres, "
-                                     "-s/--save_image) are accepted too: see docs/detection.md.")
+                                     "-s/--save_image) are accepted too: see docs/detection.md. Large folders and "
+                                     "several GPUs: docs/scaling.md.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     options.add_model_args(p)
     options.add_pipeline_args(p)
@@ -46,25 +73,117 @@ def add_parser(subparsers) -> None:
     p.add_argument("-s", "--save_image", dest="save_dir", action="store_const", const=DEFAULT_SAVE_DIR,
                    default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
+    _add_folder_args(p)
     p.set_defaults(run=run)
 
 
+def _add_folder_args(parser) -> None:
+    group = parser.add_argument_group("large folders")
+    group.add_argument("--json-lines", metavar="OUT.jsonl",
+                       help="append each image's record to this file as soon as it is final, one JSON line each; "
+                            "run the command again with the same file to skip the inputs recorded there "
+                            "(- for standard output)")
+    group.add_argument("--batch", type=batch, default=None, metavar="N",
+                       help=f"images of one size per detector call, 1..{MAX_BATCH} (default 1 on a CPU, 8 on a GPU)")
+    group.add_argument("--devices", type=devices, metavar="DEVICES",
+                       help="one worker process per device: cuda:0,cuda:1,… or all (every GPU); cpu entries too "
+                            "(cpu,cpu); instead of --device")
+    group.add_argument("--read-threads", type=options.count, default=None, metavar="N",
+                       help="threads reading and decoding images, per device (default: the CPUs this process may "
+                            "use, shared by the devices, at most 8)")
+
+
 def run(args) -> int:
+    _check_flags(args)
     _check_outputs(args)
     jobs = expand_inputs(args.inputs)  # [(path, error or None)], in input order
     _check_save_dir_holds_no_input(args.save_dir, jobs)
-    from runtime.detector import Detector
+    from runtime.jobs.records import RecordStore
 
-    with Detector.from_options(**options.detector_options(args)) as detector:
-        options.check_network(args, detector.backend.cfg)
-        if args.save_dir:  # created only once the model loaded: a failed start leaves nothing behind
-            from retinaface_trt.fileio import make_dirs
-            make_dirs(args.save_dir)
-        start = time.perf_counter()
-        records = _process_all(detector, jobs, args)
-        elapsed = time.perf_counter() - start
-    _write_json(records, args)
-    return _finish(records, elapsed, args)
+    with contextlib.ExitStack() as stack:
+        store = stack.enter_context(RecordStore.open(args.json_lines)) if args.json_lines else None
+        recorded = [store is not None and path in store for path, _ in jobs]
+        tally, elapsed = _run_jobs(args, jobs, recorded, store, stack)
+    return _finish(tally, elapsed, args)
+
+
+def _run_jobs(args, jobs, recorded, store, stack) -> tuple["Tally", float]:
+    """Detect what is not recorded yet and write every input's record in input order; return what was done
+    and the seconds it took once the model was loaded."""
+    from runtime.jobs.tasks import Task
+    from runtime.jobs.workers import WorkerLost
+
+    todo = [Task(i, path, error) for i, ((path, error), done) in enumerate(zip(jobs, recorded)) if not done]
+    runner = stack.enter_context(_runner(args)) if todo else None       # the model is loaded here
+    if runner is not None:
+        options.check_network(args, runner.cfg)
+    if args.save_dir:  # created only once the model loaded: a failed start leaves nothing behind
+        from retinaface_trt.fileio import make_dirs
+        make_dirs(args.save_dir)
+    output, start = _InOrder(jobs, recorded, store, args, len(todo)), time.perf_counter()
+    try:
+        with output.json():
+            for outcome in runner.run(todo) if runner else ():
+                output.add(outcome)
+            output.close()
+    except WorkerLost as lost:
+        raise RetinaFaceError(f"{lost}; {_resume_hint(args)}") from None
+    finally:
+        output.progress.finish()
+    return output.tally, time.perf_counter() - start
+
+
+def _runner(args):
+    """The detector of this process (``--device``) or one worker process per device (``--devices``), as a
+    context manager with ``cfg`` and ``run(tasks)`` (:mod:`runtime.jobs`)."""
+    from runtime.jobs.tasks import JobSettings, default_read_threads
+
+    names = _devices(args)
+    workers = len(names) if names else 1
+    settings = JobSettings(batch=args.batch, vis_threshold=args.vis_threshold, annotate=bool(args.save_dir),
+                           read_threads=args.read_threads or default_read_threads(workers))
+    if names:
+        from runtime.jobs.workers import DetectorFactory, WorkerPool
+
+        return WorkerPool(names, DetectorFactory(options.detector_options(args)), settings)
+    from runtime.detector import Detector
+    from runtime.jobs.pipeline import InProcess
+
+    return InProcess(Detector.from_options(**options.detector_options(args)), settings)
+
+
+def _devices(args) -> list[str] | None:
+    if not args.devices:
+        return None
+    from runtime.jobs.devices import resolve_devices
+
+    return resolve_devices(args.devices)
+
+
+def _resume_hint(args) -> str:
+    if args.json_lines and args.json_lines not in STDOUT_NAMES:
+        return f"the records in {args.json_lines} are kept: run the same command again to do the rest"
+    return "with --json-lines OUT.jsonl, running the command again skips the images already done"
+
+
+def _check_flags(args) -> None:
+    """Flags that exclude each other: a usage error (exit status 2)."""
+    problem = None
+    if args.devices and args.device != "auto":
+        problem = "--device and --devices exclude each other (--devices cuda:0,cuda:1 runs one worker per device)"
+    elif args.json_path and args.json_lines and _same_output(args.json_path, args.json_lines):
+        problem = "--json and --json-lines must be different files"
+    if problem:
+        parser = getattr(args, "command_parser", None)
+        if parser is None:
+            raise RetinaFaceError(problem)
+        parser.error(problem)
+
+
+def _same_output(first: str, second: str) -> bool:
+    if first in STDOUT_NAMES or second in STDOUT_NAMES:
+        return first in STDOUT_NAMES and second in STDOUT_NAMES
+    return os.path.abspath(first) == os.path.abspath(second)
 
 
 def expand_inputs(inputs: list[str]) -> list[tuple[str, str | None]]:
@@ -112,72 +231,129 @@ def _check_save_dir_holds_no_input(save_dir, jobs) -> None:
                                   "it; choose another folder")
 
 
-def _write_json(records: list[dict], args) -> None:
-    if args.json_path:
-        from retinaface_trt.fileio import write_text_atomic
-        from runtime.face import to_json
+@dataclass
+class Tally:
+    """What a run did: ``images``, ``faces`` and ``failed`` of the inputs processed now; ``recorded`` and
+    ``recorded_failed`` of those skipped because an earlier run recorded them."""
 
-        write_text_atomic(args.json_path, to_json(records, indent=2) + "\n", force=args.force)
+    images: int = 0
+    faces: int = 0
+    failed: int = 0
+    recorded: int = 0
+    recorded_failed: int = 0
 
 
-def _finish(records: list[dict], elapsed_s: float, args) -> int:
+class _InOrder:
+    """Writes the records in input order as outcomes arrive in any order: annotated copy, then ``--json-lines``
+    line, then ``--json`` entry; a recorded input's stored record takes its place in ``--json``. Holds only the
+    outcomes that arrived before an earlier input's (bounded by the images the runner has in flight)."""
+
+    def __init__(self, jobs, recorded: list[bool], store, args, todo: int):
+        from runtime.cli.progress import Progress
+
+        self.jobs, self.recorded, self.store, self.args = jobs, recorded, store, args
+        self.tally, self.used_names = Tally(), set()
+        self.progress = Progress(todo, "detect", enabled=todo > 1 and not args.quiet, unit="images")
+        self._waiting: dict = {}
+        self._position = 0
+        self._write_json = None
+
+    @contextlib.contextmanager
+    def json(self):
+        """While open, records also go to ``--json`` (written in full when it closes without an error)."""
+        if not self.args.json_path:
+            yield
+            return
+        from runtime.jobs.records import json_array
+
+        with json_array(self.args.json_path, force=self.args.force) as self._write_json:
+            yield
+
+    def add(self, outcome) -> None:
+        self._waiting[outcome.index] = outcome
+        self._flush()
+
+    def close(self) -> None:
+        self._flush()
+        if self._position != len(self.jobs):     # a runner that lost a task without saying so
+            raise RetinaFaceError(f"internal error: no record for input {self.jobs[self._position][0]}")
+
+    def _flush(self) -> None:
+        while self._position < len(self.jobs):
+            if self.recorded[self._position]:
+                self._stored(self.jobs[self._position][0])
+            elif self._position in self._waiting:
+                self._write(self._waiting.pop(self._position))
+            else:
+                return
+            self._position += 1
+
+    def _write(self, outcome) -> None:
+        from runtime.face import error_record
+
+        path, record = self.jobs[outcome.index][0], outcome.record
+        if outcome.annotated is not None:
+            try:
+                _save_annotated(path, outcome.annotated, self.args.save_dir, self.used_names)
+            except RetinaFaceError as failure:    # the copy failed: so did this input
+                record = error_record(path, str(failure))
+        if "error" in record:
+            self.progress.write(f"retinaface-trt detect: error: {record['error']}")
+        if self.store is not None:
+            self.store.append(record)
+        if self._write_json:
+            self._write_json(record)
+        self.tally.images += 1
+        self.tally.faces += len(record["faces"])
+        self.tally.failed += "error" in record
+        self.progress.advance()
+
+    def _stored(self, path: str) -> None:
+        entry = self.store.entry(path)
+        if self.args.save_dir and not entry.failed:
+            _annotated_name(path, self.used_names)     # the name its copy got in the earlier run stays taken
+        if self._write_json:
+            self._write_json(self.store.record(path))
+        self.tally.recorded += 1
+        self.tally.recorded_failed += entry.failed
+
+
+def _finish(tally: Tally, elapsed_s: float, args) -> int:
     """Print the summary line (unless --quiet) and the failure count; return the exit status."""
-    failed = sum("error" in record for record in records)
+    failed = tally.failed + tally.recorded_failed
     if not args.quiet:
-        print(summary_line(records, elapsed_s), file=sys.stderr)
+        print(summary_line(tally, elapsed_s, args.json_lines), file=sys.stderr)
     if failed:
-        print(f"retinaface-trt detect: {failed} of {len(records)} inputs failed", file=sys.stderr)
+        earlier = f" ({tally.recorded_failed} recorded earlier)" if tally.recorded_failed else ""
+        print(f"retinaface-trt detect: {failed} of {tally.images + tally.recorded} inputs failed{earlier}",
+              file=sys.stderr)
     return 1 if failed else 0
 
 
-def summary_line(records: list[dict], elapsed_s: float) -> str:
-    """``N images, M faces, X ms/image``: faces as reported (score ≥ --vis-threshold), time per input
-    (read, detect, write)."""
-    images, faces = len(records), sum(len(record["faces"]) for record in records)
-    return (f"{images} image{'s' * (images != 1)}, {faces} face{'s' * (faces != 1)}, "
+def summary_line(tally: Tally, elapsed_s: float, store: str | None = None) -> str:
+    """``N images, M faces, X ms/image``: the inputs processed by this run, faces as reported (score ≥
+    --vis-threshold), time per input (read, detect, write); ``; K already in OUT.jsonl`` for those skipped."""
+    images, faces = tally.images, tally.faces
+    line = (f"{images} image{'s' * (images != 1)}, {faces} face{'s' * (faces != 1)}, "
             f"{1000 * elapsed_s / max(1, images):.1f} ms/image")
+    return line + (f"; {tally.recorded} already in {store}" if tally.recorded else "")
 
 
-def _process_all(detector, jobs, args) -> list[dict]:
-    from runtime.cli.progress import Progress
-    from runtime.face import error_record
-
-    progress = Progress(len(jobs), "detect", enabled=len(jobs) > 1 and not args.quiet)
-    records, used_names = [], set()
-    for path, error in jobs:
-        try:
-            if error:
-                raise RetinaFaceError(error)
-            records.append(_process_one(detector, path, args, used_names))
-        except (RetinaFaceError, OSError) as failure:  # one bad input is reported; the others still run
-            records.append(error_record(path, str(failure)))
-            progress.write(f"retinaface-trt detect: error: {failure}")
-        progress.advance()
-    progress.finish()
-    return records
-
-
-def _process_one(detector, path, args, used_names) -> dict:
-    from runtime.image_io import read_image
-    from runtime.face import image_record, visible
-
-    bgr = read_image(path, max_pixels=detector.max_pixels)
-    faces = detector.detect(bgr)
-    if args.save_dir:
-        _save_annotated(path, bgr, visible(faces, args.vis_threshold), args.save_dir, used_names)
-    return image_record(path, bgr.shape[1], bgr.shape[0], faces, args.vis_threshold)
-
-
-def _save_annotated(path, bgr, faces, save_dir, used_names) -> None:
-    """Write the annotated copy of ``path`` into ``save_dir`` under its file name (``name_1.jpg``, … for a name
-    already written by this run), replacing a file of that name from an earlier run."""
+def _save_annotated(path: str, data: bytes, save_dir: str, used_names: set) -> None:
+    """Write ``data``, the annotated copy of ``path`` (:func:`runtime.jobs.tasks.annotated_copy`), into ``save_dir``
+    under the input's file name (``name_1.jpg``, … for a name already written by this run), replacing a file of
+    that name from an earlier run."""
     from retinaface_trt.fileio import write_bytes_atomic
-    from runtime.draw import draw_faces, encode_like
 
+    write_bytes_atomic(os.path.join(save_dir, _annotated_name(path, used_names)), data, force=True)
+
+
+def _annotated_name(path: str, used_names: set) -> str:
+    """The file name of ``path``'s copy, taken in ``used_names``: two inputs with one file name (from different
+    folders) keep both copies."""
     stem, suffix = os.path.splitext(os.path.basename(path))
     name, n = stem + suffix, 1
-    while name in used_names:  # two inputs with one file name (from different folders) keep both copies
+    while name in used_names:
         name, n = f"{stem}_{n}{suffix}", n + 1
     used_names.add(name)
-    write_bytes_atomic(os.path.join(save_dir, name), encode_like(name, draw_faces(bgr, faces)), force=True)
-
+    return name

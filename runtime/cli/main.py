@@ -33,6 +33,7 @@ SUBCOMMANDS = (
     "runtime.cli.benchmark",
     "runtime.cli.serve",
     "runtime.cli.export_triton",
+    "runtime.cli.selftest",
 )
 
 

@@ -88,6 +88,9 @@ def add_model_args(parser, *, engine: bool = True, default_device: str = "auto")
                        default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     group.add_argument("--precision", default="fp32", choices=PRECISIONS,
                        help="network precision (default fp32; TensorRT engines given with --engine keep theirs)")
+    group.add_argument("--threads", type=count, default=None,
+                       help="CPU threads for the network and the pipeline (default: one per core; fewer avoid "
+                            "contention where other programs share the cores)")
     group.add_argument("--engine-cache", metavar="DIR",
                        help="where engines built from --weights are kept (default ~/.cache/retinaface-trt)")
 
@@ -219,5 +222,5 @@ def detector_options(args: argparse.Namespace) -> dict:
                 device=args.device, precision=args.precision, engine_cache=args.engine_cache,
                 resize=args.resize, input_size=args.input_size, confidence_threshold=args.confidence_threshold,
                 nms_threshold=args.nms_threshold, top_k=args.top_k, keep_top_k=args.keep_top_k,
-                max_pixels=args.max_pixels, postprocess=args.postprocess,
+                max_pixels=args.max_pixels, postprocess=args.postprocess, threads=args.threads,
                 int8=int8_settings(args, args.resize, args.input_size, args.precision))

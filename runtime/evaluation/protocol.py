@@ -25,6 +25,7 @@ from typing import Mapping
 import numpy as np
 
 from runtime.evaluation.widerface import SETTINGS, GroundTruthImage
+from runtime.postprocess import box_iou
 
 IOU_THRESHOLD = 0.5
 NUM_THRESHOLDS = 1000
@@ -52,23 +53,6 @@ def normalise_scores(predictions: Mapping[str, np.ndarray]) -> dict[str, np.ndar
     return normalised
 
 
-def iou_plus_one(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU of every box in ``a`` [N, 4] with every box in ``b`` [K, 4], both (x1, y1, x2, y2).
-
-    Widths and heights count pixels inclusively (x2 - x1 + 1). Returns float64 [N, K]; 0 where the
-    boxes do not overlap.
-    """
-    a = np.asarray(a, dtype=np.float64)[:, None, :]
-    b = np.asarray(b, dtype=np.float64)[None, :, :]
-    iw = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]) + 1
-    ih = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]) + 1
-    inter = np.where((iw > 0) & (ih > 0), iw * ih, 0.0)
-    area_a = (a[..., 2] - a[..., 0] + 1) * (a[..., 3] - a[..., 1] + 1)
-    area_b = (b[..., 2] - b[..., 0] + 1) * (b[..., 3] - b[..., 1] + 1)
-    union = area_a + area_b - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=inter > 0)
-
-
 def _corners(xywh: np.ndarray) -> np.ndarray:
     """[N, 4+] (x, y, w, h, ...) -> [N, 4] (x, y, x + w, y + h), as the official tool converts both sides."""
     xywh = np.asarray(xywh, dtype=np.float64)
@@ -85,7 +69,8 @@ def match_image(rows: np.ndarray, gt_boxes: np.ndarray, keep: np.ndarray,
     Returns (recalled [N] int64: kept faces recalled by rows 0..i,
              counted [N] bool: row i is a proposal, i.e. not matched to an ignored face).
     """
-    overlaps = iou_plus_one(_corners(rows), _corners(gt_boxes))
+    # detect.py's IoU ("+1" areas) in float64; the official tool counts no overlap as 0, where 0/0 is NaN
+    overlaps = np.nan_to_num(box_iou(_corners(rows), _corners(gt_boxes)))
     best = overlaps.argmax(axis=1)
     matched = overlaps[np.arange(len(rows)), best] >= iou_threshold
     kept = np.zeros(len(gt_boxes), dtype=bool)

@@ -4,9 +4,10 @@
 
 Writes JSON: ``version``; ``surface`` (every class → member → kind, signatures' argument names,
 settable; every enum → members; module-level names); ``compat`` (the version facts and precision plans
-decided for this version); and per scenario (``runtime``, ``progress``, ``onnx``, ``builder``, ``compat``,
-``executor``) the ``problems`` found and the TensorRT names ``used``. The scenarios run the project's own
-code against the real module (enums, Weights, Dims, ILogger, IProfiler, IProgressMonitor are real) with
+decided for this version); per scenario (``runtime``, ``progress``, ``onnx``, ``builder``, ``compat``,
+``executor``, ``selftest``, ``selftest_onnx``) the ``problems`` found and the TensorRT names ``used``; and
+``selftest_skipped`` (the selftest cases this version cannot build, with the reason). The scenarios run the
+project's own code against the real module (enums, Weights, Dims, ILogger, IProfiler, IProgressMonitor are real) with
 :mod:`tests.conformance.checked` stand-ins for the objects that need the native library.
 """
 
@@ -253,6 +254,53 @@ def scenario_progress(ctx: Context) -> None:
         monitor.phase_finish("Building")
 
 
+SELFTEST_SKIPPED: dict[str, str] = {}    # selftest case → why this version cannot build it (reported)
+
+
+class _ProbeCuda:
+    """The CUDA seam of TensorRTEngines for building only: device 0 is DEVICE, scopes do nothing."""
+
+    def resolve(self, device):
+        import torch
+
+        return torch.device("cuda", 0)         # a name only: no CUDA is needed to make it
+
+    def device_info(self, index):
+        return DEVICE
+
+    def scope(self, device):
+        import contextlib
+
+        return contextlib.nullcontext()
+
+
+def scenario_selftest(ctx: Context, weights_path: str, onnx: bool, network_factory=None) -> None:
+    """Every case of ``retinaface-trt selftest`` (runtime.selftest) for MobileNet-0.25 in fp32 and fp16, through
+    its TensorRT engines: skipped where this version cannot build it (the reason is recorded), else built
+    with the checked stand-ins. ``onnx``: the ONNX-parser cases (a made-up parsed network), else the others."""
+    from runtime.selftest.cases import plan_cases
+    from runtime.selftest.engines import TensorRTEngines
+    from runtime.selftest.model import load_models
+
+    shim = Shim(ctx, {"Builder": factory(ctx, "Builder"), "OnnxParser": factory(ctx, "OnnxParser")})
+    if onnx:
+        ctx.returns.update({"OnnxParser.parse": lambda data: True, "ITensor.shape": lambda: trt.Dims((-1, 3, -1, -1))})
+    else:
+        ctx.returns["Builder.create_network"] = lambda flags=0: Checked(ctx, "INetworkDefinition", network_factory())
+    model = load_models(weights_path)[0]
+    model._onnx = b"onnx model"          # the parser is a checked stand-in: no export needed
+    with tempfile.TemporaryDirectory() as tmp:
+        engines = TensorRTEngines(Path(tmp), trt=shim, cuda=_ProbeCuda())
+        for case in plan_cases([model.cfg.name], ["fp32", "fp16"]):
+            if case.onnx != onnx:
+                continue
+            reason = engines.unsupported(case)
+            if reason:
+                SELFTEST_SKIPPED[case.name] = reason
+            else:
+                engines.build(case, model)
+
+
 class _Recorder:
     """A target that records the calls made on it: [(method, [argument reprs])]."""
 
@@ -429,6 +477,8 @@ def run(weights_path: str) -> dict:
     }
     if executor is not None:
         scenarios["executor"] = lambda ctx: scenario_executor(ctx, executor)
+        scenarios["selftest"] = lambda ctx: scenario_selftest(ctx, weights_path, False, make_net)
+        scenarios["selftest_onnx"] = lambda ctx: scenario_selftest(ctx, weights_path, True)
     facts_ctx = Context(trt)
     result["compat"] = compat_facts(facts_ctx)
     result["scenarios"]["compat"] = {"problems": facts_ctx.problems, "used": sorted(facts_ctx.used)}
@@ -440,6 +490,7 @@ def run(weights_path: str) -> dict:
             ctx.problems.append("raised:\n" + traceback.format_exc())
         result["scenarios"][name] = {"problems": ctx.problems, "used": sorted(ctx.used)}
     result["network_checked"] = populate is not None
+    result["selftest_skipped"] = SELFTEST_SKIPPED
     return result
 
 

@@ -165,6 +165,24 @@ def test_entropy_calibrator_overrides_the_real_interface(probe, version):
     assert ("IInt8EntropyCalibrator2.get_batch" in used) == (version != "11.4.0.106")
 
 
+# runtime.selftest: SAME_COMPUTE_CAPABILITY exists from 10.10 on; 11.x builds an ONNX model only in float32.
+SELFTEST_SKIPPED = {"8.6.1": {"mobilenet0.25/fp32/same-cc", "mobilenet0.25/fp16/same-cc"},
+                    "10.3.0": {"mobilenet0.25/fp32/same-cc", "mobilenet0.25/fp16/same-cc"},
+                    "10.16.1.11": set(), "11.4.0.106": {"mobilenet0.25/fp16/onnx"}}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_every_selftest_case_builds_or_is_skipped_for_this_versions_reason(probe, version):
+    result = probe(version)
+    if "selftest" not in result["scenarios"]:
+        pytest.fail("the selftest scenario did not run (network.executor missing?)")
+    assert _problems(result, "selftest") == [] and _problems(result, "selftest_onnx") == []
+    assert set(result["selftest_skipped"]) == SELFTEST_SKIPPED[version]
+    used = set(result["scenarios"]["selftest"]["used"]) | set(result["scenarios"]["selftest_onnx"]["used"])
+    assert {"Builder.build_serialized_network", "INetworkDefinition.add_nms", "OnnxParser.parse",
+            "IBuilderConfig.hardware_compatibility_level", "IOptimizationProfile.set_shape"} <= used
+
+
 # Differences reported to the executor's owner, listed so that they stay visible; a fixed one must be removed.
 # Differences between the executor and the real 11.4 API that are accepted on purpose (none at present).
 KNOWN_EXECUTOR_DIFFERENCES: set[str] = set()

@@ -62,3 +62,15 @@ def crop_folder(tmp_path_factory, shared_dir):
         cv2.imwrite(str(folder / ("sub" if i % 5 == 0 else ".") / f"crop{i:02d}.jpg"), image[y:y + 96, x:x + 128])
     (folder / "notes.txt").write_text("not an image")
     return folder
+
+
+@pytest.fixture
+def photos(tmp_path, shared_dir):
+    """The four shared photos in a folder of their own (sorted: astronaut, children, crowd, selfie)."""
+    import shutil
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for path in sorted((shared_dir / "images").iterdir()):
+        shutil.copy(path, folder / path.name)
+    return folder

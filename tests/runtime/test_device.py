@@ -39,8 +39,13 @@ def test_cuda_index_beyond_the_gpus_is_refused(one_gpu):
 
 def test_existing_cuda_index_is_accepted(one_gpu):
     assert resolve_device("cuda:0") == torch.device("cuda", 0)
-    assert resolve_device("cuda") == torch.device("cuda")
+
+
+def test_cuda_without_an_index_is_device_0(one_gpu):
+    """Not "the calling thread's current device": the pipeline makes its device current around its work and
+    keys caches by the device's name, which must therefore name one device."""
+    assert resolve_device("cuda") == torch.device("cuda", 0)
 
 
 def test_auto_and_none_pick_what_is_there(one_gpu):
-    assert resolve_device("auto") == resolve_device(None) == torch.device("cuda")
+    assert resolve_device("auto") == resolve_device(None) == torch.device("cuda", 0)

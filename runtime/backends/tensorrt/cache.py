@@ -3,9 +3,6 @@ TensorRT version, GPU, precision, input size, batch, post-processing), with thei
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from pathlib import Path
 
 from network import PostprocessSettings
@@ -13,11 +10,13 @@ from retinaface_trt import __version__
 from retinaface_trt.errors import RetinaFaceError
 from runtime.backends.tensorrt import compat as trt_compat
 from runtime.backends.tensorrt import sidecar
+from runtime.cache import cache_root, entry_key
 
 
 def default_engine_cache() -> Path:
-    """Where engines built automatically from weights are kept: $RETINAFACE_TRT_CACHE or ~/.cache/retinaface-trt."""
-    return Path(os.environ.get("RETINAFACE_TRT_CACHE", Path.home() / ".cache" / "retinaface-trt"))
+    """Where engines built automatically from weights are kept: the project's cache root (:mod:`runtime.cache`,
+    $RETINAFACE_TRT_CACHE or ~/.cache/retinaface-trt)."""
+    return cache_root()
 
 
 def engine_cache_key(weights_sha256: str, tensorrt_version: str, gpu: str, precision: str,
@@ -27,9 +26,8 @@ def engine_cache_key(weights_sha256: str, tensorrt_version: str, gpu: str, preci
     build a different network from the same weights. ``int8``: the calibration (its key's digest) and the
     quantization settings of an INT8 engine."""
     settings = postprocess.as_dict() if postprocess is not None else None
-    fields = [weights_sha256, project_version, tensorrt_version, gpu, precision, list(input_size), max_batch, settings]
-    text = json.dumps(fields + ([int8] if int8 is not None else []), sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return entry_key(weights_sha256, project_version, tensorrt_version, gpu, precision, list(input_size),
+                     max_batch, settings, *([int8] if int8 is not None else []))
 
 
 def ensure_engine(weights: str | Path, cache_dir: str | Path, precision: str = "fp32",

@@ -121,3 +121,13 @@ def test_unknown_precision_is_refused():
 def test_int8_without_calibration_images_is_refused():
     with pytest.raises(RetinaFaceError, match="--precision int8 needs calibration images"):
         backends.create_backend("torch", weights="w.pth", precision="int8")
+
+
+def test_tensorrt_on_the_cpu_is_refused_before_an_engine_is_built(mnet_pth, monkeypatch):
+    """--backend tensorrt --device cpu used to build an engine on cuda:0 (minutes) and only then be refused."""
+    from runtime.backends.tensorrt import cache
+
+    monkeypatch.setattr(backends, "tensorrt_available", lambda: True)
+    monkeypatch.setattr(cache, "ensure_engine", lambda *a, **k: pytest.fail("an engine was built for --device cpu"))
+    with pytest.raises(RetinaFaceError, match="the tensorrt backend runs on an NVIDIA GPU, not on cpu"):
+        backends.create_backend("tensorrt", weights=mnet_pth, device="cpu")

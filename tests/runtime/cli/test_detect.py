@@ -315,3 +315,173 @@ def test_out_of_range_values_of_the_issue_are_usage_errors(flag, value, capsys):
         cli.main(["detect", "a.jpg", "--weights", "w.pth", flag, value])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and f"retinaface-trt detect: error: argument {flag}:" in err
+
+
+# ---- large folders: --json-lines (resumable), --batch, --devices, progress, bounded memory ------------------
+
+@pytest.fixture
+def replayed(monkeypatch, crowd_reference):
+    """Like ``detect``, also giving the backends made (``.batches``: what each was asked to run)."""
+    made = []
+    monkeypatch.setattr(backends, "create_backend",
+                        lambda *a, **k: made.append(ReplayBackend(crowd_reference)) or made[-1])
+
+    def run(*argv):
+        return cli.main(["detect", *argv, "--weights", "replayed.pth", "--resize", "stretch"])
+    run.backends = made
+    return run
+
+
+def _lines(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_a_rerun_with_json_lines_skips_what_is_recorded(replayed, photos, tmp_path, capsys):
+    store, full = tmp_path / "r.jsonl", tmp_path / "full.json"
+    assert replayed(str(photos), "--json", str(full)) == 0
+    first_two = sorted(photos.iterdir())[:2]
+    assert replayed(*map(str, first_two), "--json-lines", str(store)) == 0
+    capsys.readouterr()
+    assert replayed(str(photos), "--json-lines", str(store), "--json", str(tmp_path / "o.json")) == 0
+    assert sum(len(b) for b in replayed.backends[-1].batches) == 2          # only the two not recorded ran
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith(f"; 2 already in {store}")
+    assert json.loads((tmp_path / "o.json").read_text()) == json.loads(full.read_text())
+    assert _lines(store) == json.loads(full.read_text())                     # in input order, each once
+
+
+def test_a_killed_run_resumes_into_the_file_an_uninterrupted_run_writes(replayed, photos, tmp_path):
+    whole, store = tmp_path / "whole.jsonl", tmp_path / "r.jsonl"
+    assert replayed(str(photos), "--json-lines", str(whole)) == 0
+    lines = whole.read_text().splitlines(keepends=True)
+    store.write_text(lines[0] + lines[1] + lines[2][:40])                    # killed while writing the third
+    assert replayed(str(photos), "--json-lines", str(store)) == 0
+    assert store.read_text() == whole.read_text()
+
+
+def test_json_lines_dash_streams_to_standard_output(replayed, photos, capsys):
+    assert replayed(str(photos), "--json-lines", "-", "-q") == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [os.path.basename(json.loads(line)["image"]) for line in out] == sorted(os.listdir(photos))
+
+
+def test_failed_inputs_recorded_earlier_still_fail_the_job(replayed, photos, tmp_path, capsys):
+    (photos / "zz_broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    store = tmp_path / "r.jsonl"
+    assert replayed(str(photos), "--json-lines", str(store)) == 1
+    capsys.readouterr()
+    assert replayed(str(photos), "--json-lines", str(store)) == 1             # nothing to do, still a failed job
+    err = capsys.readouterr().err
+    assert "1 of 5 inputs failed (1 recorded earlier)" in err and replayed.backends[-1:] == replayed.backends[:1]
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--device", "cpu", "--devices", "cpu,cpu"], "--device and --devices exclude each other"),
+    (["--json", "-", "--json-lines", "/dev/stdout"], "--json and --json-lines must be different files"),
+    (["--batch", "0"], "argument --batch: the batch must be an integer ≥ 1"),
+    (["--batch", "1025"], "argument --batch: the batch must be at most 1024"),
+    (["--devices", "cuda:0,,cpu"], "argument --devices: expected all, or devices separated by commas"),
+    (["--read-threads", "0"], "argument --read-threads")])
+def test_flags_of_large_folders_refused_as_usage_errors(no_model, crowd_copy, argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["detect", str(crowd_copy), "--weights", "w.pth", *argv])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_devices_that_do_not_exist_stop_the_command_before_any_output(no_model, crowd_copy, tmp_path, capsys,
+                                                                       monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "o.json"
+    assert cli.main(["detect", str(crowd_copy), "--weights", "w.pth", "--devices", "cuda:0,cuda:1",
+                     "--json", str(out), "--json-lines", str(tmp_path / "r.jsonl")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "PyTorch sees no CUDA GPU" in err and list(tmp_path.iterdir()) == [crowd_copy.parent]
+
+
+def test_progress_line_shows_images_per_second(replayed, photos, capsys):
+    assert replayed(str(photos)) == 0
+    assert re.search(r"detect 4/4 \[#+\] 100%  \d+\.\d images/s, 0:00:00 left", capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_batch_bounds_the_images_per_call(replayed, photos, batch):
+    """(Which images share a call depends on decoding times: tests/runtime/jobs/test_pipeline.py pins that.)"""
+    assert replayed(str(photos), "--batch", str(batch)) == 0
+    sizes = [len(b) for b in replayed.backends[0].batches]
+    assert sum(sizes) == 4 and max(sizes) <= batch
+
+
+def test_records_do_not_pile_up_whatever_the_number_of_images(replayed, crowd_copy, tmp_path, monkeypatch):
+    """Records are written as they are final: the most alive at once does not grow with the folder."""
+    from runtime.jobs import tasks
+    from tests.runtime.jobs.fakes import LiveCount
+
+    class Record(dict):      # a dict that can be counted through weak references
+        pass
+
+    small = tmp_path / "small.png"
+    cv2.imwrite(str(small), cv2.resize(cv2.imread(str(crowd_copy)), (64, 40)))
+    peaks, real = [], tasks.image_record
+    for count in (10, 60):
+        folder = tmp_path / f"n{count}"
+        folder.mkdir()
+        for i in range(count):
+            os.symlink(small, folder / f"{i:04d}.png")
+        live = LiveCount()
+        monkeypatch.setattr(tasks, "image_record", lambda *a, **k: live.track(Record(real(*a, **k))))
+        assert replayed(str(folder), "--json", str(tmp_path / f"o{count}.json"), "--batch", "4", "-q") == 0
+        assert len(json.loads((tmp_path / f"o{count}.json").read_text())) == count
+        peaks.append(live.peak)
+    assert peaks[1] <= 2 * 4 + 2 and peaks[0] > 0, peaks
+
+
+def test_a_lost_worker_is_one_line_saying_how_to_resume(crowd_copy, tmp_path, monkeypatch, capsys):
+    from runtime.jobs import workers
+    from runtime.jobs.pipeline import InProcess
+    from tests.runtime.jobs.fakes import FakeDetector
+
+    class DyingPool(InProcess):
+        """Answers the first task, then its worker is gone."""
+
+        def __init__(self, devices, factory, settings):
+            super().__init__(FakeDetector(), settings)
+
+        def run(self, todo):
+            yield next(iter(super().run(todo[:1])))
+            raise workers.WorkerLost("the worker on cpu ended unexpectedly (killed by SIGKILL: out of memory?) "
+                                     "with 1 image(s) not answered")
+
+    monkeypatch.setattr(workers, "WorkerPool", DyingPool)
+    shutil.copy(crowd_copy, crowd_copy.parent / "second.jpg")
+    store, out = tmp_path / "r.jsonl", tmp_path / "o.json"
+    assert cli.main(["detect", str(crowd_copy.parent), "--weights", "w.pth", "--devices", "cpu,cpu",
+                     "--json-lines", str(store), "--json", str(out), "-q"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "killed by SIGKILL" in err
+    assert f"the records in {store} are kept: run the same command again to do the rest" in err
+    assert len(_lines(store)) == 1 and not out.exists()
+
+
+@pytest.mark.slow
+def test_two_cpu_workers_write_what_one_device_writes(mnet_pth, photos, tmp_path, monkeypatch):
+    """The real network in two spawned workers: the same --json, byte for byte, as in this process with the
+    same number of torch threads (each CPU worker gets one of this machine's two CPUs; convolutions summed by
+    another number of threads differ in the last bits: up to 2.4e-4 px here)."""
+    import torch
+
+    for name in ("x.jpg", "y.jpg"):          # six inputs: both workers get some
+        os.symlink(photos / "crowd_1024x624.jpg", photos / name)
+    common = ["detect", str(photos), "--weights", str(mnet_pth), "--backend", "torch", "--resize", "stretch",
+              "--input-size", "320x320", "-q", "--read-threads", "1"]
+    threads = torch.get_num_threads()
+    workers = 2 if len(os.sched_getaffinity(0)) >= 2 else 1
+    torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // workers))
+    try:
+        assert cli.main([*common, "--device", "cpu", "--json", str(tmp_path / "one.json")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert cli.main([*common, "--devices", "cpu,cpu", "--json", str(tmp_path / "two.json"),
+                     "--json-lines", str(tmp_path / "two.jsonl")]) == 0
+    assert (tmp_path / "two.json").read_bytes() == (tmp_path / "one.json").read_bytes()
+    assert _lines(tmp_path / "two.jsonl") == json.loads((tmp_path / "one.json").read_text())

@@ -11,7 +11,7 @@ from retinaface_trt.errors import RetinaFaceError
 from runtime.evaluation.widerface import (SETTINGS, GroundTruthImage, format_predictions, load_ground_truth,
                                parse_predictions, read_image_list, read_predictions, read_scale_manifest,
                                restrict, rows_from_boxes)
-from runtime.evaluation.protocol import (evaluate_predictions, iou_plus_one, match_image, normalise_scores,
+from runtime.evaluation.protocol import (evaluate_predictions, match_image, normalise_scores,
                                         score_thresholds, voc_ap)
 
 
@@ -58,7 +58,9 @@ def test_prediction_on_ignored_face_does_not_lower_ap():
 
 def test_iou_exactly_one_half_with_plus_one_convention():
     # Ground truth (0, 0, 9, 9) spans 10×10 pixels inclusive; the prediction covers its upper 10×5 half.
-    assert iou_plus_one(np.array([[0, 0, 9, 4.0]]), np.array([[0, 0, 9, 9.0]]))[0, 0] == 0.5
+    from runtime.postprocess import box_iou
+
+    assert box_iou(np.array([[0, 0, 9, 4.0]]), np.array([[0, 0, 9, 9.0]]))[0, 0] == 0.5
 
 
 def test_iou_exactly_one_half_counts_as_match():

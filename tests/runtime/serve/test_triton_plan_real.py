@@ -16,11 +16,10 @@ import json
 import numpy as np
 import pytest
 
+from tests.helpers import require_tensorrt_and_gpu
+
 pytestmark = pytest.mark.tensorrt
-torch = pytest.importorskip("torch")
-trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install 'retinaface-trt[tensorrt]')")
-if not torch.cuda.is_available():
-    pytest.skip("TensorRT needs a CUDA device; PyTorch sees none", allow_module_level=True)
+torch, trt = require_tensorrt_and_gpu()
 
 from tests.runtime.serve.conftest import PHOTOS, b64  # noqa: E402
 

@@ -20,11 +20,10 @@ import pytest
 
 from retinaface_trt.errors import RetinaFaceError
 
+from tests.helpers import require_tensorrt_and_gpu
+
 pytestmark = pytest.mark.tensorrt
-torch = pytest.importorskip("torch")
-trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install 'retinaface-trt[tensorrt]')")
-if not torch.cuda.is_available():
-    pytest.skip("TensorRT needs a CUDA device; PyTorch sees none", allow_module_level=True)
+torch, trt = require_tensorrt_and_gpu()
 
 from network import PostprocessSettings  # noqa: E402
 from runtime.backends.tensorrt.build import BuildOptions, build_engine_file, timing_cache_file  # noqa: E402

@@ -77,3 +77,15 @@ def test_tensorrt_on_a_machine_without_gpu_says_so(engine, monkeypatch):
     monkeypatch.setattr(backends, "tensorrt_available", lambda: True)
     with pytest.raises(RetinaFaceError, match="TensorRT needs an NVIDIA GPU, but PyTorch sees no CUDA device"):
         backends.create_backend("tensorrt", engine=engine, device="cuda")
+
+
+def test_torch_with_a_corrupt_engine_is_an_error_too(engine, mnet_pth):
+    engine.write_bytes(b"truncated")
+    with pytest.raises(RetinaFaceError, match="truncated"):
+        backends.create_backend("torch", weights=mnet_pth, engine=engine, device="cpu")
+
+
+def test_torch_with_an_intact_engine_says_it_is_not_used(engine, mnet_pth, caplog):
+    with caplog.at_level(logging.WARNING, "retinaface_trt"):
+        backend = backends.create_backend("torch", weights=mnet_pth, engine=engine, device="cpu")
+    assert backend.name == "torch" and f"engine {engine} is not used" in caplog.text

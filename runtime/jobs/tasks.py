@@ -1,0 +1,124 @@
+"""What flows through a job: a :class:`Task` (one input) becomes an :class:`Outcome` (its JSON record).
+
+Records are :mod:`runtime.face`'s: ``{"image", "width", "height", "faces"}`` with the faces scoring at least the
+vis threshold, or ``{..., "error"}`` for an input that could not be processed. Face objects are made only for the
+faces that are reported (:func:`runtime.face.faces_from_array` on the rows at or above the threshold).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from runtime.face import DEFAULT_VIS_THRESHOLD, error_record, faces_from_array, image_record
+
+# Images of one canvas size wait this long for more of their size before running as a smaller batch, in seconds.
+MAX_WAIT_S = 0.01
+MAX_READ_THREADS = 8     # past this, decoding a folder is bound by the disk or the GIL, not by threads
+
+
+@dataclass(frozen=True)
+class Task:
+    """One input of a job: ``index`` is its position among the job's inputs (0-based), ``path`` as given;
+    ``error`` is set for an input already known to fail (a glob matching nothing, an unreadable folder)."""
+
+    index: int
+    path: str
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """The final form of one task: its record (see the module doc) and, when annotated copies are asked for and
+    the image was read, the encoded copy (bytes in the format of the input's extension)."""
+
+    index: int
+    record: dict
+    annotated: bytes | None = None
+
+    @property
+    def failed(self) -> bool:
+        return "error" in self.record
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """How one device works through its tasks (picklable: worker processes get a copy).
+
+    batch:         images per ``detect_arrays`` call, all of one canvas size; None: :func:`default_batch`
+    read_threads:  threads reading and decoding images ahead of the detector
+    vis_threshold: faces reported from this score (records and copies)
+    annotate:      make annotated copies (drawn and encoded by the reading threads' sibling pool)
+    max_wait_s:    how long images wait for more of their size before running as a smaller batch
+
+    Decoded images alive at once, per device, whatever the number of tasks (:meth:`image_bound`): ``prefetch``
+    submitted and one in the reader's hands, ``queued`` handed on, one being taken by the batcher, ``hold``
+    waiting there for more of their size and one batch being detected.
+    """
+
+    batch: int | None = None
+    read_threads: int = 2
+    vis_threshold: float = DEFAULT_VIS_THRESHOLD
+    annotate: bool = False
+    max_wait_s: float = MAX_WAIT_S
+
+    @property
+    def prefetch(self) -> int:
+        """Decodes submitted ahead: every thread busy, and as many waiting for a thread."""
+        return 2 * self.read_threads
+
+    @property
+    def queued(self) -> int:
+        """Decoded images handed on by the reader and not yet taken: one batch."""
+        return self.batch or 1
+
+    @property
+    def hold(self) -> int:
+        """Images the batcher may keep waiting for more of their size (when reached, the oldest size runs)."""
+        return 2 * (self.batch or 1)
+
+    def sized(self, device) -> "JobSettings":
+        """These settings with ``batch`` decided for ``device`` (a torch.device or its name)."""
+        from dataclasses import replace
+
+        return self if self.batch else replace(self, batch=default_batch(device))
+
+    def image_bound(self) -> int:
+        """The most decoded images that exist at once in one device's pipeline (see the class doc)."""
+        return (self.prefetch + 1) + self.queued + 1 + self.hold + (self.batch or 1)
+
+
+def default_batch(device) -> int:
+    """8 on a GPU (a batch keeps it busy between the host's steps), 1 on a CPU (a batch is not faster there)."""
+    return 8 if getattr(device, "type", str(device).split(":")[0]) == "cuda" else 1
+
+
+def default_read_threads(workers: int = 1) -> int:
+    """The CPUs this process may use, shared by ``workers`` worker processes, at least 1, at most 8."""
+    from runtime.device import cpu_cores
+
+    return max(1, min(MAX_READ_THREADS, cpu_cores() // max(1, workers)))
+
+
+def detected(task: Task, image: np.ndarray, dets: np.ndarray, settings: JobSettings) -> Outcome:
+    """The outcome of ``task`` from its BGR ``image`` [H, W, 3] and its detections float32 [K, 15]
+    (:meth:`runtime.detector.Detector.detect_arrays`, by score)."""
+    faces = faces_from_array(dets[dets[:, 4] >= settings.vis_threshold])
+    record = image_record(task.path, image.shape[1], image.shape[0], faces, settings.vis_threshold)
+    copy = annotated_copy(task.path, image, faces) if settings.annotate else None
+    return Outcome(task.index, record, copy)
+
+
+def failed(task: Task, message: str) -> Outcome:
+    """The outcome of a task that could not be processed; ``message`` names the input (prefixed when it does not)."""
+    named = message if task.path in message else f"{task.path}: {message}"
+    return Outcome(task.index, error_record(task.path, named))
+
+
+def annotated_copy(path: str, bgr: np.ndarray, faces) -> bytes:
+    """``bgr`` with ``faces`` drawn as detect.py draws them, encoded in the format of ``path``'s extension."""
+    from runtime.draw import draw_faces, encode_like
+
+    return encode_like(os.path.basename(path), draw_faces(bgr, faces))
