@@ -64,6 +64,21 @@ def crop_folder(tmp_path_factory, shared_dir):
     return folder
 
 
+@pytest.fixture(scope="session")
+def crop_calibration(crop_folder, mnet_pth, tmp_path_factory):
+    """One calibration of 16 of the crops at their own size, computed once per session (a few seconds):
+    (Int8Settings with its cache file, QuantizationPlan, the cache's text). Copy the text to use the cache."""
+    from network.config import MOBILENET_0_25
+    from runtime import calibration as cal
+    from runtime.calibration import Int8Settings
+    from wts_export.weights import load_weights
+
+    config = Int8Settings(crop_folder, count=16, resize="original",
+                          cache=tmp_path_factory.mktemp("cache") / "calibration.json")
+    plan = cal.quantization_plan(mnet_pth, load_weights(mnet_pth), MOBILENET_0_25, config, report=lambda _: None)
+    return config, plan, config.cache.read_text()
+
+
 @pytest.fixture
 def photos(tmp_path, shared_dir):
     """The four shared photos in a folder of their own (sorted: astronaut, children, crowd, selfie)."""

@@ -97,11 +97,11 @@ def test_check_int8_request():
 
 # Statistics -------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def calibrated(crop_folder, mnet_pth, mnet_arrays, tmp_path_factory):
+def calibrated(crop_calibration, crop_folder):
     """One calibration of the crops, with its cache file: (settings, plan, cache text)."""
-    config = settings(crop_folder, cache=tmp_path_factory.mktemp("cache") / "calibration.json")
-    plan = plan_of(mnet_pth, mnet_arrays, config)
-    return config, plan, config.cache.read_text()
+    config, plan, text = crop_calibration
+    assert config == settings(crop_folder, cache=config.cache)
+    return config, plan, text
 
 
 def test_max_statistics_of_the_input_point_are_the_largest_input_magnitude(calibrated):

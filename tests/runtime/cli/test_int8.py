@@ -8,6 +8,7 @@ import json
 import pytest
 
 from runtime.cli.main import main
+from tests.runtime.cli.test_evaluate import REFERENCE_AP
 
 EVALUATE_TARGETS = {"easy": 0.01, "medium": 0.01, "hard": 0.02}     # issue 15: AP within these of fp32
 
@@ -49,17 +50,17 @@ def test_an_empty_calibration_folder_is_one_error_and_writes_nothing(detect_args
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
 
 
-def test_a_cache_of_another_setup_is_one_error(detect_args, crop_folder, tmp_path, capsys):
-    cache = tmp_path / "c.json"
-    int8 = ["--precision", "int8", "--calibration-images", str(crop_folder), "--calibration-count", "16",
-            "--calibration-cache", str(cache)]
-    assert main(detect_args + int8 + ["-q"]) == 0
-    document = json.loads(cache.read_text())
+def test_a_cache_of_another_setup_is_one_error(detect_args, crop_calibration, tmp_path, capsys):
+    config, _, text = crop_calibration
+    document = json.loads(text)
     document["key"]["project_version"] = "0.0.1"
+    cache = tmp_path / "c.json"
     cache.write_text(json.dumps(document))
-    capsys.readouterr()
+    int8 = ["--precision", "int8", "--calibration-images", str(config.images), "--calibration-count", "16",
+            "--calibration-cache", str(cache), "--resize", "original"]              # the calibration's settings
     assert main(detect_args + int8) == 1
-    one_error(capsys, "was made for another setup (project version", "delete it")
+    one_error(capsys, "was made for another setup (project version (\"0.0.1\" cached", "delete it")
+    assert json.loads(cache.read_text()) == document
 
 
 def test_detect_runs_the_emulated_int8_network_and_says_so(detect_args, crop_folder, tmp_path, capsys, caplog):
@@ -105,13 +106,15 @@ def evaluate_args(shared_dir, mnet_pth, listed):
             "--scale-manifest", str(subset / "manifest.tsv"), "--backend", "torch", "--device", "cpu", "-q"]
 
 
-def test_evaluate_records_the_int8_settings_and_that_they_were_emulated(shared_dir, mnet_pth, crop_folder, tmp_path,
-                                                                          capsys):
+def test_evaluate_records_the_int8_settings_and_that_they_were_emulated(shared_dir, mnet_pth, crop_calibration,
+                                                                          tmp_path, capsys):
+    config, _, text = crop_calibration
+    (tmp_path / "c.json").write_text(text)          # evaluate's settings (original sizes): no second calibration
     listed = tmp_path / "three.txt"
     listed.write_text("".join(shared_dir.joinpath(*SUBSET, "wider_val_subset.txt").read_text().splitlines(True)[:3]))
     args = evaluate_args(shared_dir, mnet_pth, listed)
-    args += ["--precision", "int8", "--calibration-images", str(crop_folder), "--calibration-count", "16",
-             "--out", str(tmp_path / "out")]
+    args += ["--precision", "int8", "--calibration-images", str(config.images), "--calibration-count", "16",
+             "--calibration-cache", str(tmp_path / "c.json"), "--out", str(tmp_path / "out")]
     assert main(args) == 0
     assert "(INT8 emulated on the executor)" in capsys.readouterr().out
     settings = json.loads((tmp_path / "out" / "summary.json").read_text())["settings"]
@@ -120,13 +123,12 @@ def test_evaluate_records_the_int8_settings_and_that_they_were_emulated(shared_d
 
 @pytest.mark.slow
 def test_int8_ap_on_the_subset_is_within_the_targets(shared_dir, mnet_pth, tmp_path):
-    """The issue's targets, calibrated on the evaluated images themselves (docs/int8.md also reports the split)."""
+    """The issue's targets, calibrated on the evaluated images themselves (docs/int8.md also reports the split).
+    fp32 is the original implementation's AP, which the project's fp32 matches within 0.0005 (test_evaluate)."""
     subset = shared_dir.joinpath(*SUBSET)
-    results = {}
-    for precision in ("fp32", "int8"):
-        extra = ["--calibration-images", str(subset / "images")] if precision == "int8" else []
-        args = evaluate_args(shared_dir, mnet_pth, subset / "wider_val_subset.txt")
-        assert main(args + ["--precision", precision, "--out", str(tmp_path / precision)] + extra) == 0
-        results[precision] = json.loads((tmp_path / precision / "summary.json").read_text())
+    args = evaluate_args(shared_dir, mnet_pth, subset / "wider_val_subset.txt")
+    args += ["--precision", "int8", "--calibration-images", str(subset / "images"), "--out", str(tmp_path)]
+    assert main(args) == 0
+    int8 = json.loads((tmp_path / "summary.json").read_text())
     for setting, target in EVALUATE_TARGETS.items():
-        assert results["fp32"][setting] - results["int8"][setting] <= target, setting
+        assert REFERENCE_AP[setting] - int8[setting] <= target, setting
