@@ -302,7 +302,7 @@ def calibrate(arrays: Mapping, cfg, settings: Int8Settings, files: list[Path], d
     from runtime.device import resolve_device
 
     device = resolve_device(str(device))          # a name or a torch.device
-    size = "" if settings.resize == "original" else " %dx%d" % settings.input_size
+    size = "" if settings.resize == "original" else " {}x{}".format(*settings.input_size)
     report(f"{len(files)} images of {settings.images} ({settings.resize}{size}) through the float network on {device}")
     start = time.perf_counter()
     table = amax_table(collect_histograms(arrays, cfg, network_inputs(files, settings, device), device))

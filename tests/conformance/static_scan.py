@@ -38,9 +38,9 @@ PROJECT_RECEIVERS = {"self", "options", "log", "target", "time", "hashlib", "np"
                      "self._pairs", "self.plan.keep", "self.counts", "magnitude", "histogram", "histogram.counts",
                      "self._matched", "self.quantized", "self.points", "kernel", "scale", "amax",
                      "self.counts.reshape(BINS // 2, 2)", "bins.flatten()", "bins.flatten().cpu()", "counts",
-                     "p", "q", "q[mass]", "p[mass]", "np.add", "x.detach()", "x.detach().abs()", "error",
+                     "q", "q[mass]", "p[mass]", "np.add", "x.detach()", "x.detach().abs()",
                      "kept.copy()", "magnitude / self.width", "(magnitude / self.width).floor_()",
-                     "magnitude.max()", "self._batches", "torch.cuda", "net.weights", "net.quantization",
+                     "magnitude.max()", "self._batches", "net.weights", "net.quantization",
                      "builder", "profile"}
 
 

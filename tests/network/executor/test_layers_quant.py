@@ -113,7 +113,7 @@ def test_only_int8_is_emulated():
     net = new_network()
     q = net.add_quantize(net.add_input("x", trt.float32, (2,)), constant(net, np.array(1.0, np.float32)), trt.int32)
     with pytest.raises(ValueError, match="INT8 only"):
-        q.get_output(0).shape
+        _ = q.get_output(0).shape
 
 
 def _qdq_conv_network(weights, scales, kernel_weights=None):
