@@ -30,7 +30,8 @@ network; a pattern starting with ``!`` quantizes the points it matches even wher
   that are exactly 0 are left out of P and Q: any scale represents them exactly, and the zeros of a ReLU (half
   of its outputs) would otherwise dominate both distributions and pull the threshold far into the bulk (to 1.5 σ
   of a half-normal). NVIDIA's pytorch-quantization does something similar (bin 0 takes bin 1's count); that also
-  drops the small non-zero values of bin 0, which measurably hurts MobileNet's LeakyReLU outputs (docs/int8.md).
+  drops the small non-zero values of bin 0, which matter for MobileNet's LeakyReLU outputs (negative values
+  near 0).
 * :func:`percentile_amax`: the upper edge of the bin where 99.99 % of ``|x|`` is reached, at most ``max |x|``;
 * ``max``: ``max |x|`` itself (min-max calibration), for comparison.
 """
