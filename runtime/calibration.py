@@ -175,8 +175,10 @@ def calibration_key(weights_sha256: str, settings: Int8Settings, files: list[Pat
 
 
 def key_digest(key: dict) -> str:
-    """16 hex digits identifying ``key`` (for engine cache names and sidecars)."""
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    """16 hex digits identifying ``key`` (for engine cache names and sidecars): :func:`runtime.cache.entry_key`."""
+    from runtime.cache import entry_key
+
+    return entry_key(key)
 
 
 _KEY_WORDS = {"project_version": "project version", "weights_sha256": "other weights", "resize": "resize policy", "input_size": "input size", "route": "INT8 route", "images": "image count",
