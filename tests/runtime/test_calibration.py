@@ -228,3 +228,27 @@ def test_int8_executor_finds_the_faces_of_the_float_network(cached, mnet_pth, cr
     matched = match_faces(strong_a, strong_b, 0.5)[0]
     assert len(strong_a) >= 20 and matched >= 0.9 * len(strong_a)
     assert not np.array_equal(reference, quantized)           # it is not the float network
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_calibration_on_cuda_gives_the_cpus_statistics_and_faces(crop_folder, calibrated, mnet_pth, mnet_arrays,
+                                                                  crowd_image, tmp_path):
+    """The explicit route calibrates on the build's GPU (runtime.backends.tensorrt.build.calibration_device): its
+    statistics and its emulated faces must be the CPU's, up to float32 summation order."""
+    from network.config import MOBILENET_0_25
+    from runtime.compare import match_faces
+    from runtime.detector import Detector
+
+    config, cpu_plan, _ = calibrated
+    on_gpu = settings(crop_folder, cache=tmp_path / "gpu.json")
+    gpu_plan = cal.quantization_plan(mnet_pth, mnet_arrays, MOBILENET_0_25, on_gpu, device="cuda", report=quiet)
+    assert gpu_plan.amax.keys() == cpu_plan.amax.keys()
+    assert all(gpu_plan.amax[p] == pytest.approx(cpu_plan.amax[p], rel=2e-3) for p in cpu_plan.amax)
+    faces = {}
+    for device, int8 in (("cpu", config), ("cuda", on_gpu)):
+        with Detector.from_options(weights=mnet_pth, backend="torch", device=device, precision="int8", int8=int8) as d:
+            found = d.detect_arrays([crowd_image])[0]
+            faces[device] = torch.from_numpy(found[found[:, 4] >= 0.5])
+    matched = match_faces(faces["cpu"], faces["cuda"], 0.9)[0]
+    assert len(faces["cpu"]) >= 20 and matched >= 0.95 * len(faces["cpu"])
