@@ -30,7 +30,7 @@ def mobilenet_v1(net: LayerBuilder, x, prefix: str = "body"):
 
 def resnet50(net: LayerBuilder, x, prefix: str = "body"):
     net.weights.block = f"{prefix}.conv1"
-    x = net.batch_norm(net.conv(x, f"{prefix}.conv1", 64, 7, 2, padding=3), f"{prefix}.bn1")
+    x = net.conv(x, f"{prefix}.conv1", 64, 7, 2, padding=3, bn=f"{prefix}.bn1")
     x = net.max_pool(net.leaky_relu(x, 0.0, f"{prefix}.relu"), 3, 2, 1, f"{prefix}.maxpool")
     levels = []
     for layer, (blocks, planes, stride) in RESNET50_LAYERS.items():

@@ -18,15 +18,13 @@ def conv_bn(net: LayerBuilder, x, prefix: str, out_channels: int, stride: int, l
 def conv_bn_no_relu(net: LayerBuilder, x, prefix: str, out_channels: int, stride: int = 1):
     """3×3 conv (pad 1, no bias) → BN."""
     net.weights.block = prefix
-    x = net.conv(x, f"{prefix}.0", out_channels, 3, stride, padding=1)
-    return net.batch_norm(x, f"{prefix}.1")
+    return net.conv(x, f"{prefix}.0", out_channels, 3, stride, padding=1, bn=f"{prefix}.1")
 
 
 def conv_bn1x1(net: LayerBuilder, x, prefix: str, out_channels: int, leaky: float):
     """1×1 conv (pad 0, no bias) → BN → LeakyReLU(leaky)."""
     net.weights.block = prefix
-    x = net.conv(x, f"{prefix}.0", out_channels, 1)
-    x = net.batch_norm(x, f"{prefix}.1")
+    x = net.conv(x, f"{prefix}.0", out_channels, 1, bn=f"{prefix}.1")
     return net.leaky_relu(x, leaky, f"{prefix}.2")
 
 
@@ -34,24 +32,22 @@ def conv_dw(net: LayerBuilder, x, prefix: str, out_channels: int, stride: int, l
     """Depthwise 3×3 conv → BN → LeakyReLU → pointwise 1×1 conv → BN → LeakyReLU (MobileNetV1)."""
     net.weights.block = prefix
     channels = x.shape[1]
-    x = net.conv(x, f"{prefix}.0", channels, 3, stride, padding=1, groups=channels)
-    x = net.leaky_relu(net.batch_norm(x, f"{prefix}.1"), leaky, f"{prefix}.2")
-    x = net.conv(x, f"{prefix}.3", out_channels, 1)
-    return net.leaky_relu(net.batch_norm(x, f"{prefix}.4"), leaky, f"{prefix}.5")
+    x = net.conv(x, f"{prefix}.0", channels, 3, stride, padding=1, groups=channels, bn=f"{prefix}.1")
+    x = net.leaky_relu(x, leaky, f"{prefix}.2")
+    x = net.conv(x, f"{prefix}.3", out_channels, 1, bn=f"{prefix}.4")
+    return net.leaky_relu(x, leaky, f"{prefix}.5")
 
 
 def bottleneck(net: LayerBuilder, x, prefix: str, planes: int, stride: int, downsample: bool):
     """torchvision ResNet bottleneck: 1×1 → 3×3 (stride) → 1×1 (×4 channels), plus identity or projection."""
     net.weights.block = prefix
-    y = net.leaky_relu(net.batch_norm(net.conv(x, f"{prefix}.conv1", planes, 1), f"{prefix}.bn1"), 0.0,
-                       f"{prefix}.relu1")
-    y = net.conv(y, f"{prefix}.conv2", planes, 3, stride, padding=1)
-    y = net.leaky_relu(net.batch_norm(y, f"{prefix}.bn2"), 0.0, f"{prefix}.relu2")
-    y = net.batch_norm(net.conv(y, f"{prefix}.conv3", planes * 4, 1), f"{prefix}.bn3")
+    y = net.leaky_relu(net.conv(x, f"{prefix}.conv1", planes, 1, bn=f"{prefix}.bn1"), 0.0, f"{prefix}.relu1")
+    y = net.conv(y, f"{prefix}.conv2", planes, 3, stride, padding=1, bn=f"{prefix}.bn2")
+    y = net.leaky_relu(y, 0.0, f"{prefix}.relu2")
+    y = net.conv(y, f"{prefix}.conv3", planes * 4, 1, bn=f"{prefix}.bn3")
     if downsample:
-        x = net.conv(x, f"{prefix}.downsample.0", planes * 4, 1, stride)
-        x = net.batch_norm(x, f"{prefix}.downsample.1")
-    return net.leaky_relu(net.add(y, x, f"{prefix}.add"), 0.0, f"{prefix}.relu3")
+        x = net.conv(x, f"{prefix}.downsample.0", planes * 4, 1, stride, bn=f"{prefix}.downsample.1")
+    return net.leaky_relu(net.residual_add(y, x, f"{prefix}.add"), 0.0, f"{prefix}.relu3")
 
 
 def fpn(net: LayerBuilder, levels, prefix: str = "fpn"):

@@ -2,7 +2,9 @@
 
 :class:`LayerBuilder` wraps a network definition, the ``trt`` module and the :class:`WeightStore`; each method adds
 one PyTorch-equivalent operation, sets every attribute whose default matters, names the layer after the
-PyTorch module path, and returns the output tensor.
+PyTorch module path, and returns the output tensor. With a ``quantization`` handler (:mod:`network.quantize`)
+:meth:`LayerBuilder.conv` and :meth:`LayerBuilder.residual_add` consult it at each point: an observer records the
+input tensors, a quantizer inserts the Q/DQ layers of explicit INT8.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from network import quantize
 from network.config import RetinaFaceConfig
 from network.weights import WeightStore
 
@@ -22,6 +25,7 @@ class LayerBuilder:
     network: Any              # an INetworkDefinition of that namespace
     weights: WeightStore
     cfg: RetinaFaceConfig
+    quantization: Any = None  # None (float), a network.quantize.Quantizer or ActivationObserver
 
     @property
     def weight_type(self):
@@ -36,28 +40,57 @@ class LayerBuilder:
         return layer.get_output(0)
 
     def conv(self, x, key: str, out_channels: int, kernel: int, stride: int = 1, padding: int = 0,
-             groups: int = 1, bias: bool = False):
-        """``nn.Conv2d`` with weights ``key.weight`` (and ``key.bias``), square kernel, symmetric padding."""
-        in_channels = x.shape[1]
-        weight = self.weights.take(f"{key}.weight", (out_channels, in_channels // groups, kernel, kernel))
+             groups: int = 1, bias: bool = False, bn: str | None = None):
+        """``nn.Conv2d`` with weights ``key.weight`` (and ``key.bias``), square kernel, symmetric padding; then
+        the BatchNorm ``bn`` (a state_dict prefix) if given. Quantized (explicit INT8), the BatchNorm is folded
+        into the weights and the input and weights get Q/DQ layers (:mod:`network.quantize`)."""
+        q = self.quantization
+        if q is not None:
+            x = q.activation(self, key, x)
+        shape = (out_channels, x.shape[1] // groups, kernel, kernel)
+        if q is not None and q.quantizes(key):
+            return self._quantized_conv(x, key, shape, stride, padding, groups, bias, bn)
+        weight = self.weights.take(f"{key}.weight", shape)
         bias_array = self.weights.take(f"{key}.bias", (out_channels,)) if bias else None
-        layer = self.network.add_convolution_nd(x, out_channels, (kernel, kernel), self._weights(weight),
-                                                self._weights(bias_array))
+        y = self._convolution(x, key, shape, self._weights(weight), self._weights(bias_array), stride, padding, groups)
+        return self.batch_norm(y, bn) if bn else y
+
+    def _quantized_conv(self, x, key: str, shape, stride: int, padding: int, groups: int, bias: bool, bn: str | None):
+        kernel = self.weights.take_raw(f"{key}.weight", shape)
+        bias_array = self.weights.take_raw(f"{key}.bias", shape[:1]) if bias else None
+        if bn:
+            kernel, bias_array = quantize.fold_batch_norm(kernel, bias_array, *self._bn_scale_shift(bn, shape[0]))
+        quantized = quantize.quantized_kernel(self, kernel, f"{key}.weight", self.quantization.plan.typed)
+        bias_weights = self._weights(None if bias_array is None else self.weights.own(bias_array))
+        return self._convolution(x, key, shape, self.trt.Weights(self.weight_type), bias_weights, stride, padding,
+                                 groups, kernel_input=quantized)
+
+    def _convolution(self, x, key: str, shape, kernel, bias, stride: int, padding: int, groups: int,
+                     kernel_input=None):
+        """The IConvolutionLayer of a kernel ``shape`` [K, C/G, R, S] with every attribute set; the kernel is
+        ``kernel`` (Weights), or the tensor ``kernel_input`` (input 1) when given (``kernel`` is then empty)."""
+        layer = self.network.add_convolution_nd(x, shape[0], tuple(shape[2:]), kernel, bias)
         layer.stride_nd = (stride, stride)
         layer.padding_nd = (padding, padding)
         layer.dilation_nd = (1, 1)
         layer.num_groups = groups
         layer.padding_mode = self.trt.PaddingMode.EXPLICIT_ROUND_DOWN
+        if kernel_input is not None:
+            layer.set_input(1, kernel_input)
         return self._named(layer, key)
 
-    def batch_norm(self, x, key: str):
-        """Inference BatchNorm folded into a per-channel scale: y = x·γ/√(var+eps) + (β − mean·γ/√(var+eps))."""
-        shape = (x.shape[1],)
+    def _bn_scale_shift(self, key: str, channels: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inference BatchNorm ``key`` as float64 (scale, shift): γ/√(var+eps) and β − mean·γ/√(var+eps)."""
+        shape = (channels,)
         gamma, beta = self.weights.take_raw(f"{key}.weight", shape), self.weights.take_raw(f"{key}.bias", shape)
         mean = self.weights.take_raw(f"{key}.running_mean", shape)
         var = self.weights.take_raw(f"{key}.running_var", shape)
         scale = gamma / np.sqrt(var + self.cfg.bn_eps)
-        shift = beta - mean * scale
+        return scale, beta - mean * scale
+
+    def batch_norm(self, x, key: str):
+        """Inference BatchNorm as a per-channel scale: y = x·γ/√(var+eps) + (β − mean·γ/√(var+eps))."""
+        scale, shift = self._bn_scale_shift(key, x.shape[1])
         layer = self.network.add_scale(x, self.trt.ScaleMode.CHANNEL, self._weights(self.weights.own(shift)),
                                        self._weights(self.weights.own(scale)), self._weights(None))
         return self._named(layer, key)
@@ -81,6 +114,12 @@ class LayerBuilder:
 
     def add(self, a, b, name: str):
         return self._named(self.network.add_elementwise(a, b, self.trt.ElementWiseOperation.SUM), name)
+
+    def residual_add(self, y, shortcut, name: str):
+        """``y + shortcut`` of a residual block; quantized, the shortcut gets a Q/DQ pair (point ``name``)."""
+        if self.quantization is not None:
+            shortcut = self.quantization.activation(self, name, shortcut)
+        return self.add(y, shortcut, name)
 
     def concat(self, tensors, axis: int, name: str):
         layer = self.network.add_concatenation(list(tensors))

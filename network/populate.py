@@ -11,6 +11,7 @@ from network.blocks import fpn, head, ssh
 from network.config import RetinaFaceConfig, config_for_weights
 from network.layers import LayerBuilder
 from network.postprocess import DETECTION_NAMES, PostprocessSettings, add_postprocess, check_fixed_size
+from network.quantize import handler
 from network.weights import WeightStore
 from retinaface_trt.errors import RetinaFaceError
 
@@ -31,7 +32,8 @@ class NetworkStore(WeightStore):
 def populate_network(trt: Any, network: Any, weights: Mapping[str, np.ndarray],
                      cfg: RetinaFaceConfig | None = None, *, input_shape=(-1, 3, 640, 640),
                      half: bool = False, input_name: str = INPUT_NAME,
-                     postprocess: PostprocessSettings | None = None, priors: np.ndarray | None = None) -> WeightStore:
+                     postprocess: PostprocessSettings | None = None, priors: np.ndarray | None = None,
+                     quantization=None) -> WeightStore:
     """Add RetinaFace to ``network`` through the ``trt`` namespace (real TensorRT or the executor).
 
     Input ``input_name``: float32 [N, 3, H, W], BGR minus (104, 117, 123); -1 marks a dimension set at run
@@ -39,6 +41,10 @@ def populate_network(trt: Any, network: Any, weights: Mapping[str, np.ndarray],
     ``half=True`` builds a strongly typed FP16 network: the input is cast to HALF, weights are float16 and
     the outputs are cast back to FLOAT. The backbone is recognised from the weight names unless ``cfg`` is
     given.
+
+    ``quantization``: a ``network.quantize.QuantizationPlan`` builds the explicit INT8 network (Q/DQ layers with
+    its scales, BatchNorm folded into the quantized convolutions, the rest float32); an
+    ``ActivationObserver`` builds the float network and records the tensor of every quantization point.
 
     With ``postprocess`` (thresholds) and ``priors`` (float32 [P, 4] for this input size, from
     ``runtime.priors.prior_boxes(cfg, H, W)``), decoding and NMS are added and the outputs are
@@ -48,7 +54,10 @@ def populate_network(trt: Any, network: Any, weights: Mapping[str, np.ndarray],
     """
     cfg = cfg or config_for_weights(weights)
     _check_input_shape(input_shape)
-    net = LayerBuilder(trt, network, NetworkStore(weights, np.float16 if half else np.float32), cfg)
+    if half and quantization is not None:
+        raise RetinaFaceError("an INT8 network keeps its float layers in float32: build it without half=True")
+    store = NetworkStore(weights, np.float16 if half else np.float32)
+    net = LayerBuilder(trt, network, store, cfg, handler(quantization))
     x = network.add_input(input_name, trt.float32, tuple(input_shape))
     if half:
         x = net.cast(x, trt.float16, "input.half")
@@ -66,6 +75,8 @@ def populate_network(trt: Any, network: Any, weights: Mapping[str, np.ndarray],
         tensor.name = name
         network.mark_output(tensor)
     net.weights.check_all_used()
+    if net.quantization is not None:
+        net.quantization.finish()
     return net.weights
 
 

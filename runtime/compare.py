@@ -5,13 +5,16 @@ Paths (each follows the backend protocol of :mod:`runtime.backends`):
 * ``pytorch``: the project's PyTorch RetinaFace (:mod:`runtime.backends.pytorch`), the reference;
 * ``executor``: the hand-built network on the executor (``torch`` backend);
 * ``onnxruntime``: an ``.onnx`` file, or the weights exported in memory (dynamic N, H, W);
-* ``tensorrt:NAME``: each engine given (hand-built, or ``build --onnx``: the sidecar's ``source`` tells).
+* ``tensorrt:NAME``: each engine given (hand-built, or ``build --onnx``: the sidecar's ``source`` tells);
+* ``executor-int8 (emulated)``: with INT8 settings, the explicit INT8 network on the executor
+  (:mod:`runtime.calibration`). Its outputs differ from float32 by design: judge it by its detections.
 
 Errors per output (loc, conf, landms): ``abs`` = max |a − b|; ``rel`` = max |a − b| / max |b|
 (relative to the largest magnitude of the second path's output, which stays meaningful where single
 values are near 0). Detection agreement: detect.py's post-processing on both outputs, faces with score
-≥ ``score_threshold`` matched one to one by mutual best IoU ≥ 0.5; the worst score and landmark
-differences (pixels of the network input) over the matched faces.
+≥ ``score_threshold`` matched one to one by mutual best IoU ≥ ``iou`` (0.5 by default); the worst score and
+landmark differences (pixels of the network input) over the matched faces. :func:`agreement` sums the faces
+and matches of each pair over all inputs.
 """
 
 from __future__ import annotations
@@ -24,8 +27,12 @@ import torch
 from network import OUTPUT_NAMES
 from runtime.postprocess import box_iou
 
-def open_paths(weights, onnx=None, engines=(), device: str = "cpu") -> tuple[list, list[str]]:
-    """([(name, backend)] of every path that can run here, [why each other path was skipped])."""
+INT8_PATH = "executor-int8 (emulated)"
+
+
+def open_paths(weights, onnx=None, engines=(), device: str = "cpu", int8=None) -> tuple[list, list[str]]:
+    """([(name, backend)] of every path that can run here, [why each other path was skipped]); ``int8``
+    (``runtime.calibration.Int8Settings``) adds the emulated INT8 path."""
     from retinaface_trt.errors import RetinaFaceError
     from runtime.backends import create_backend
 
@@ -42,6 +49,8 @@ def open_paths(weights, onnx=None, engines=(), device: str = "cpu") -> tuple[lis
             opened.append((f"tensorrt:{_engine_label(engine)}", create_backend("tensorrt", None, engine, device)))
         except RetinaFaceError as error:
             skipped.append(f"tensorrt {engine}: {error}")
+    if int8 is not None:
+        opened.append((INT8_PATH, create_backend("torch", weights, None, device, precision="int8", int8=int8)))
     return opened, skipped
 
 
@@ -112,8 +121,10 @@ def match_faces(da: torch.Tensor, db: torch.Tensor, iou: float = 0.5) -> tuple[i
     return len(ia), score, float(points.max())
 
 
-def compare_batch(paths, batch: torch.Tensor, label: str, score_threshold: float = 0.5) -> list[PairReport]:
-    """Run ``batch`` (float32 [N, 3, H, W]) through every (name, backend) and compare each pair.
+def compare_batch(paths, batch: torch.Tensor, label: str, score_threshold: float = 0.5,
+                  iou: float = 0.5) -> list[PairReport]:
+    """Run ``batch`` (float32 [N, 3, H, W]) through every (name, backend) and compare each pair (faces matched
+    at IoU ≥ ``iou``).
 
     Detection counts are summed over the batch; errors and differences are the worst over it.
     """
@@ -124,7 +135,7 @@ def compare_batch(paths, batch: torch.Tensor, label: str, score_threshold: float
     reports = []
     for (a, _), (b, _) in combinations(paths, 2):
         absolute, relative = output_errors(outputs[a], outputs[b])
-        matches = [match_faces(x, y) for x, y in zip(dets[a], dets[b])]
+        matches = [match_faces(x, y, iou) for x, y in zip(dets[a], dets[b])]
         reports.append(PairReport(label, a, b, absolute, relative, sum(len(d) for d in dets[a]),
                                   sum(len(d) for d in dets[b]), sum(m[0] for m in matches),
                                   max(m[1] for m in matches), max(m[2] for m in matches)))
@@ -141,6 +152,22 @@ def format_table(reports: list[PairReport]) -> str:
         rows.append(f"{r.input:<28} {r.a + ' vs ' + r.b:<36} {errors} {f'{r.faces_a}/{r.faces_b}':>9} "
                     f"{r.matched:>7} {r.worst_score:>9.2e} {r.worst_landmark_px:>9.2e}")
     return "\n".join(rows)
+
+
+def agreement(reports: list[PairReport]) -> list[dict]:
+    """Per pair, over all inputs: faces of each path, faces matched, and the share of ``a``'s faces matched."""
+    totals: dict[tuple[str, str], list[int]] = {}
+    for r in reports:
+        counts = totals.setdefault((r.a, r.b), [0, 0, 0])
+        counts[0], counts[1], counts[2] = counts[0] + r.faces_a, counts[1] + r.faces_b, counts[2] + r.matched
+    return [{"a": a, "b": b, "faces_a": fa, "faces_b": fb, "matched": m, "share_of_a": m / fa if fa else 1.0}
+            for (a, b), (fa, fb, m) in totals.items()]
+
+
+def format_agreement(rows: list[dict]) -> str:
+    """:func:`agreement` as text, one line per pair."""
+    return "\n".join(f"{r['a'] + ' vs ' + r['b']:<44} faces {r['faces_a']}/{r['faces_b']}, matched {r['matched']} "
+                     f"({100 * r['share_of_a']:.1f}% of {r['a']}'s)" for r in rows)
 
 
 def to_records(reports: list[PairReport]) -> list[dict]:

@@ -68,12 +68,12 @@ class Detector:
 
     @classmethod
     def from_options(cls, weights=None, engine=None, backend: str = "auto", device: str | None = "cpu",
-                     precision: str = "fp32", engine_cache=None, threads: int | None = None,
+                     precision: str = "fp32", engine_cache=None, threads: int | None = None, int8=None,
                      **options) -> "Detector":
         """Build the backend (:func:`runtime.backends.create_backend`) and a Detector over it.
 
-        ``precision`` ("fp32"/"fp16"), ``engine_cache`` and ``threads`` (CPU threads) go to the backend;
-        ``options`` to the Detector.
+        ``precision`` ("fp32"/"fp16"/"int8"), ``engine_cache``, ``threads`` (CPU threads) and ``int8`` (the
+        ``runtime.calibration.Int8Settings`` of precision "int8") go to the backend; ``options`` to the Detector.
         """
         from runtime.backends import create_backend
 
@@ -82,7 +82,8 @@ class Detector:
         in_network = options.get("postprocess", "pipeline") == "network"
         backend = create_backend(backend, weights=weights, engine=engine, device=device, precision=precision,
                                  input_size=options.get("input_size", DEFAULT_INPUT_SIZE), engine_cache=engine_cache,
-                                 postprocess=network_settings(options) if in_network else None, threads=threads)
+                                 postprocess=network_settings(options) if in_network else None, threads=threads,
+                                 int8=int8)
         try:
             return cls(backend, **options)
         except BaseException:

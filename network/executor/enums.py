@@ -125,6 +125,8 @@ class LayerType(_TrtEnum):
     CONSTANT = 19
     SHAPE = 23
     RESIZE = 25
+    QUANTIZE = 32
+    DEQUANTIZE = 33
     SCATTER = 37
     NMS = 43
 

@@ -4,6 +4,10 @@ A 2-D ``IConvolutionLayer`` whose only consumer is an ``IScaleLayer`` in CHANNEL
 power absorbs it: ``(w * x + b)·s + t = (w·s) * x + (b·s + t)``, exact algebra done in float64 and cast to
 float32. A RELU / LEAKY_RELU that is the only consumer of the result runs in place on the convolution's
 output. Explicit symmetric padding goes into the convolution call instead of a separate pad.
+
+A convolution whose kernel is its input 1 (dequantized weights, for example) is fused only when that kernel
+is a build-time constant, and then absorbs no scale layer: folding a scale into weights that were quantized
+would change them (TensorRT cannot fold it exactly either), so only its activation runs in place.
 """
 
 from __future__ import annotations
@@ -40,14 +44,19 @@ class FusedConvolution:
         return lambda xs: [activation(F.conv2d(pad(xs[0]), weight, bias, stride, padding, dilation, groups))]
 
 
-def fuse_convolution(layer, consumers: dict) -> FusedConvolution | None:
-    """The fused form of ``layer`` if it is a 2-D convolution, else None; see the module docstring."""
+def fuse_convolution(layer, consumers: dict, kernel: torch.Tensor | None = None) -> FusedConvolution | None:
+    """The fused form of ``layer`` if it is a 2-D convolution, else None; see the module docstring.
+
+    ``kernel``: the value of the layer's input 1 when that input is a build-time constant (else None).
+    """
     if layer._type != LayerType.CONVOLUTION or len(layer.kernel_size_nd) != 2:
         return None
-    scale = _only_consumer(layer, consumers, _foldable_scale)
+    if len(layer._inputs) > 1 and kernel is None:
+        return None
+    scale = _only_consumer(layer, consumers, _foldable_scale) if kernel is None else None
     tail = scale or layer
     act = _only_consumer(tail, consumers, _in_place_activation)
-    weight, bias = fold_conv_scale(layer, scale)
+    weight, bias = fold_conv_scale(layer, scale) if kernel is None else (kernel.float().cpu(), _bias(layer))
     absorbed = [extra for extra in (scale, act) if extra is not None]
     return FusedConvolution(layer, weight, bias, absorbed, int(scale is not None), (act or tail)._outputs[0])
 
@@ -63,6 +72,10 @@ def fold_conv_scale(conv, scale) -> tuple[torch.Tensor, torch.Tensor | None]:
         weight = weight * s.reshape(-1, 1, 1, 1)
         bias = t if bias is None else bias * s + t
     return weight.float(), None if bias is None else bias.float()
+
+
+def _bias(conv) -> torch.Tensor | None:
+    return torch.from_numpy(conv.bias.numpy().astype("float32")) if conv.bias.size else None
 
 
 def consumers(order, network) -> dict[int, list]:

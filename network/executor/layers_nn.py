@@ -93,22 +93,37 @@ class IConvolutionLayer(_Windowed):
     def _infer(self, inputs):
         (x,) = inputs[:1]
         self._check_rank(x)
+        if len(inputs) > 2:
+            raise self._error("the executor takes the bias as weights, not as input 2")
         spatial = tuple(self._out_size(s, i) for i, s in enumerate(x.shape[2:]))
         return [TensorInfo((x.shape[0], self.num_output_maps) + spatial, x.dtype)]
 
-    def _compile(self, inputs, device):
-        x = inputs[0]
-        groups, channels = self.num_groups, x.shape[1]
+    def _kernel_shape(self, channels: int) -> tuple[int, ...]:
+        """[K, C/G, R, S] for ``channels`` input channels; ValueError if they do not divide into the groups."""
+        groups = self.num_groups
         if channels < 0 or channels % groups or self.num_output_maps % groups:
             raise self._error(f"{channels} input channels and {self.num_output_maps} maps are not divisible "
                               f"into {groups} groups")
-        shape = (self.num_output_maps, channels // groups) + self.kernel_size_nd
-        weight = _tensor(self, "kernel", self.kernel, shape, x.dtype, device)
+        return (self.num_output_maps, channels // groups) + self.kernel_size_nd
+
+    def _compile(self, inputs, device):
+        x, groups = inputs[0], self.num_groups
+        shape = self._kernel_shape(x.shape[1])
         bias = _tensor(self, "bias", self.bias, (self.num_output_maps,), x.dtype, device, optional=True)
         pad = self._pad_fn(inputs)
         conv = F.conv2d if len(self.kernel_size_nd) == 2 else F.conv3d
         stride, dilation = self.stride_nd, self.dilation_nd
+        if len(inputs) > 1:          # the kernel is input 1 (a tensor, e.g. dequantized weights)
+            self._check_kernel_input(inputs[1], shape, x.dtype)
+            return lambda xs: [conv(pad(xs[0]), xs[1], bias, stride, 0, dilation, groups)]
+        weight = _tensor(self, "kernel", self.kernel, shape, x.dtype, device)
         return lambda xs: [conv(pad(xs[0]), weight, bias, stride, 0, dilation, groups)]
+
+    def _check_kernel_input(self, kernel: TensorInfo, shape: tuple[int, ...], dtype: DataType) -> None:
+        if self.kernel is not None and self.kernel.size:
+            raise self._error("kernel weights must be empty when input 1 gives the kernel")
+        if kernel.shape != shape or kernel.dtype != dtype:
+            raise self._error(f"the kernel input must be {dtype.name} {shape}, got {kernel.dtype.name} {kernel.shape}")
 
 
 class IPoolingLayer(_Windowed):

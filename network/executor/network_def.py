@@ -10,6 +10,7 @@ import logging
 
 from network.executor import layers_math as ops
 from network.executor import layers_nn as nn
+from network.executor import layers_quant as quant
 from network.executor import layers_select as sel
 from network.executor import layers_shape as sh
 from network.executor.enums import _TrtEnum, ActivationType, DataType, ElementWiseOperation, PoolingType, ScaleMode, coerce
@@ -156,6 +157,16 @@ class INetworkDefinition:
 
     def add_nms(self, boxes, scores, max_output_boxes_per_class):
         return self._add(sel.INMSLayer(self, [boxes, scores, max_output_boxes_per_class]))
+
+    def add_quantize(self, input, scale, output_type):
+        layer = quant.IQuantizeLayer(self, [input, scale])
+        layer._attrs["to_type"] = coerce(output_type, DataType)
+        return self._add(layer)
+
+    def add_dequantize(self, input, scale, output_type):
+        layer = quant.IDequantizeLayer(self, [input, scale])
+        layer._attrs["to_type"] = coerce(output_type, DataType)
+        return self._add(layer)
 
     # Shape inference -----------------------------------------------------------------------------------
     def _changed(self) -> None:

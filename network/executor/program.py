@@ -14,7 +14,11 @@ evaluator):
 * ``channels_last``: 4-D activations kept in NHWC memory order (same values, faster convolutions on GPUs).
 
 Without options every layer runs through its own ``_compile`` (TensorRT's documented semantics, the reference).
-Inputs are checked against the declared shapes (a -1 dim accepts any size); shape tensors live on the host.
+In every mode a layer whose inputs are all build-time constants (an ``IConstantLayer`` and what is computed from
+constants only, such as quantized and dequantized weights) runs once, when the program is compiled, as TensorRT
+folds constants at build time; an input a layer requires to be a build-time constant (``_constant_inputs``: the
+scales of quantize and dequantize) is checked to be one. Inputs are checked against the declared shapes (a -1
+dim accepts any size); shape tensors live on the host.
 """
 
 from __future__ import annotations
@@ -57,7 +61,8 @@ class Program:
 
     @torch.inference_mode()
     def __call__(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        values = {key: self._entry(name, shape, dtype, inputs) for name, shape, dtype, key in self._inputs}
+        values = dict(self._constants)
+        values.update((key, self._entry(name, shape, dtype, inputs)) for name, shape, dtype, key in self._inputs)
         for fn, input_keys, output_keys in self._steps:
             values.update(zip(output_keys, fn([values[k] for k in input_keys])))
         return {name: self._exit(values[key]) for name, key in self._outputs}
@@ -65,11 +70,16 @@ class Program:
     # Compilation ---------------------------------------------------------------------------------------
     def _compile(self, order) -> list:
         consumers = folding.consumers(order, self._network)
-        steps, absorbed = [], set()
+        steps, absorbed, self._constants = [], set(), {}
         for layer in order:
             if id(layer) in absorbed:
                 continue
-            fused = folding.fuse_convolution(layer, consumers) if self.fold_batchnorm else None
+            self._check_constant_inputs(layer)
+            if all(id(t) in self._constants for t in layer._inputs):     # no inputs: an IConstantLayer
+                self._fold_constant(layer)
+                continue
+            kernel = self._constants.get(id(layer._inputs[1])) if len(layer._inputs) > 1 else None
+            fused = folding.fuse_convolution(layer, consumers, kernel) if self.fold_batchnorm else None
             if fused is not None:
                 absorbed.update(id(extra) for extra in fused.absorbed)
                 self.num_folded += fused.folded
@@ -77,6 +87,18 @@ class Program:
             else:
                 steps.append((self._layer(layer), [id(t) for t in layer._inputs], [id(t) for t in layer._outputs]))
         return steps
+
+    @torch.inference_mode()
+    def _fold_constant(self, layer) -> None:
+        """Run ``layer`` now, on its constant inputs; its outputs become constants of the program."""
+        outputs = self._layer(layer)([self._constants[id(t)] for t in layer._inputs])
+        self._constants.update((id(t), y) for t, y in zip(layer._outputs, outputs))
+
+    def _check_constant_inputs(self, layer) -> None:
+        for index in getattr(layer, "_constant_inputs", ()):
+            if index < len(layer._inputs) and id(layer._inputs[index]) not in self._constants:
+                raise ValueError(f"{layer.name}: input {index} must be a build-time constant (TensorRT requires "
+                                 f"it), but {layer._inputs[index].name} is computed at run time")
 
     def _convolution(self, fused: folding.FusedConvolution):
         weight, bias = (None if t is None else t.to(self.device, self.dtype) for t in (fused.weight, fused.bias))

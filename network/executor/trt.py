@@ -15,6 +15,7 @@ from network.executor.enums import (BoundingBoxFormat, GatherMode, ReduceOperati
                                     TopKOperation, UnaryOperation)
 from network.executor.layers_math import IReduceLayer, IUnaryLayer  # noqa: F401
 from network.executor.layers_select import IGatherLayer, INMSLayer, IScatterLayer, ITopKLayer  # noqa: F401
+from network.executor.layers_quant import IDequantizeLayer, IQuantizeLayer  # noqa: F401
 from network.executor.graph import ILayer, ITensor  # noqa: F401
 from network.executor.layers_nn import (IActivationLayer, IConvolutionLayer, IPoolingLayer,  # noqa: F401
                                         IScaleLayer, ISoftMaxLayer)

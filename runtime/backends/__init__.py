@@ -27,7 +27,8 @@ from retinaface_trt.errors import RetinaFaceError
 log = logging.getLogger("retinaface_trt")
 
 BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
-PRECISIONS = ("fp32", "fp16")
+FLOAT_PRECISIONS = ("fp32", "fp16")
+PRECISIONS = FLOAT_PRECISIONS + ("int8",)          # int8 needs calibration images (runtime.calibration)
 
 
 class Backend(Protocol):
@@ -57,6 +58,8 @@ class BackendRequest:
     postprocess:  a ``network.postprocess.PostprocessSettings`` to build the network with decoding and NMS
                   inside (fixed ``input_size``), or None for the raw outputs
     threads:      CPU threads for the network and the pipeline's own work (None: one per core)
+    int8:         a ``runtime.calibration.Int8Settings`` for precision "int8" (the executor runs the explicit
+                  INT8 network, emulated; TensorRT engines built from weights are INT8 engines)
     """
 
     weights: object = None
@@ -67,17 +70,22 @@ class BackendRequest:
     engine_cache: object = None
     postprocess: object = None
     threads: int | None = None
+    int8: object = None
 
 
 def create_backend(name: str = "auto", weights=None, engine=None, device: str | None = "cpu",
                    precision: str = "fp32", input_size=(640, 640), engine_cache=None, postprocess=None,
-                   threads: int | None = None) -> Backend:
+                   threads: int | None = None, int8=None) -> Backend:
     """Build the backend called ``name`` from a weights file (.pth/.wts, or a state_dict) or an engine file."""
     if name not in BACKENDS:
         raise RetinaFaceError(f"unknown backend {name!r}; expected one of: {', '.join(BACKENDS)}")
     if precision not in PRECISIONS:
         raise RetinaFaceError(f"unknown precision {precision!r}; expected one of: {', '.join(PRECISIONS)}")
-    request = BackendRequest(weights, engine, device, precision, tuple(input_size), engine_cache, postprocess, threads)
+    from runtime.calibration import check_int8_request
+
+    check_int8_request(precision, int8)
+    request = BackendRequest(weights, engine, device, precision, tuple(input_size), engine_cache, postprocess,
+                             threads, int8)
     if threads:
         import torch
 
@@ -136,7 +144,7 @@ def _torch_backend(request: BackendRequest):
     if request.engine is not None:
         _unused_engine(request.engine, "--backend torch runs the weights")
     return ExecutorBackend(request.weights, device=request.device, precision=request.precision,
-                           postprocess=request.postprocess, input_size=request.input_size)
+                           postprocess=request.postprocess, input_size=request.input_size, int8=request.int8)
 
 
 def _tensorrt_backend(request: BackendRequest):
@@ -169,7 +177,8 @@ def _cached_engine(request: BackendRequest):
         raise RetinaFaceError("building a TensorRT engine needs a weights file path (.pth or .wts)")
     device = TorchCuda().resolve(request.device)     # --device cpu is refused here, before minutes of building
     return ensure_engine(request.weights, request.engine_cache or default_engine_cache(), request.precision,
-                         request.input_size, device_index=device.index, postprocess=request.postprocess)
+                         request.input_size, device_index=device.index, postprocess=request.postprocess,
+                         int8=request.int8)
 
 
 def _onnxruntime_backend(request: BackendRequest):

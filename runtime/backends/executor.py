@@ -11,10 +11,14 @@ Memory layout on CUDA, measured on an H200 (MobileNet-0.25): in float32, NCHW is
 2.1 s, so float32 stays NCHW; in float16, NHWC is 8% faster at batch 128 and both layouts cost about 2.5 s of
 planning per new shape, so float16 is NHWC. A shape's first call skips cuDNN either way
 (:func:`runtime.device.float32_convolutions`).
+
+``precision="int8"`` runs the explicit INT8 network definition (Q/DQ layers with the scales of a calibration,
+:mod:`runtime.calibration`): what a TensorRT INT8 engine built with those scales computes, emulated in float32.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Mapping
 
@@ -24,7 +28,10 @@ import torch
 from retinaface_trt.errors import RetinaFaceError
 from runtime.device import ShapesSeen, float32_convolutions, resolve_device
 
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16}
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "int8": torch.float32}   # int8: float32 activations
+log = logging.getLogger("retinaface_trt")
+EMULATED = ("INT8 is emulated on the executor: quantize and dequantize run in float32 exactly as TensorRT documents "
+            "them, so detections show the accuracy of an INT8 engine built with these scales, not its speed")
 
 
 class ExecutorBackend:
@@ -37,6 +44,7 @@ class ExecutorBackend:
     postprocess:    a ``network.postprocess.PostprocessSettings``: decoding and NMS inside the network, as
                     ``build --with-postprocess`` builds it, for a fixed ``input_size`` (W, H); ``infer`` then
                     returns (dets [N, D, 15], count [N])
+    int8:           a ``runtime.calibration.Int8Settings``, needed by (and only by) ``precision="int8"``
     """
 
     name = "torch"
@@ -44,13 +52,16 @@ class ExecutorBackend:
 
     def __init__(self, weights, device: str | None = "cpu", precision: str = "fp32", *,
                  fold_batchnorm: bool = True, channels_last: bool | None = None, input_shape=(-1, 3, -1, -1),
-                 postprocess=None, input_size=(640, 640)):
+                 postprocess=None, input_size=(640, 640), int8=None):
         from network import DETECTION_NAMES, INPUT_NAME, OUTPUT_NAMES, config_for_weights, populate_network
         from network.executor import Program, trt
         from runtime.priors import prior_boxes
 
         if precision not in DTYPES:
             raise RetinaFaceError(f"unknown precision {precision!r}; expected one of: {', '.join(DTYPES)}")
+        from runtime.calibration import check_int8_request
+
+        check_int8_request(precision, int8)
         arrays = _load(weights)
         self.device, self.precision = resolve_device(device), precision
         self.cfg = config_for_weights(arrays)
@@ -61,15 +72,22 @@ class ExecutorBackend:
         self.input_channels_last = (self.device.type == "cuda" and precision == "fp16") if channels_last is None \
             else bool(channels_last)
         extra = {}
-        if postprocess is not None and precision != "fp32":
+        if postprocess is not None and precision == "fp16":
             raise RetinaFaceError("the executor runs decoding and NMS inside the network in float32 only; use "
                                   "--precision fp32, or --postprocess pipeline for fp16")
         if postprocess is not None:
             width, height = input_size
             input_shape, self.fixed_input_size = (-1, 3, height, width), (width, height)
             extra = dict(postprocess=postprocess, priors=prior_boxes(self.cfg, height, width))
+        self.int8, self.quantization = int8, None
+        if precision == "int8":
+            from runtime.calibration import quantization_plan
+
+            self.quantization = quantization_plan(weights, arrays, self.cfg, int8, self.device)
+            log.warning(EMULATED)
         network = trt.Builder(trt.Logger()).create_network(0)
-        populate_network(trt, network, arrays, self.cfg, input_shape=tuple(input_shape), **extra)
+        populate_network(trt, network, arrays, self.cfg, input_shape=tuple(input_shape), quantization=self.quantization,
+                         **extra)
         self._program = Program(network, self.device, dtype=self.input_dtype, fold_batchnorm=fold_batchnorm,
                                 channels_last=self.input_channels_last)
         self._names = (INPUT_NAME, DETECTION_NAMES if self.postprocess_in_network else OUTPUT_NAMES)

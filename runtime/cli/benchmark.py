@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 
-from runtime.backends import BACKENDS, PRECISIONS
+from runtime.backends import BACKENDS, FLOAT_PRECISIONS
 from runtime.cli import options
 from runtime.options import DEFAULT_INPUT_SIZE
 
@@ -24,7 +24,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("--backend", action="append", choices=BACKENDS,
                    help="repeatable (default: auto, the backend detect would use)")
     options.add_device_arg(p)
-    p.add_argument("--precision", action="append", choices=PRECISIONS, help="repeatable (default fp32)")
+    p.add_argument("--precision", action="append", choices=FLOAT_PRECISIONS,
+                   help="repeatable (default fp32; INT8 is measured by evaluate: docs/int8.md)")
     p.add_argument("--batch", type=options.count, help="throughput batch (default 128 on a GPU, 4 on the CPU)")
     p.add_argument("--input-size", type=options.size, default=DEFAULT_INPUT_SIZE, metavar="WxH",
                    help="network input of the stretched rows (default 640x640)")

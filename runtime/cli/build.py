@@ -21,7 +21,8 @@ def add_parser(subparsers) -> None:
                        help="build from this ONNX model (from export-onnx) with TensorRT's ONNX parser instead")
     build.add_argument("-o", "--output", type=Path, required=True, help="engine file to write (plus ENGINE.json)")
     build.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                       help="fp32 (TF32 off, matches PyTorch) or fp16 (default: %(default)s)")
+                       help="fp32 (TF32 off, matches PyTorch), fp16, or int8 (with --calibration-images; "
+                            "docs/int8.md) (default: %(default)s)")
     _add_shape_args(build)
     build.add_argument("--workspace", type=options.count, default=1024, metavar="MIB",
                        help="builder scratch memory limit in MiB (default: %(default)s)")
@@ -30,6 +31,7 @@ def add_parser(subparsers) -> None:
     options.add_cuda_device_arg(build)
     _add_portability_args(build)
     _add_postprocess_args(build)
+    options.add_int8_args(build, build=True)
     build.add_argument("--force", action="store_true", help="overwrite an existing engine")
     build.set_defaults(run=run_build)
 
@@ -89,7 +91,8 @@ def build_options(args: argparse.Namespace):
                          max_size=args.max_size, opt_batch=args.opt_batch, max_batch=args.max_batch,
                          workspace_mib=args.workspace, timing_cache_dir=args.timing_cache,
                          version_compatible=args.version_compatible,
-                         hardware_compatibility=args.hardware_compatibility, postprocess=postprocess_settings(args))
+                         hardware_compatibility=args.hardware_compatibility, postprocess=postprocess_settings(args),
+                         int8=options.int8_settings(args, args.calibration_resize, args.input_size, args.precision))
     built.validate()
     return built
 

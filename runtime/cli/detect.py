@@ -63,6 +63,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
     options.add_model_args(p)
     options.add_pipeline_args(p)
+    options.add_int8_args(p)
     options.add_vis_threshold_arg(p)
     p.add_argument("--json", dest="json_path", metavar="OUT.json",
                    help="write one record per image (- for standard output)")

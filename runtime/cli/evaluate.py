@@ -26,6 +26,7 @@ def add_parser(subparsers) -> None:
                         help="manifest.tsv of resized images: map boxes back to original pixels")
     options.add_model_args(parser, default_device="cpu")
     options.add_pipeline_args(parser)
+    options.add_int8_args(parser)
     parser.add_argument("--out", type=Path, default=Path("out/evaluate"),
                         help="output folder for predictions/, summary.json, pr_curves.png (default: out/evaluate)")
     parser.set_defaults(run=run)
@@ -66,10 +67,18 @@ def run(args: argparse.Namespace) -> int:
 
     with Detector.from_options(**settings) as detector:
         options.check_network(args, detector.backend.cfg)
-        settings = {**settings, "input_size": list(args.input_size),
+        settings = {**settings, "input_size": list(args.input_size), "int8": _int8_record(settings["int8"], detector),
                     "scale_manifest": str(args.scale_manifest) if args.scale_manifest else None}
         summary = evaluate_folder(detector, args.images, ground_truth, keys, manifest, args.out, settings,
                                   show_progress=not args.quiet)
+    note = " (INT8 emulated on the executor)" if settings["int8"] and settings["int8"]["emulated"] else ""
     print(" ".join(f"{s} AP {summary[s]:.4f} ({summary['faces'][s]} faces)" for s in ("easy", "medium", "hard"))
-          + f" on {summary['images']} images; results in {args.out}")
+          + f" on {summary['images']} images{note}; results in {args.out}")
     return 0
+
+
+def _int8_record(int8, detector) -> dict | None:
+    """The INT8 settings for summary.json, and whether the INT8 network was emulated (the executor) or an engine."""
+    if int8 is None:
+        return None
+    return {**int8.describe(), "emulated": detector.backend.name == "torch"}

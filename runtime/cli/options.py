@@ -16,6 +16,7 @@ weights, and :func:`check_network` refuses a ``--network`` that disagrees with t
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from retinaface_trt.errors import RetinaFaceError
 from runtime.backends import BACKENDS, PRECISIONS
@@ -140,6 +141,72 @@ def add_cuda_device_arg(parser) -> None:
                         help="CUDA device to use: N, cuda:N or cuda (default: cuda, device 0)")
 
 
+# INT8 ---------------------------------------------------------------------------------------------------------
+def add_int8_args(parser, *, build: bool = False) -> None:
+    """The calibration flags of ``--precision int8`` (docs/int8.md). ``build`` adds the engine-only ones: the
+    route (explicit Q/DQ or TensorRT's calibrator) and the resize policy the engine will be used with."""
+    from network.quantize import METHODS
+    from runtime.calibration import DEFAULT_COUNT, MIN_IMAGES, ROUTES
+
+    group = parser.add_argument_group("INT8 (with --precision int8; docs/int8.md)")
+    group.add_argument("--calibration-images", type=Path, metavar="DIR",
+                       help="folder of calibration images (subfolders included), pre-processed as the network's inputs")
+    group.add_argument("--calibration-count", type=argparse_type(lambda t: check_count("the value", t, low=MIN_IMAGES),
+                                                                 "calibration_count"),
+                       default=DEFAULT_COUNT, metavar="N",
+                       help=f"images used, evenly spread over the folder (default {DEFAULT_COUNT}, at least {MIN_IMAGES})")
+    group.add_argument("--calibration-cache", type=Path, metavar="FILE",
+                       help="read the calibration from FILE when it was made for the same weights, images and "
+                            "settings; else calibrate and write it (a cache made for others is refused)")
+    group.add_argument("--calibration-method", choices=METHODS, default="entropy",
+                       help="entropy (TensorRT's KL-divergence method, default), percentile (99.99%%) or max")
+    group.add_argument("--keep-precision", action="append", default=[], metavar="PATTERN",
+                       help="keep the layers whose PyTorch module path matches PATTERN (fnmatch, e.g. 'body.stage1.*') "
+                            "in float32, beyond the first convolutions and the heads; '!PATTERN' quantizes them even "
+                            "where kept by default; repeatable")
+    if build:
+        group.add_argument("--int8-route", choices=ROUTES, default="explicit",
+                           help="explicit: Q/DQ layers with the project's scales (every TensorRT version; what "
+                                "`evaluate --precision int8` measures); implicit: TensorRT's entropy calibrator "
+                                "(8.6 and 10.x only) (default %(default)s)")
+        group.add_argument("--calibration-resize", choices=RESIZE_POLICIES, default="stretch",
+                           help="how images will be fitted to --input-size when the engine runs: stretch (default), "
+                                "letterbox, or original (each image at its own size, for a dynamic-size engine)")
+
+
+_INT8_FLAGS = ("calibration_images", "calibration_cache", "keep_precision")
+
+
+def int8_settings(args: argparse.Namespace, resize: str, input_size, precision: str | None = "int8"):
+    """The ``runtime.calibration.Int8Settings`` given by the INT8 flags, or None without them.
+
+    ``precision``: the command's --precision (the flags must come exactly with "int8"); None for a command
+    without one (compare: the flags add the emulated INT8 path).
+    """
+    if not hasattr(args, "calibration_images"):         # a command without the INT8 flags (serve)
+        if precision == "int8":
+            raise RetinaFaceError("--precision int8 needs calibration images, which this command does not take; "
+                                  "detect, evaluate, compare and build do (docs/int8.md)")
+        return None
+    given = [f"--{name.replace('_', '-')}" for name in _INT8_FLAGS if getattr(args, name, None)]
+    if precision is not None and precision != "int8":
+        if given:
+            raise RetinaFaceError(f"{', '.join(given)} apply to --precision int8 only; add it or drop them")
+        return None
+    if getattr(args, "calibration_images", None) is None:
+        if precision == "int8":
+            raise RetinaFaceError("--precision int8 needs --calibration-images DIR: a folder of images like the ones "
+                                  "to detect faces in (docs/int8.md)")
+        if given:
+            raise RetinaFaceError(f"{', '.join(given)} need --calibration-images DIR")
+        return None
+    from runtime.calibration import Int8Settings
+
+    return Int8Settings(args.calibration_images, args.calibration_count, args.calibration_cache,
+                        args.calibration_method, tuple(args.keep_precision), resize, tuple(input_size),
+                        getattr(args, "int8_route", "explicit"))
+
+
 def check_network(args: argparse.Namespace, cfg) -> None:
     """Raise RetinaFaceError when detect.py's ``--network`` names another backbone than ``cfg`` (the
     :class:`network.config.RetinaFaceConfig` read from the weights)."""
@@ -155,4 +222,5 @@ def detector_options(args: argparse.Namespace) -> dict:
                 device=args.device, precision=args.precision, engine_cache=args.engine_cache,
                 resize=args.resize, input_size=args.input_size, confidence_threshold=args.confidence_threshold,
                 nms_threshold=args.nms_threshold, top_k=args.top_k, keep_top_k=args.keep_top_k,
-                max_pixels=args.max_pixels, postprocess=args.postprocess, threads=args.threads)
+                max_pixels=args.max_pixels, postprocess=args.postprocess, threads=args.threads,
+                int8=int8_settings(args, args.resize, args.input_size, args.precision))

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from runtime.backends import PRECISIONS
+from runtime.backends import FLOAT_PRECISIONS
 from runtime.cli import options
 from runtime.selftest import BACKENDS
 
@@ -25,8 +25,10 @@ def add_parser(subparsers) -> None:
                           help="tensorrt: real engines (needs TensorRT and an NVIDIA GPU); torch: the dry run, the "
                                "executor standing in for TensorRT's build (default: %(default)s)")
     options.add_device_arg(selftest, default="auto")
-    selftest.add_argument("--precision", nargs="+", choices=PRECISIONS, default=list(PRECISIONS),
-                          help="the precisions to build (default: all)")
+    selftest.add_argument("--precision", nargs="+", choices=FLOAT_PRECISIONS,
+                          default=list(FLOAT_PRECISIONS),
+                          help="the precisions to build (default: all; INT8 engines need calibration images: "
+                               "tests/runtime/backends/tensorrt/test_int8_real.py checks them)")
     selftest.add_argument("--cases", nargs="+", metavar="PATTERN",
                           help="only cases matching a glob: a kind (fixed, dynamic-batch, dynamic-size, onnx, "
                                "postprocess, version-compatible, ampere+, same-cc) or a whole name such as "

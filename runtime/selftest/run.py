@@ -215,13 +215,13 @@ def run_selftest(weights=None, backend: str = "tensorrt", device: str = "auto", 
 
 
 def _check_arguments(backend: str, precisions) -> None:
-    from runtime.backends import PRECISIONS
+    from runtime.backends import FLOAT_PRECISIONS
 
     if backend not in BACKENDS:
         raise RetinaFaceError(f"selftest runs on the tensorrt backend or the torch dry run, not {backend!r}")
-    bad = [p for p in precisions if p not in PRECISIONS]
+    bad = [p for p in precisions if p not in FLOAT_PRECISIONS]
     if bad or not precisions:
-        raise RetinaFaceError(f"precisions must be some of {', '.join(PRECISIONS)}, found {list(precisions)}")
+        raise RetinaFaceError(f"precisions must be some of {', '.join(FLOAT_PRECISIONS)}, found {list(precisions)}")
 
 
 def _run_all(todo, engines, work: Path, progress) -> list[CaseResult]:

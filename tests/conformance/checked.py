@@ -7,7 +7,9 @@ type: real enum members of the expected enum, values the real ``Weights``/``Dims
 that are ``ITensor`` objects) is recorded in ``ctx.problems``. Every access is recorded in
 ``ctx.used`` as "Class.member". With a ``target`` (e.g. the project executor's network) calls are
 forwarded to it after the check, and its results wrapped again; without one, results are made up
-from the real return type (``ctx.returns`` overrides them per "Class.method").
+from the real return type (``ctx.returns`` overrides them per "Class.method"). Members named in
+``ctx.unforwarded`` are checked but never forwarded: the weak-typing precision controls of 8.6 / 10.x
+(``ILayer.precision``, ``set_output_type``), which the executor (strongly typed, like TensorRT 11) does not have.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ _ALIASES = {"IEngineInspector": "EngineInspector"}    # 8.6 docstrings name some
 class Context:
     """The real module plus what the checks found: ``problems`` (list[str]) and ``used`` (set[str])."""
 
-    def __init__(self, trt, returns=None):
-        self.trt, self.returns = trt, dict(returns or {})
+    def __init__(self, trt, returns=None, unforwarded=("precision", "set_output_type")):
+        self.trt, self.returns, self.unforwarded = trt, dict(returns or {}), set(unforwarded)
         self.problems: list[str] = []
         self.used: set[str] = set()
 
@@ -124,7 +126,7 @@ class Checked:
         problem = value_problem(self._ctx, property_type(member) or "", value)
         if problem:
             self._ctx.problems.append(f"{self._cls_name}.{attr} = ...: {problem}")
-        if self._target is not None:
+        if self._target is not None and attr not in self._ctx.unforwarded:
             setattr(self._target, attr, unwrap(value))
 
     def _call(self, attr, member, args, kwargs):
@@ -139,7 +141,7 @@ class Checked:
         key = f"{self._cls_name}.{attr}"
         if key in self._ctx.returns:
             return self._ctx.returns[key](*args)
-        if self._target is not None:
+        if self._target is not None and attr not in self._ctx.unforwarded:
             value = forward()
         else:
             value = _made_up(self._ctx, type_name or "")

@@ -13,6 +13,7 @@ project's own code against the real module (enums, Weights, Dims, ILogger, IProf
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import sys
@@ -139,6 +140,67 @@ def scenario_builder(ctx: Context, populate, weights, cfg, network_factory=None)
             options = BuildOptions(timing_cache_dir=Path(tmp), **variant)
             build_serialized(shim, weights, cfg, options, DEVICE, populate=populate)
         _refused_timing_cache(ctx, shim, weights, cfg, populate, Path(tmp))
+        if network_factory is not None:
+            _int8_builds(shim, weights, cfg, populate, Path(tmp))
+
+
+def _int8_builds(shim, weights, cfg, populate, folder: Path) -> None:
+    """INT8: the explicit route (Q/DQ layers, with 8.6's two-argument overloads there) at a fixed and a dynamic
+    size and with post-processing inside; the implicit route (TensorRT's calibrator and precision constraints)
+    where the version has it."""
+    import torch
+
+    from network import PostprocessSettings
+    from network.quantize import QuantizationPlan
+    from runtime.backends.tensorrt.build import BuildOptions, build_serialized
+    from runtime.backends.tensorrt.calibrator import entropy_calibrator
+    from runtime.backends.tensorrt.compat import version_facts
+    from runtime.calibration import Int8Settings, observed_network
+
+    points = observed_network(weights, cfg)[1]
+    plan = QuantizationPlan({point: 1.0 + i / 8 for i, point in enumerate(points)})
+    settings = Int8Settings(folder, count=16, keep=("fpn.merge*", "body.stage2.5.*"))
+    for variant in ({}, {"min_size": (320, 320), "max_size": (1024, 1024)},
+                    {"input_size": (320, 256), "postprocess": PostprocessSettings(keep_top_k=200)}):
+        options = BuildOptions(precision="int8", timing_cache_dir=folder, int8=settings, **variant)
+        build_serialized(shim, weights, cfg, options, DEVICE, populate=populate, quantization=plan)
+    if version_facts(shim).calibrator:
+        calibrator = entropy_calibrator(shim, [torch.zeros(1, 3, 640, 640)])
+        implicit = dataclasses.replace(settings, route="implicit")
+        options = BuildOptions(precision="int8", timing_cache_dir=folder, int8=implicit, min_size=(320, 320),
+                               max_size=(1024, 1024))
+        build_serialized(shim, weights, cfg, options, DEVICE, populate=populate, calibrator=calibrator)
+
+
+def scenario_calibrator(ctx: Context) -> None:
+    """runtime.backends.tensorrt.calibrator: the IInt8EntropyCalibrator2 subclass against the real interface,
+    called as TensorRT calls it (batch size, batches until an empty list, the cache read and written); on
+    TensorRT 11, which has no calibrator, a RetinaFaceError."""
+    import torch
+
+    from retinaface_trt.errors import RetinaFaceError
+    from runtime.backends.tensorrt.calibrator import entropy_calibrator
+
+    shim = Shim(ctx, {})
+    if not hasattr(trt, "IInt8EntropyCalibrator2"):
+        try:
+            entropy_calibrator(shim, [torch.zeros(1, 3, 8, 8)])
+            ctx.problems.append(f"TensorRT {trt.__version__} has no calibrator, yet one was made")
+        except RetinaFaceError:
+            pass
+        return
+    batches = [torch.zeros(1, 3, 8, 8), torch.ones(1, 3, 8, 8)]
+    calibrator = entropy_calibrator(shim, batches, cache=b"offered")
+    override_problems(ctx, calibrator, trt.IInt8EntropyCalibrator2)
+    pointers = [calibrator.get_batch(["input"]) for _ in range(3)]
+    if calibrator.get_batch_size() != 1 or [len(p) for p in pointers] != [1, 1, 0] or calibrator.error is not None:
+        ctx.problems.append(f"the calibrator handed out {pointers} (error {calibrator.error!r}); expected two "
+                            "pointers, then an empty list")
+    if calibrator.read_calibration_cache() != b"offered":
+        ctx.problems.append("the calibrator did not offer its cache")
+    calibrator.write_calibration_cache(b"TRT-cache")
+    if calibrator.written != b"TRT-cache" or not isinstance(calibrator, trt.IInt8Calibrator):
+        ctx.problems.append("the calibrator did not keep the cache TensorRT wrote, or is no IInt8Calibrator")
 
 
 def _refused_timing_cache(ctx: Context, shim, weights, cfg, populate, folder: Path) -> None:
@@ -271,7 +333,22 @@ def compat_facts(ctx: Context) -> dict:
             facts["plans"][f"onnx_{precision}"] = "refused"
     facts["network_flags"] = facts["network_flags_fp32"]
     facts["strong_typing"] = facts["plans"]["fp32"][0]
+    facts["int8"] = {route: _int8_facts(ctx, shim, route) for route in ("explicit", "implicit")}
     return facts
+
+
+def _int8_facts(ctx: Context, shim, route: str):
+    """[qdq graph, typed overloads, network flags, precision calls] of an INT8 plan, or "refused"."""
+    from runtime.backends.tensorrt import compat as trt_compat
+    from retinaface_trt.errors import RetinaFaceError
+
+    try:
+        plan = trt_compat.precision_plan(shim, "int8", int8_route=route)
+    except RetinaFaceError:
+        return "refused"
+    recorder = _Recorder()
+    trt_compat.set_precision(shim, Checked(ctx, "IBuilderConfig", recorder), plan, "int8")
+    return [plan.qdq_graph, plan.strongly_typed, trt_compat.network_flags(shim, plan), recorder.calls]
 
 
 def override_problems(ctx: Context, obj, base: type) -> None:
@@ -345,6 +422,29 @@ def _network_code():
     return populate_network, executor
 
 
+class _TwoArgumentQDQ:
+    """The executor's network, for TensorRT 8.6 builds: 8.6 binds only ``add_quantize(input, scale)`` and
+    ``add_dequantize(input, scale)``, whose types are fixed there (INT8 out of quantize, FLOAT out of dequantize:
+    its docstrings); the executor, modelled on 11.4, takes the output type as a third argument."""
+
+    def __init__(self, network, executor):
+        self._network, self._executor = network, executor
+
+    def __getattr__(self, name):
+        return getattr(self._network, name)
+
+    def add_quantize(self, input, scale):          # noqa: A002  (TensorRT's argument name)
+        return self._network.add_quantize(input, scale, self._executor.int8)
+
+    def add_dequantize(self, input, scale):        # noqa: A002
+        return self._network.add_dequantize(input, scale, self._executor.float32)
+
+
+def _executor_network(executor):
+    network = executor.Builder(executor.Logger()).create_network(0)
+    return _TwoArgumentQDQ(network, executor) if trt.__version__.startswith("8.") else network
+
+
 def _load_weights(path: str) -> dict:
     try:
         from wts_export.weights import load_weights
@@ -367,11 +467,12 @@ def run(weights_path: str) -> dict:
     populate, executor = _network_code()
     weights = _load_weights(weights_path)
     cfg = config_for_weights(weights)
-    make_net = (lambda: executor.Builder(executor.Logger()).create_network(0)) if executor else None
+    make_net = (lambda: _executor_network(executor)) if executor else None
     scenarios = {
         "runtime": scenario_runtime,
         "progress": scenario_progress,
         "onnx": scenario_onnx,
+        "calibrator": scenario_calibrator,
         "builder": lambda ctx: scenario_builder(ctx, populate or (lambda *a, **k: None), weights, cfg, make_net),
     }
     if executor is not None:

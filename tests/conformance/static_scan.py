@@ -23,7 +23,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 SCANNED = ("runtime/backends/tensorrt/compat.py", "runtime/backends/tensorrt/build.py",
            "runtime/backends/tensorrt/build_onnx.py", "runtime/backends/tensorrt/engine.py",
-           "runtime/backends/tensorrt/cache.py", "network/postprocess.py")
+           "runtime/backends/tensorrt/cache.py", "runtime/backends/tensorrt/calibrator.py", "network/postprocess.py",
+           "network/quantize.py")
 # Receivers that are the project's or Python's own objects (PyTorch tensors and devices included), never
 # TensorRT ones.
 PROJECT_RECEIVERS = {"self", "options", "log", "target", "time", "hashlib", "np", "trt_compat", "error",
@@ -32,7 +33,15 @@ PROJECT_RECEIVERS = {"self", "options", "log", "target", "time", "hashlib", "np"
                      "self._cuda", "self._handles", "h", "self.info", "cache_file", "path", "path.parent",
                      "folder", "Path", "os", "re", "device", "settings", "postprocess", "net.cfg", "net",
                      "contextlib", "sys", "json", "type(resolved)", "torch.cuda.current_stream(device)",
-                     "self.fixed_input_size", "b", "parts"}
+                     "self.fixed_input_size", "b", "parts", "kept", "names", "cal", "self._current", "self.settings",
+                     "self.calibrator", "self._current.device", "calibrator", "options.int8", "self.plan",
+                     "self._pairs", "self.plan.keep", "self.counts", "magnitude", "histogram", "histogram.counts",
+                     "self._matched", "self.quantized", "self.points", "kernel", "scale", "amax",
+                     "self.counts.reshape(BINS // 2, 2)", "bins.flatten()", "bins.flatten().cpu()", "counts",
+                     "q", "q[mass]", "p[mass]", "np.add", "x.detach()", "x.detach().abs()",
+                     "kept.copy()", "magnitude / self.width", "(magnitude / self.width).floor_()",
+                     "magnitude.max()", "self._batches", "net.weights", "net.quantization",
+                     "builder", "profile"}
 
 
 @dataclass(frozen=True)

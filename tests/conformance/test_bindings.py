@@ -128,6 +128,43 @@ def test_runtime_profiler_and_host_code_use_the_real_api(probe, version):
             "ICudaEngine.create_execution_context", "IExecutionContext.execute_async_v3"} <= used
 
 
+# INT8 (TENSORRT_API.md §1.2, §4; runtime/backends/tensorrt/compat.py): [Q/DQ graph, typed Q/DQ overloads, network
+# creation flags, builder calls]. Explicit: 8.6 weakly typed with two-argument Q/DQ and BuilderFlag.INT8 ("required
+# for any quantization"); 10.x/11.x strongly typed, no precision flag. Implicit: the calibrator with INT8 and
+# precision constraints on a weakly typed network (flags 1 on 8.6, 0 on 10.x); refused on 11.x.
+_TF32, _INT8, _OBEY = ["clear_flag", ["TF32"]], ["set_flag", ["INT8"]], ["set_flag", ["OBEY_PRECISION_CONSTRAINTS"]]
+EXPECTED_INT8 = {
+    "8.6.1": {"explicit": [True, False, 1, [_TF32, _INT8]], "implicit": [False, False, 1, [_TF32, _INT8, _OBEY]]},
+    "10.3.0": {"explicit": [True, True, 2, [_TF32]], "implicit": [False, False, 0, [_TF32, _INT8, _OBEY]]},
+    "10.16.1.11": {"explicit": [True, True, 2, [_TF32]], "implicit": [False, False, 0, [_TF32, _INT8, _OBEY]]},
+    "11.4.0.106": {"explicit": [True, True, 0, [_TF32]], "implicit": "refused"},
+}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_int8_routes_per_version(probe, version):
+    assert probe(version)["compat"]["int8"] == EXPECTED_INT8[version]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_int8_builds_fit_the_real_api(probe, version):
+    used = set(probe(version)["scenarios"]["builder"]["used"])
+    explicit = {"INetworkDefinition.add_quantize", "INetworkDefinition.add_dequantize", "IQuantizeLayer.axis",
+                "IDequantizeLayer.axis", "IConvolutionLayer.set_input", "INetworkDefinition.add_constant"}
+    implicit = {"IBuilderConfig.int8_calibrator", "IBuilderConfig.set_calibration_profile", "ILayer.precision",
+                "ILayer.set_output_type", "INetworkDefinition.get_layer"}
+    assert explicit <= used and _problems(probe(version), "builder") == []
+    assert (implicit <= used) == (version != "11.4.0.106")
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_entropy_calibrator_overrides_the_real_interface(probe, version):
+    result = probe(version)
+    used = set(result["scenarios"]["calibrator"]["used"])
+    assert _problems(result, "calibrator") == []
+    assert ("IInt8EntropyCalibrator2.get_batch" in used) == (version != "11.4.0.106")
+
+
 # runtime.selftest: SAME_COMPUTE_CAPABILITY exists from 10.10 on; 11.x builds an ONNX model only in float32.
 SELFTEST_SKIPPED = {"8.6.1": {"mobilenet0.25/fp32/same-cc", "mobilenet0.25/fp16/same-cc"},
                     "10.3.0": {"mobilenet0.25/fp32/same-cc", "mobilenet0.25/fp16/same-cc"},
@@ -186,7 +223,7 @@ def _module_name_missing(surface: dict, names: tuple[str, ...]) -> str | None:
 
 
 NETWORK_FILES = ("network/populate.py", "network/blocks.py", "network/layers.py", "network/backbones.py",
-                 "network/postprocess.py")
+                 "network/postprocess.py", "network/quantize.py")
 
 
 def test_every_module_name_exists_in_every_version_unless_guarded(probe):

@@ -48,6 +48,37 @@ def crowd_image(shared_dir) -> np.ndarray:
     return cv2.imread(str(shared_dir / "images" / "crowd_1024x624.jpg"))
 
 
+@pytest.fixture(scope="session")
+def crop_folder(tmp_path_factory, shared_dir):
+    """20 crops (96×128) of the crowd photo, 4 of them in a subfolder, and a text file: calibration images that
+    run fast (``--calibration-count`` up to 20)."""
+    import cv2
+
+    image = cv2.imread(str(shared_dir / "images" / "crowd_1024x624.jpg"))
+    folder = tmp_path_factory.mktemp("calibration")
+    (folder / "sub").mkdir()
+    for i in range(20):
+        y, x = (i * 23) % 500, (i * 41) % 880
+        cv2.imwrite(str(folder / ("sub" if i % 5 == 0 else ".") / f"crop{i:02d}.jpg"), image[y:y + 96, x:x + 128])
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def crop_calibration(crop_folder, mnet_pth, tmp_path_factory):
+    """One calibration of 16 of the crops at their own size, computed once per session (a few seconds):
+    (Int8Settings with its cache file, QuantizationPlan, the cache's text). Copy the text to use the cache."""
+    from network.config import MOBILENET_0_25
+    from runtime import calibration as cal
+    from runtime.calibration import Int8Settings
+    from wts_export.weights import load_weights
+
+    config = Int8Settings(crop_folder, count=16, resize="original",
+                          cache=tmp_path_factory.mktemp("cache") / "calibration.json")
+    plan = cal.quantization_plan(mnet_pth, load_weights(mnet_pth), MOBILENET_0_25, config, report=lambda _: None)
+    return config, plan, config.cache.read_text()
+
+
 @pytest.fixture
 def photos(tmp_path, shared_dir):
     """The four shared photos in a folder of their own (sorted: astronaut, children, crowd, selfie)."""

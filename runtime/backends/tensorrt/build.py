@@ -16,6 +16,7 @@ names that device. Timing caches live in a folder, one file per TensorRT version
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import os
 import re
@@ -38,7 +39,7 @@ from runtime.backends.tensorrt.compat import HARDWARE_COMPATIBILITY, PrecisionPl
 class BuildOptions:
     """What to build. Sizes are (W, H) in pixels; batches are counts of images."""
 
-    precision: str = "fp32"                       # "fp32" (TF32 off) or "fp16"
+    precision: str = "fp32"                       # "fp32" (TF32 off), "fp16" or "int8" (docs/int8.md)
     input_size: tuple[int, int] = (640, 640)      # the optimal (and, without min/max, the only) size
     min_size: tuple[int, int] | None = None       # with max_size: dynamic height and width
     max_size: tuple[int, int] | None = None
@@ -50,6 +51,7 @@ class BuildOptions:
     version_compatible: bool = False              # runs on later TensorRT versions (lean runtime embedded)
     hardware_compatibility: str = "none"          # "none", "ampere+" or "same-cc"
     postprocess: PostprocessSettings | None = None   # decoding and NMS inside the engine (fixed size only)
+    int8: object = None                           # runtime.calibration.Int8Settings of precision "int8"
 
     @property
     def dynamic_size(self) -> bool:
@@ -76,8 +78,14 @@ class BuildOptions:
             raise RetinaFaceError(f"the profile must satisfy 0 < min <= opt <= max per dimension, found "
                                   f"min {p['min']}, opt {p['opt']}, max {p['max']} (NCHW); fix "
                                   "--opt-batch/--max-batch or --min-size/--input-size/--max-size")
-        if self.precision not in ("fp32", "fp16"):
-            raise RetinaFaceError(f"--precision must be fp32 or fp16, not {self.precision!r}")
+        if self.precision not in ("fp32", "fp16", "int8"):
+            raise RetinaFaceError(f"--precision must be fp32, fp16 or int8, not {self.precision!r}")
+        from runtime.calibration import check_int8_request
+
+        check_int8_request(self.precision, self.int8)
+        if self.int8 is not None and self.int8.route == "implicit" and self.int8.resize == "original":
+            raise RetinaFaceError("TensorRT's calibrator calibrates at one input size (--input-size): use "
+                                  "--calibration-resize stretch or letterbox with --int8-route implicit")
         if self.hardware_compatibility not in HARDWARE_COMPATIBILITY:
             raise RetinaFaceError(f"--hardware-compatibility must be one of {', '.join(HARDWARE_COMPATIBILITY)}, "
                                   f"not {self.hardware_compatibility!r}")
@@ -96,22 +104,42 @@ def timing_cache_file(folder: str | Path, tensorrt_version: str, device: sidecar
 
 
 def build_serialized(trt, weights: Mapping[str, np.ndarray], cfg, options: BuildOptions, device: sidecar.DeviceInfo,
-                     populate: Callable | None = None) -> tuple[bytes, dict]:
+                     populate: Callable | None = None, quantization=None, calibrator=None) -> tuple[bytes, dict]:
     """Build the engine on the current CUDA device; return (plan bytes, {"outputs", "input_shape"}).
 
-    ``weights`` must stay alive until this returns: TensorRT keeps references, not copies.
+    INT8: ``quantization`` (a ``network.quantize.QuantizationPlan``) for the explicit route, ``calibrator`` (a
+    ``trt.IInt8EntropyCalibrator2``) for the implicit one. ``weights`` must stay alive until this returns:
+    TensorRT keeps references, not copies.
     """
     if populate is None:
         from network import populate_network as populate
-    plan = trt_compat.precision_plan(trt, options.precision)
+    plan = trt_compat.precision_plan(trt, options.precision, int8_route=_route(options))
     builder = trt.Builder(trt_compat.tensorrt_logger(trt))
     network = builder.create_network(trt_compat.network_flags(trt, plan))
     # The returned store owns every array handed to TensorRT (which keeps references, not copies).
     store = populate(trt, network, weights, cfg, input_shape=options.input_shape(), half=plan.half_graph,
-                     input_name=INPUT_NAME, postprocess=options.postprocess, priors=_priors(cfg, options))
-    built = serialize_network(trt, builder, network, options, plan, device, "the engine")
+                     input_name=INPUT_NAME, postprocess=options.postprocess, priors=_priors(cfg, options),
+                     quantization=_quantization(plan, quantization))
+    if plan.calibrator:
+        if calibrator is None:
+            raise RetinaFaceError("an implicit INT8 build needs TensorRT's calibrator (runtime.backends.tensorrt.calibrator)")
+        trt_compat.keep_layers_float(trt, network, options.int8.keep)
+    built = serialize_network(trt, builder, network, options, plan, device, "the engine", calibrator)
     del store   # only now may the arrays go
     return built
+
+
+def _route(options: BuildOptions) -> str:
+    return options.int8.route if options.int8 is not None else "explicit"
+
+
+def _quantization(plan: PrecisionPlan, quantization):
+    """The QuantizationPlan with the Q/DQ overloads of this version (8.6: two arguments), or None."""
+    if not plan.qdq_graph:
+        return None
+    if quantization is None:
+        raise RetinaFaceError("an explicit INT8 build needs the scales of a calibration (runtime.calibration)")
+    return dataclasses.replace(quantization, typed=plan.strongly_typed)
 
 
 def _priors(cfg, options: BuildOptions):
@@ -125,13 +153,16 @@ def _priors(cfg, options: BuildOptions):
 
 
 def serialize_network(trt, builder, network, options: BuildOptions, plan: PrecisionPlan,
-                      device: sidecar.DeviceInfo, what: str) -> tuple[bytes, dict]:
+                      device: sidecar.DeviceInfo, what: str, calibrator=None) -> tuple[bytes, dict]:
     """Configure the builder for ``options``, build ``network``, write the timing cache back.
 
     Returns (plan bytes, {"outputs": {name: shape}, "input_shape": [...]}), shapes read from the network
-    itself. Whatever owns the network's weights must stay alive until this returns.
+    itself. Whatever owns the network's weights must stay alive until this returns; ``calibrator`` (implicit
+    INT8) too.
     """
     config, cache_file = _builder_config(trt, builder, options, plan, device)
+    if plan.calibrator:
+        trt_compat.attach_calibrator(trt, builder, config, calibrator, _calibration_shape(options))
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise RetinaFaceError(f"TensorRT could not build {what} (its log above says why); check the GPU "
@@ -139,6 +170,12 @@ def serialize_network(trt, builder, network, options: BuildOptions, plan: Precis
     if cache_file is not None:
         _write(cache_file, trt_compat.serialize_timing_cache(config))
     return bytes(serialized), {"outputs": _output_shapes(network), "input_shape": _input_shape(network)}
+
+
+def _calibration_shape(options: BuildOptions) -> tuple[int, int, int, int]:
+    """The NCHW shape TensorRT calibrates at: one image at the optimal (W, H)."""
+    width, height = options.input_size
+    return (1, 3, height, width)
 
 
 def _builder_config(trt, builder, options: BuildOptions, plan: PrecisionPlan, device: sidecar.DeviceInfo):
@@ -200,6 +237,9 @@ def sidecar_info(trt, options: BuildOptions, built: dict, backbone: str, weights
     }
     if options.postprocess is not None:
         info["postprocess"] = options.postprocess.as_dict()
+    if options.int8 is not None:
+        info["int8"] = {**options.int8.describe(), **({"calibration": built["calibration"]} if "calibration" in built
+                                                     else {})}
     return info
 
 
@@ -250,7 +290,45 @@ def build_engine_file(weights_path: str | Path, engine_path: str | Path, options
     device = sidecar.current_device(device_index)
     weights = load_weights(weights_path)
     cfg = config_for_weights(weights)
+    trt_compat.precision_plan(trt, options.precision, int8_route=_route(options))   # refused before calibrating
+    quantization, implicit = _int8_inputs(trt, weights_path, weights, cfg, options, device_index)
     with sidecar.device_scope(device_index):
-        plan, built = build_serialized(trt, weights, cfg, options, device)
+        plan, built = build_serialized(trt, weights, cfg, options, device, quantization=quantization,
+                                       calibrator=implicit.calibrator if implicit else None)
+    if implicit is not None:
+        implicit.finish()
+    if options.int8 is not None:
+        built["calibration"] = int8_digest(weights_path, options.int8, trt)
     info = sidecar_info(trt, options, built, cfg.name, sha256_file(weights_path), plan, device)
     return write_engine(engine_path, plan, {**info, "source": "weights"})
+
+
+def calibration_device(device_index: int) -> str:
+    """Where calibration images are pre-processed (and, explicit route, run through the executor): the build's GPU."""
+    return f"cuda:{device_index}"
+
+
+def _int8_inputs(trt, weights_path, weights, cfg, options: BuildOptions, device_index: int):
+    """(QuantizationPlan or None, ImplicitCalibration or None) of an INT8 build: the explicit route's scales are
+    computed here, on the build's GPU with the executor; the implicit route's by TensorRT during the build."""
+    if options.int8 is None:
+        return None, None
+    device = calibration_device(device_index)
+    if options.int8.route == "implicit":
+        from runtime.backends.tensorrt.calibrator import ImplicitCalibration
+        from runtime.calibration import check_keep
+
+        check_keep(weights, cfg, options.int8)
+        return None, ImplicitCalibration(trt, weights_path, options.int8, device)
+    from runtime.calibration import quantization_plan
+
+    return quantization_plan(weights_path, weights, cfg, options.int8, device=device), None
+
+
+def int8_digest(weights_path, settings, trt) -> str:
+    """16 hex digits of the calibration key of ``settings`` (images, weights, resize, route, versions)."""
+    from runtime import calibration as cal
+    from wts_export.weights import sha256_file
+
+    files = cal.calibration_images(settings)
+    return cal.key_digest(cal.calibration_key(sha256_file(weights_path), settings, files, str(trt.__version__)))

@@ -22,6 +22,20 @@ version    network creation flags            FP16
 "Strongly typed graph" means the network itself casts the float32 input to float16, carries float16
 weights and casts the outputs back to float32 (``populate_network(..., half=True)``). An ONNX model is
 float32, so its FP16 build needs weak typing: 8.6 and 10.x only.
+
+INT8 (docs/int8.md), hand-built network only:
+
+=========  =======================================================  =============================================
+version    explicit route (Q/DQ layers, the project's scales)       implicit route (TensorRT's calibrator)
+=========  =======================================================  =============================================
+8.6        weak typing + ``BuilderFlag.INT8`` (required for any    weak typing + ``BuilderFlag.INT8`` +
+           quantization); two-argument ``add_quantize``             ``IInt8EntropyCalibrator2``
+10.x       ``1 << STRONGLY_TYPED``, ``add_quantize(x, s, int8)``;   as 8.6 (deprecated since 10.1)
+           no precision flag ("should not be specified")
+11.x       strongly typed as 10.x                                   refused: calibrators were removed in 11.0
+=========  =======================================================  =============================================
+
+The float layers of an INT8 engine are float32 with TF32 cleared, as the executor that measures them computes.
 """
 
 from __future__ import annotations
@@ -31,6 +45,7 @@ import time
 from dataclasses import dataclass
 
 from retinaface_trt.errors import RetinaFaceError
+from runtime.calibration import ROUTES
 
 log = logging.getLogger("retinaface_trt.tensorrt")
 
@@ -75,12 +90,13 @@ class VersionFacts:
     explicit_batch_flag: bool    # create_network needs 1 << EXPLICIT_BATCH (else: implicit batch)
     strong_typing: str           # "never" (8.6), "opt-in" (10.x: STRONGLY_TYPED), "always" (11.x)
     fp16_flag: bool              # BuilderFlag.FP16 exists (weak typing)
+    calibrator: bool             # IInt8EntropyCalibrator2 and BuilderFlag.INT8 exist (implicit INT8)
 
 
 VERSION_FACTS = {
-    8: VersionFacts(explicit_batch_flag=True, strong_typing="never", fp16_flag=True),
-    10: VersionFacts(explicit_batch_flag=False, strong_typing="opt-in", fp16_flag=True),
-    11: VersionFacts(explicit_batch_flag=False, strong_typing="always", fp16_flag=False),
+    8: VersionFacts(explicit_batch_flag=True, strong_typing="never", fp16_flag=True, calibrator=True),
+    10: VersionFacts(explicit_batch_flag=False, strong_typing="opt-in", fp16_flag=True, calibrator=True),
+    11: VersionFacts(explicit_batch_flag=False, strong_typing="always", fp16_flag=False, calibrator=False),
 }
 
 
@@ -96,21 +112,27 @@ def version_facts(trt) -> VersionFacts:
 
 @dataclass(frozen=True)
 class PrecisionPlan:
-    """How one build expresses its precision: network creation flags and what carries FP16."""
+    """How one build expresses its precision: network creation flags and what carries FP16 or INT8."""
 
     strongly_typed: bool         # the network is created strongly typed (or is so always, 11.x)
     half_graph: bool             # FP16 lives in the graph (populate_network(..., half=True))
     fp16_flag: bool              # FP16 is BuilderFlag.FP16 on a weakly typed network
+    qdq_graph: bool = False      # INT8 lives in the graph: Q/DQ layers (explicit route)
+    int8_flag: bool = False      # BuilderFlag.INT8 is set (8.6 explicit, and the implicit route)
+    calibrator: bool = False     # TensorRT's entropy calibrator chooses the scales (implicit route)
 
 
-def precision_plan(trt, precision: str, onnx: bool = False) -> PrecisionPlan:
-    """The plan for ``precision`` ("fp32"/"fp16") of the hand-built network, or of an ONNX model (float32).
+def precision_plan(trt, precision: str, onnx: bool = False, int8_route: str = "explicit") -> PrecisionPlan:
+    """The plan for ``precision`` ("fp32"/"fp16"/"int8") of the hand-built network, or of an ONNX model (float32).
 
     Hand-built: 8.6 weak + FP16 flag; 10.x and 11.x strongly typed with an FP16 graph. ONNX: float32
     strongly typed where possible; FP16 by weak typing + FP16 flag on 8.6 and 10.x; refused on 11.x.
+    INT8 (hand-built only): see the module docstring.
     """
-    if precision not in ("fp32", "fp16"):
-        raise RetinaFaceError(f"precision must be 'fp32' or 'fp16', not {precision!r}")
+    if precision not in ("fp32", "fp16", "int8"):
+        raise RetinaFaceError(f"precision must be 'fp32', 'fp16' or 'int8', not {precision!r}")
+    if precision == "int8":
+        return _int8_plan(trt, onnx, int8_route)
     facts, half = version_facts(trt), precision == "fp16"
     if facts.strong_typing == "never":
         return PrecisionPlan(strongly_typed=False, half_graph=False, fp16_flag=half)
@@ -121,6 +143,22 @@ def precision_plan(trt, precision: str, onnx: bool = False) -> PrecisionPlan:
     raise RetinaFaceError(f"TensorRT {trt.__version__} builds an ONNX model only in the precision of the file "
                           "(float32 here; weak typing and BuilderFlag.FP16 were removed in 11.0); use "
                           "--precision fp32, or build FP16 from the weights (without --onnx)")
+
+
+def _int8_plan(trt, onnx: bool, route: str) -> PrecisionPlan:
+    if onnx:
+        raise RetinaFaceError("INT8 is built from the weights, where the hand-built network carries the Q/DQ layers (or "
+                              "TensorRT's calibrator gets the project's pre-processing); drop --onnx")
+    if route not in ROUTES:
+        raise RetinaFaceError(f"the INT8 route must be one of {', '.join(ROUTES)}, not {route!r}")
+    facts = version_facts(trt)
+    if route == "implicit":
+        if not facts.calibrator:
+            raise RetinaFaceError(f"TensorRT {trt.__version__} has no INT8 calibrator (implicit quantization was removed "
+                                  "in 11.0); use --int8-route explicit, whose Q/DQ layers every version builds")
+        return PrecisionPlan(strongly_typed=False, half_graph=False, fp16_flag=False, int8_flag=True, calibrator=True)
+    strong = facts.strong_typing != "never"
+    return PrecisionPlan(strongly_typed=strong, half_graph=False, fp16_flag=False, qdq_graph=True, int8_flag=not strong)
 
 
 def network_flags(trt, plan: PrecisionPlan) -> int:
@@ -139,16 +177,69 @@ def network_flags(trt, plan: PrecisionPlan) -> int:
 
 
 def set_precision(trt, config, plan: PrecisionPlan, precision: str) -> None:
-    """Configure ``config`` (IBuilderConfig): TF32 off for fp32 (so results match float32 references),
-    ``BuilderFlag.FP16`` where the plan needs it (an error, never a no-op, where it does not exist)."""
-    if precision == "fp32":
+    """Configure ``config`` (IBuilderConfig): TF32 off for fp32 and int8 (so float layers match float32 references),
+    ``BuilderFlag.FP16`` / ``INT8`` where the plan needs them (an error, never a no-op, where they do not exist)."""
+    if precision in ("fp32", "int8"):
         config.clear_flag(trt.BuilderFlag.TF32)
+    if plan.int8_flag:
+        if hasattr(trt.BuilderFlag, "INT8"):
+            config.set_flag(trt.BuilderFlag.INT8)
+        else:
+            raise RetinaFaceError(f"TensorRT {trt.__version__} has no BuilderFlag.INT8: it cannot build this INT8 "
+                                  "network; use --int8-route explicit")
+    if plan.calibrator:       # the layers kept in float32 (keep_layers_float) must stay so
+        if hasattr(trt.BuilderFlag, "OBEY_PRECISION_CONSTRAINTS"):
+            config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+        else:
+            raise RetinaFaceError(f"TensorRT {trt.__version__} has no precision constraints; use --int8-route explicit")
     if plan.fp16_flag:
         if hasattr(trt.BuilderFlag, "FP16"):
             config.set_flag(trt.BuilderFlag.FP16)
         else:
             raise RetinaFaceError(f"TensorRT {trt.__version__} has no BuilderFlag.FP16: it cannot build this "
                                   "network in FP16; use --precision fp32")
+
+
+def keep_layers_float(trt, network, patterns=()) -> list[str]:
+    """Constrain to float32 the layers of a weakly typed ``network`` (implicit INT8) that ``network.quantize``
+    keeps (its DEFAULT_KEEP and ``patterns``, ``!`` negations included, on the layer names: module paths), with the
+    BatchNorm scale and activation that follow each of them; return their names. RetinaFaceError for a pattern
+    that matches no layer, and on a version without per-layer precision (11.x: strong typing only)."""
+    from network.quantize import QuantizationPlan, check_keep_patterns
+
+    plan, kept, outputs, names = QuantizationPlan({}, tuple(patterns)), [], set(), []
+    if hasattr(trt.BuilderFlag, "OBEY_PRECISION_CONSTRAINTS"):     # weak typing: 8.6 and 10.x
+        for index in range(network.num_layers):
+            layer = network.get_layer(index)
+            names.append(layer.name)
+            follows = layer.type in (trt.LayerType.SCALE, trt.LayerType.ACTIVATION) \
+                and layer.get_input(0).name in outputs
+            if plan.kept(layer.name) or follows:
+                layer.precision = trt.float32
+                layer.set_output_type(0, trt.float32)
+                kept.append(layer.name)
+                outputs.add(layer.get_output(0).name)
+    else:
+        raise RetinaFaceError(f"TensorRT {trt.__version__} has no per-layer precision (strong typing only); use "
+                              "--int8-route explicit")
+    check_keep_patterns(patterns, names)
+    return kept
+
+
+def attach_calibrator(trt, builder, config, calibrator, shape) -> None:
+    """Give ``config`` TensorRT's calibrator and a calibration profile of ``shape`` (NCHW, min = opt = max):
+    TensorRT calibrates a network with dynamic dimensions at a profile's optimum, one batch at a time."""
+    from network import INPUT_NAME
+
+    profile = builder.create_optimization_profile()
+    profile.set_shape(INPUT_NAME, shape, shape, shape)
+    if hasattr(trt, "IInt8EntropyCalibrator2"):          # 8.6 and 10.x
+        config.int8_calibrator = calibrator
+        accepted = config.set_calibration_profile(profile)
+    else:
+        raise RetinaFaceError(f"TensorRT {trt.__version__} has no INT8 calibrator; use --int8-route explicit")
+    if not accepted:
+        raise RetinaFaceError(f"TensorRT refused the calibration profile {shape} (its log above says why)")
 
 
 def set_workspace(trt, config, workspace_bytes: int) -> None:

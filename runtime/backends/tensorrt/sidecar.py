@@ -10,11 +10,13 @@ or replaced file is recognised. All of these checks need neither TensorRT nor a 
 
 Keys (:data:`SCHEMA`; a sidecar with a missing, mistyped or unknown key is refused): ``format`` (1),
 ``project_version``, ``tensorrt_version``, ``gpu_name``, ``compute_capability`` ("8.9"), ``backbone``,
-``precision`` ("fp32"/"fp16"), ``input_name``, ``input_shape`` (network input NCHW, -1 = dynamic),
+``precision`` ("fp32"/"fp16"/"int8"), ``input_name``, ``input_shape`` (network input NCHW, -1 = dynamic),
 ``profile`` ({"min","opt","max"} NCHW shapes), ``outputs`` (name → shape), ``weights_sha256``,
 ``engine_sha256``, ``engine_bytes``; optional: ``device_index`` (the CUDA device that built it),
 ``version_compatible`` (bool), ``hardware_compatibility`` ("none"/"ampere+"/"same-cc"), ``postprocess``
-(the thresholds of an engine with decoding and NMS inside), ``source`` ("onnx") and ``onnx_sha256``.
+(the thresholds of an engine with decoding and NMS inside), ``source`` ("onnx") and ``onnx_sha256``, ``int8``
+(the calibration settings of an INT8 engine: images, count, method, keep_precision, resize, input_size, route,
+cache, and ``calibration``, the digest of the calibration key).
 """
 
 from __future__ import annotations
@@ -120,6 +122,17 @@ def _choice(*values) -> Callable:
     return lambda v: v in values
 
 
+_INT8_KEYS = {"images": _text, "count": lambda v: _is_int(v) and v > 0, "method": _text, "resize": _text,
+              "keep_precision": lambda v: isinstance(v, list) and all(_text(p) for p in v),
+              "input_size": lambda v: isinstance(v, list) and len(v) == 2 and all(_is_int(d) and d > 0 for d in v),
+              "route": _choice("explicit", "implicit"), "cache": lambda v: v is None or _text(v),
+              "calibration": lambda v: isinstance(v, str) and re.fullmatch(r"[0-9a-f]{16}", v) is not None}
+
+
+def _int8(v) -> bool:
+    return isinstance(v, dict) and set(v) == set(_INT8_KEYS) and all(check(v[k]) for k, check in _INT8_KEYS.items())
+
+
 SCHEMA: dict[str, tuple[Callable, str, bool]] = {     # key: (check, what it must be, required)
     "format": (lambda v: v == SIDECAR_FORMAT, f"{SIDECAR_FORMAT}", True),
     "project_version": (_text, "a version string", True),
@@ -128,7 +141,7 @@ SCHEMA: dict[str, tuple[Callable, str, bool]] = {     # key: (check, what it mus
     "compute_capability": (lambda v: isinstance(v, str) and re.fullmatch(r"\d+\.\d+", v) is not None,
                            "\"major.minor\" such as \"8.9\"", True),
     "backbone": (_choice("mobilenet0.25", "resnet50"), "\"mobilenet0.25\" or \"resnet50\"", True),
-    "precision": (_choice("fp32", "fp16"), "\"fp32\" or \"fp16\"", True),
+    "precision": (_choice("fp32", "fp16", "int8"), "\"fp32\", \"fp16\" or \"int8\"", True),
     "input_name": (_text, "a tensor name", True),
     "input_shape": (_nchw, "a list [N, 3, H, W] of integers (-1 = dynamic)", True),
     "profile": (_profile, "{\"min\", \"opt\", \"max\"} NCHW shapes of positive integers", True),
@@ -143,6 +156,7 @@ SCHEMA: dict[str, tuple[Callable, str, bool]] = {     # key: (check, what it mus
                     "{confidence_threshold, nms_threshold, top_k, keep_top_k} in their ranges", False),
     "source": (_choice("onnx", "weights"), "\"onnx\" or \"weights\"", False),
     "onnx_sha256": (_sha256, "a sha256 hex digest", False),
+    "int8": (_int8, f"{{{', '.join(sorted(_INT8_KEYS))}}} of the calibration", False),
 }
 
 
@@ -215,7 +229,19 @@ def build_command(info: dict, engine_path: str | Path) -> str:
         words.append(f"--hardware-compatibility {info['hardware_compatibility']}")
     if info.get("postprocess"):
         words.append("--with-postprocess")
+    words += _int8_words(info.get("int8"))
     return " ".join(words)
+
+
+def _int8_words(int8: dict | None) -> list[str]:
+    """The calibration flags that rebuild an INT8 engine the same way."""
+    if not int8:
+        return []
+    words = [f"--calibration-images {int8['images']}", f"--calibration-count {int8['count']}",
+             f"--calibration-method {int8['method']}", f"--int8-route {int8['route']}",
+             f"--calibration-resize {int8['resize']}"]
+    words += [f"--calibration-cache {int8['cache']}"] if int8.get("cache") else []
+    return words + [f"--keep-precision '{p}'" for p in int8["keep_precision"]]
 
 
 def rebuild_hint(info: dict, engine_path: str | Path) -> str:

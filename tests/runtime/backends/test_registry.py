@@ -114,7 +114,12 @@ def test_weights_alone_build_an_engine(fake_tensorrt):
 
 
 def test_unknown_precision_is_refused():
-    with pytest.raises(RetinaFaceError, match="fp32, fp16"):
+    with pytest.raises(RetinaFaceError, match="fp32, fp16, int8"):
+        backends.create_backend("torch", weights="w.pth", precision="int4")
+
+
+def test_int8_without_calibration_images_is_refused():
+    with pytest.raises(RetinaFaceError, match="--precision int8 needs calibration images"):
         backends.create_backend("torch", weights="w.pth", precision="int8")
 
 

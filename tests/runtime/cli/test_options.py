@@ -34,7 +34,7 @@ def test_detector_options_maps_every_flag_of_the_groups():
     assert (mapped["weights"], mapped["top_k"], mapped["input_size"]) == ("w.pth", 10, (320, 240))
     assert set(mapped) == {"weights", "engine", "backend", "device", "precision", "engine_cache", "resize",
                            "input_size", "confidence_threshold", "nms_threshold", "top_k", "keep_top_k",
-                           "max_pixels", "postprocess", "threads"}
+                           "max_pixels", "postprocess", "threads", "int8"}
 
 
 @pytest.mark.parametrize("text", ["cpu:5", "cuda:", "cuda:-1", "tpu", "cuda:0:1"])

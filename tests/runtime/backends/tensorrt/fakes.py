@@ -23,8 +23,9 @@ from runtime.backends.tensorrt.sidecar import DeviceInfo
 
 CREATION_FLAGS = {"8": ["EXPLICIT_BATCH", "EXPLICIT_PRECISION"], "10": ["EXPLICIT_BATCH", "STRONGLY_TYPED"],
                   "11": ["STRONGLY_TYPED", "PREFER_JIT_PYTHON_PLUGINS"]}
-BUILDER_FLAGS = {"8": ["FP16", "INT8", "TF32", "VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME"],
-                 "10": ["FP16", "INT8", "TF32", "VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME"],
+BUILDER_FLAGS = {"8": ["FP16", "INT8", "TF32", "VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME", "OBEY_PRECISION_CONSTRAINTS"],
+                 "10": ["FP16", "INT8", "TF32", "VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME",
+                        "OBEY_PRECISION_CONSTRAINTS"],
                  "11": ["TF32", "VERSION_COMPATIBLE", "EXCLUDE_LEAN_RUNTIME"]}
 
 
@@ -60,6 +61,8 @@ def fake_trt(version: str, creation_flags=None, builder_flags=None, progress: bo
         calls=[], cuda=cuda)
     if progress:
         trt.IProgressMonitor = type("IProgressMonitor", (), {"__init__": lambda self: None})
+    if line in ("8", "10"):       # implicit INT8 (removed in 11.0)
+        trt.IInt8EntropyCalibrator2 = type("IInt8EntropyCalibrator2", (), {"__init__": lambda self: None})
     trt.Runtime = lambda logger: FakeRuntime(trt, logger)
     return trt
 
@@ -104,6 +107,40 @@ class RecordingConfig:
     def set_timing_cache(self, cache, ignore_mismatch):
         self.calls.append(("set_timing_cache", cache.data, ignore_mismatch))
         return self._accept(cache.data)
+
+    def set_calibration_profile(self, profile):
+        self.calls.append(("set_calibration_profile", profile.shapes))
+        return True
+
+
+class WeakLayer:
+    """A layer of a weakly typed network as ``INetworkDefinition.get_layer`` returns it in 8.6 / 10.x: the base
+    ``ILayer`` (``type`` is the LayerType), with the precision controls; one input and one output by name."""
+
+    def __init__(self, name: str, kind: str, source: str):
+        self.name, self.kind, self.source = name, kind, source
+        self.precision, self.output_types = None, {}
+
+    @property
+    def type(self):
+        from network.executor.enums import LayerType
+
+        return LayerType[self.kind]
+
+    def get_input(self, index):
+        return types.SimpleNamespace(name=self.source)
+
+    def get_output(self, index):
+        return types.SimpleNamespace(name=f"{self.name}_output")
+
+    def set_output_type(self, index, dtype):
+        self.output_types[index] = dtype
+
+
+def weak_network(layers):
+    """A network of :class:`WeakLayer` from (name, LayerType name, input tensor name) triples."""
+    built = [WeakLayer(*spec) for spec in layers]
+    return types.SimpleNamespace(num_layers=len(built), get_layer=built.__getitem__, layers=built)
 
 
 def builder_trt(version: str, cuda: "FakeCuda", accept_cache=lambda data: True):

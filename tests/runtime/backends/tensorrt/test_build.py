@@ -158,3 +158,71 @@ def test_output_is_checked_before_any_work(tmp_path):
 def test_sidecar_is_valid_json_with_the_schema(tmp_path, cuda):
     path, _ = build(tmp_path, cuda)
     assert json.loads((tmp_path / "m.engine.json").read_text())["format"] == 1 and path.read_bytes() == b"plan " * 100
+
+
+# INT8 ---------------------------------------------------------------------------------------------------------------
+@pytest.fixture()
+def int8(crop_folder, tmp_path, monkeypatch):
+    """INT8 settings over the crops; calibration runs on the CPU here (on the build's GPU otherwise)."""
+    from runtime.calibration import Int8Settings
+
+    monkeypatch.setattr(trt_build, "calibration_device", lambda index: "cpu")
+    return Int8Settings(crop_folder, count=16, cache=tmp_path / "calibration.json", keep=("fpn.merge*",),
+                        input_size=(128, 96))
+
+
+@pytest.mark.parametrize("version", ["10.16.1.11", "11.4.0.106"])
+def test_explicit_int8_builds_a_qdq_network_and_records_its_calibration(tmp_path, cuda, int8, version):
+    from network.executor.enums import LayerType
+
+    options = BuildOptions(precision="int8", input_size=(128, 96), int8=int8)
+    path, trt = build(tmp_path, cuda, options, version=version)
+    network, config = trt.builds[0]["network"], trt.builds[0]["config"]
+    kinds = [network.get_layer(i).type for i in range(network.num_layers)]
+    assert kinds.count(LayerType.QUANTIZE) > 40 and ("set", "INT8") not in config.calls
+    assert ("clear", "TF32") in config.calls and (("create_network", 2) in trt.calls) == version.startswith("10.")
+    info = read_sidecar(path)
+    assert info["precision"] == "int8" and info["int8"]["route"] == "explicit"
+    assert info["int8"]["keep_precision"] == ["fpn.merge*"] and len(info["int8"]["calibration"]) == 16
+    assert int8.cache.exists() and "--calibration-images" in sidecar.build_command(info, path)
+
+
+def test_a_second_int8_build_reads_the_calibration_cache(tmp_path, cuda, int8, monkeypatch):
+    from runtime import calibration as cal
+
+    options = BuildOptions(precision="int8", input_size=(128, 96), int8=int8)
+    first, _ = build(tmp_path, cuda, options)
+    digest = read_sidecar(first)["int8"]["calibration"]
+    first.unlink()
+    monkeypatch.setattr(cal, "calibrate", lambda *a, **k: pytest.fail("calibrated twice"))
+    second, _ = build(tmp_path, cuda, options)
+    assert read_sidecar(second)["int8"]["calibration"] == digest
+
+
+def test_implicit_int8_on_11_is_refused_before_calibrating(tmp_path, cuda, int8, monkeypatch):
+    import dataclasses
+
+    from runtime import calibration as cal
+
+    monkeypatch.setattr(cal, "network_inputs", lambda *a: pytest.fail("calibrated for nothing"))
+    options = BuildOptions(precision="int8", int8=dataclasses.replace(int8, route="implicit"))
+    with pytest.raises(RetinaFaceError, match="no INT8 calibrator .*--int8-route explicit"):
+        build(tmp_path, cuda, options, version="11.4.0.106")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("changes,message", [
+    (dict(precision="int8"), "--precision int8 needs calibration images"),
+    (dict(precision="fp16", int8="settings"), "apply to --precision int8 only"),
+])
+def test_int8_options_are_checked_before_any_work(changes, message):
+    with pytest.raises(RetinaFaceError, match=message):
+        BuildOptions(**changes).validate()
+
+
+def test_implicit_int8_needs_one_input_size(int8):
+    import dataclasses
+
+    options = BuildOptions(precision="int8", int8=dataclasses.replace(int8, route="implicit", resize="original"))
+    with pytest.raises(RetinaFaceError, match="calibrates at one input size"):
+        options.validate()

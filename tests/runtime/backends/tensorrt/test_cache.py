@@ -78,3 +78,23 @@ def test_a_damaged_cached_engine_is_rebuilt(tmp_path, recorder, mnet_pth):
 def test_the_default_cache_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("RETINAFACE_TRT_CACHE", str(tmp_path))
     assert cache.default_engine_cache() == tmp_path
+
+
+def test_cache_key_includes_the_int8_calibration_and_is_unchanged_without_it():
+    plain = engine_cache_key("ab", "10.16.1.11", "H100", "int8", (640, 640), 8)
+    keys = {engine_cache_key("ab", "10.16.1.11", "H100", "int8", (640, 640), 8, int8=q)
+            for q in ({"calibration": "0" * 16, "keep": []}, {"calibration": "1" * 16, "keep": []},
+                      {"calibration": "0" * 16, "keep": ["fpn.*"]})}
+    assert len(keys) == 3 and plain not in keys
+    assert plain == engine_cache_key("ab", "10.16.1.11", "H100", "int8", (640, 640), 8, int8=None)
+
+
+def test_an_int8_engine_is_rebuilt_for_other_calibration_images(tmp_path, recorder, mnet_pth, crop_folder):
+    from runtime.calibration import Int8Settings
+
+    trt = fake_trt("10.16.1.11")
+    few, more = (Int8Settings(crop_folder, count=n, resize="original") for n in (16, 20))
+    first = ensure_engine(mnet_pth, tmp_path, "int8", trt=trt, int8=few)
+    assert ensure_engine(mnet_pth, tmp_path, "int8", trt=trt, int8=few) == first and len(recorder) == 1
+    assert ensure_engine(mnet_pth, tmp_path, "int8", trt=trt, int8=more) != first and len(recorder) == 2
+    assert recorder[0]["options"].int8 is few

@@ -11,7 +11,8 @@ import pytest
 
 from retinaface_trt.errors import RetinaFaceError
 from runtime.backends.tensorrt import compat as trt_compat
-from tests.runtime.backends.tensorrt.fakes import TRT10, TRT11, TRT86, RecordingConfig, fake_trt
+from tests.runtime.backends.tensorrt.fakes import (TRT10, TRT11, TRT86, RecordingConfig, builder_trt, fake_trt,
+                                                   weak_network)
 
 
 def plan(trt, precision="fp32", onnx=False):
@@ -70,8 +71,8 @@ def test_onnx_fp16_on_11_is_refused():
 
 
 def test_unknown_precision_is_an_error():
-    with pytest.raises(RetinaFaceError, match="'fp32' or 'fp16'"):
-        plan(TRT11, "int8")
+    with pytest.raises(RetinaFaceError, match="'fp32', 'fp16' or 'int8'"):
+        plan(TRT11, "int4")
 
 
 def test_major_version():
@@ -170,3 +171,63 @@ def test_progress_monitor_reports_phases():
     config.progress_monitor.phase_start("Building", None, 10)
     keep_going = [config.progress_monitor.step_complete("Building", s) for s in range(10)]
     assert all(keep_going) and lines[0] == "build phase Building (10 steps)" and len(lines) == 11
+
+
+# INT8 ------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("trt, calls, typed, flags", [
+    (TRT86, [("clear", "TF32"), ("set", "INT8")], False, 1 << 0),     # 8.6: "INT8 flag required for any quantization"
+    (TRT10, [("clear", "TF32")], True, 1 << 1),                         # strongly typed, no precision flag
+    (TRT11, [("clear", "TF32")], True, 0)])
+def test_explicit_int8_route_per_version(trt, calls, typed, flags):
+    config, int8 = RecordingConfig(), trt_compat.precision_plan(trt, "int8")
+    trt_compat.set_precision(trt, config, int8, "int8")
+    assert (config.calls, int8.qdq_graph, int8.strongly_typed, trt_compat.network_flags(trt, int8)) == \
+        (calls, True, typed, flags)
+
+
+@pytest.mark.parametrize("trt", [TRT86, TRT10])
+def test_implicit_int8_route_is_a_weakly_typed_network_with_the_calibrator(trt):
+    config, int8 = RecordingConfig(), trt_compat.precision_plan(trt, "int8", int8_route="implicit")
+    trt_compat.set_precision(trt, config, int8, "int8")
+    assert config.calls == [("clear", "TF32"), ("set", "INT8"), ("set", "OBEY_PRECISION_CONSTRAINTS")]
+    assert (int8.calibrator, int8.qdq_graph, int8.strongly_typed) == (True, False, False)
+
+
+def test_implicit_int8_is_refused_on_11_with_the_explicit_route_as_the_fix():
+    with pytest.raises(RetinaFaceError, match="implicit quantization was removed in 11.0.*--int8-route explicit"):
+        trt_compat.precision_plan(TRT11, "int8", int8_route="implicit")
+
+
+def test_int8_from_an_onnx_model_is_refused():
+    with pytest.raises(RetinaFaceError, match="drop --onnx"):
+        trt_compat.precision_plan(TRT10, "int8", onnx=True)
+
+
+def test_kept_layers_and_their_batchnorm_and_activation_are_constrained_to_float32():
+    network = weak_network([("body.stage1.0.0", "CONVOLUTION", "input"), ("body.stage1.0.1", "SCALE",
+                            "body.stage1.0.0_output"), ("body.stage1.0.2", "ACTIVATION", "body.stage1.0.1_output"),
+                            ("body.stage1.1.3", "CONVOLUTION", "body.stage1.0.2_output"),
+                            ("body.stage1.1.4", "SCALE", "body.stage1.1.3_output"),
+                            ("fpn.merge1.0", "CONVOLUTION", "x"), ("fpn.merge1.1", "SCALE", "fpn.merge1.0_output")])
+    trt = builder_trt("10.16.1.11", None)
+    kept = trt_compat.keep_layers_float(trt, network, ("fpn.merge1.*",))
+    assert kept == ["body.stage1.0.0", "body.stage1.0.1", "body.stage1.0.2", "fpn.merge1.0", "fpn.merge1.1"]
+    layers = {layer.name: layer for layer in network.layers}
+    assert layers["fpn.merge1.1"].precision == trt.float32 and layers["body.stage1.0.2"].output_types == {0: trt.float32}
+    assert layers["body.stage1.1.3"].precision is None and layers["body.stage1.1.4"].output_types == {}
+
+
+def test_a_keep_pattern_of_no_layer_is_refused_in_the_implicit_route():
+    with pytest.raises(RetinaFaceError, match="--keep-precision 'nothing.\\*' matches no layer"):
+        trt_compat.keep_layers_float(builder_trt("10.16.1.11", None), weak_network([("fpn.merge1.0", "CONVOLUTION",
+                                                                                   "x")]), ("nothing.*",))
+
+
+def test_the_calibrator_gets_a_calibration_profile_of_one_image():
+    trt, config = builder_trt("10.16.1.11", None), RecordingConfig()
+    from tests.runtime.backends.tensorrt.fakes import FakeBuilder
+
+    builder = FakeBuilder(types.SimpleNamespace(calls=[], cuda=types.SimpleNamespace(current=0)), None, None)
+    trt_compat.attach_calibrator(trt, builder, config, "the calibrator", (1, 3, 480, 640))
+    assert config.attributes["int8_calibrator"] == "the calibrator"
+    assert config.calls == [("set_calibration_profile", ("input", (1, 3, 480, 640), (1, 3, 480, 640), (1, 3, 480, 640)))]

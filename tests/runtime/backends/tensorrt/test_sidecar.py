@@ -9,7 +9,8 @@ import pytest
 
 from retinaface_trt.errors import RetinaFaceError
 from runtime.backends.tensorrt.sidecar import (DeviceInfo, EngineMismatchError, check_compatible, check_engine_file,
-                                               read_engine_bytes, read_sidecar, sidecar_path, write_sidecar)
+                                               build_command, read_engine_bytes, read_sidecar, sidecar_path,
+                                               write_sidecar)
 from tests.runtime.backends.tensorrt import fakes
 
 PLAN = bytes(range(256)) * 40
@@ -52,7 +53,7 @@ def test_invalid_sidecar_json_is_an_error(engine):
     ("input_shape", [1, 3, 640], "'input_shape' must be"),
     ("engine_bytes", "10240", "'engine_bytes' must be a positive integer"),
     ("engine_bytes", True, "'engine_bytes' must be a positive integer"),
-    ("precision", "int8", "'precision' must be \"fp32\" or \"fp16\""),
+    ("precision", "int4", "'precision' must be \"fp32\", \"fp16\" or \"int8\""),
     ("compute_capability", 9.0, "'compute_capability' must be"),
     ("profile", {"min": [1, 3, 640, 640]}, "'profile' must be"),
     ("outputs", {"loc": "wide"}, "'outputs' must be"),
@@ -165,3 +166,22 @@ def test_an_engine_path_that_is_a_directory_is_one_clear_line(tmp_path):
     (tmp_path / "m.engine").mkdir()
     with pytest.raises(RetinaFaceError, match="is a directory, not an engine file"):
         check_engine_file(tmp_path / "m.engine")
+
+
+INT8 = {"images": "calib", "count": 200, "method": "entropy", "keep_precision": ["fpn.*"], "resize": "stretch",
+        "input_size": [640, 640], "route": "explicit", "cache": "c.json", "calibration": "0123456789abcdef"}
+
+
+def test_an_int8_sidecar_records_its_calibration_and_rebuilds_with_it(engine):
+    write_sidecar(engine, info_for(precision="int8", int8=INT8))
+    command = build_command(read_sidecar(engine), engine)
+    assert "--precision int8" in command and "--calibration-images calib --calibration-count 200" in command
+    assert "--int8-route explicit" in command and "--keep-precision 'fpn.*'" in command
+    assert "--calibration-cache c.json" in command
+
+
+@pytest.mark.parametrize("change", [{"route": "ptq"}, {"count": 0}, {"calibration": "xyz"}, {"extra": 1}])
+def test_a_wrong_int8_record_is_refused(engine, change):
+    write_raw(engine, info_for(precision="int8", int8={**INT8, **change}))
+    with pytest.raises(RetinaFaceError, match="'int8' must be"):
+        read_sidecar(engine)
