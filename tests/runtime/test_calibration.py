@@ -235,16 +235,26 @@ def test_int8_executor_finds_the_faces_of_the_float_network(cached, mnet_pth, cr
 def test_calibration_on_cuda_gives_the_cpus_statistics_and_faces(crop_folder, calibrated, mnet_pth, mnet_arrays,
                                                                   crowd_image, tmp_path):
     """The explicit route calibrates on the build's GPU (runtime.backends.tensorrt.build.calibration_device): its
-    statistics and its emulated faces must be the CPU's, up to float32 summation order."""
+    statistics and its emulated faces must be the CPU's, up to float32 summation order.
+
+    The largest magnitudes (``max``) are continuous in the activations: equal within 1e-4. The entropy threshold is
+    an argmin over bins: a few values crossing a bin edge can move it to a neighbouring, nearly as good minimum,
+    so most points (not all) agree within 2e-3; the faces found are what must not change. Measured on an H200:
+    ``max`` within 8.9e-7, entropy equal at every point but one (1.5e-2, a neighbouring bin)."""
     from network.config import MOBILENET_0_25
     from runtime.compare import match_faces
     from runtime.detector import Detector
 
-    config, cpu_plan, _ = calibrated
+    config, cpu_plan, cpu_text = calibrated
     on_gpu = settings(crop_folder, cache=tmp_path / "gpu.json")
     gpu_plan = cal.quantization_plan(mnet_pth, mnet_arrays, MOBILENET_0_25, on_gpu, device="cuda", report=quiet)
     assert gpu_plan.amax.keys() == cpu_plan.amax.keys()
-    assert all(gpu_plan.amax[p] == pytest.approx(cpu_plan.amax[p], rel=2e-3) for p in cpu_plan.amax)
+    tables = [json.loads(text)["payload"]["amax"] for text in (cpu_text, (tmp_path / "gpu.json").read_text())]
+    relative = {method: sorted(abs(tables[1][method][p] / tables[0][method][p] - 1) for p in tables[0][method])
+                for method in ("max", "entropy")}
+    assert relative["max"][-1] <= 1e-4, relative["max"][-5:]
+    entropy = relative["entropy"]
+    assert sum(v <= 2e-3 for v in entropy) >= 0.9 * len(entropy), entropy[-10:]
     faces = {}
     for device, int8 in (("cpu", config), ("cuda", on_gpu)):
         with Detector.from_options(weights=mnet_pth, backend="torch", device=device, precision="int8", int8=int8) as d:
