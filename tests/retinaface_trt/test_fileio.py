@@ -19,29 +19,6 @@ from retinaface_trt.fileio import atomic_write, check_writable, write_text_atomi
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def read_only(monkeypatch):
-    """Make creating files in the returned folders fail with EACCES/EROFS, as a read-only folder does for a
-    normal user (chmod does not stop root, who runs these tests in CI, so the refusal is simulated)."""
-    folders: dict[str, int] = {}
-    real_open = os.open
-
-    def fake_open(path, flags, *args, **kwargs):
-        parent = os.path.dirname(os.path.abspath(os.fspath(path)))
-        if flags & os.O_CREAT and parent in folders:
-            code = folders[parent]
-            raise OSError(code, os.strerror(code), os.fspath(path))
-        return real_open(path, flags, *args, **kwargs)
-
-    monkeypatch.setattr(fileio.os, "open", fake_open)
-
-    def add(folder: Path, code: int = errno.EACCES) -> Path:
-        folder.mkdir(exist_ok=True)
-        folders[str(folder.resolve())] = code
-        return folder
-    return add
-
-
 def test_folder_as_output_file_is_refused(tmp_path):
     with pytest.raises(RetinaFaceError, match="it is a folder"):
         check_writable(tmp_path, force=True)

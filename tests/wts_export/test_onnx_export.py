@@ -3,8 +3,6 @@ onnx.checker, atomic writes, and the exported real checkpoint against the origin
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -198,16 +196,8 @@ def test_cli_opset_bounds_are_torchs():
     assert MAX_OPSET == _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
 
 
-def test_cli_output_in_a_read_only_folder_is_refused_before_export(mnet_pth, tmp_path, monkeypatch, capsys):
-    from retinaface_trt import fileio
-
-    real_open = os.open
-
-    def read_only(path, flags, *args, **kwargs):
-        if flags & os.O_CREAT and os.path.dirname(os.fspath(path)) == str(tmp_path):
-            raise PermissionError(13, "Permission denied", os.fspath(path))
-        return real_open(path, flags, *args, **kwargs)
-    monkeypatch.setattr(fileio.os, "open", read_only)
+def test_cli_output_in_a_read_only_folder_is_refused_before_export(mnet_pth, tmp_path, read_only, monkeypatch, capsys):
+    read_only(tmp_path)
     monkeypatch.setattr("wts_export.onnx_export.torch_model", lambda w: pytest.fail("exported before the check"))
     assert main(["export-onnx", str(mnet_pth), str(tmp_path / "m.onnx")]) == 1
     assert f"cannot write {tmp_path / 'm.onnx'}: Permission denied" in capsys.readouterr().err

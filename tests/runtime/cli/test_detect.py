@@ -142,19 +142,6 @@ def no_model(monkeypatch):
     monkeypatch.setattr(backends, "create_backend", refuse)
 
 
-def _read_only(monkeypatch, folder):
-    """Creating files in ``folder`` fails with EACCES (root ignores chmod, so the refusal is simulated)."""
-    from retinaface_trt import fileio
-
-    real_open, target = os.open, str(folder.resolve())
-
-    def fake_open(path, flags, *args, **kwargs):
-        if flags & os.O_CREAT and os.path.dirname(os.path.abspath(os.fspath(path))) == target:
-            raise PermissionError(13, "Permission denied", os.fspath(path))
-        return real_open(path, flags, *args, **kwargs)
-    monkeypatch.setattr(fileio.os, "open", fake_open)
-
-
 def test_json_dash_goes_to_stdout(detect, crowd_copy, tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert detect(str(crowd_copy), "--json", "-") == 0
@@ -205,20 +192,15 @@ def test_json_naming_a_folder_is_refused_before_work(no_model, crowd_copy, tmp_p
     assert "is a folder" in capsys.readouterr().err
 
 
-def test_json_in_a_read_only_folder_is_refused_before_work(no_model, crowd_copy, tmp_path, monkeypatch, capsys):
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    _read_only(monkeypatch, locked)
+def test_json_in_a_read_only_folder_is_refused_before_work(no_model, crowd_copy, tmp_path, read_only, capsys):
+    locked = read_only(tmp_path / "locked")
     assert cli.main(["detect", str(crowd_copy), "--weights", "w.pth", "--json", str(locked / "o.json")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"cannot write {locked / 'o.json'}: Permission denied" in err
 
 
-def test_save_dir_under_a_read_only_parent_is_refused_before_work(no_model, crowd_copy, tmp_path, monkeypatch,
-                                                                   capsys):
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    _read_only(monkeypatch, locked)
+def test_save_dir_under_a_read_only_parent_is_refused_before_work(no_model, crowd_copy, tmp_path, read_only, capsys):
+    locked = read_only(tmp_path / "locked")
     assert cli.main(["detect", str(crowd_copy), "--weights", "w.pth", "--save-dir", str(locked / "vis")]) == 1
     assert "Permission denied" in capsys.readouterr().err and not (locked / "vis").exists()
 

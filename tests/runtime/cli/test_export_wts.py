@@ -96,18 +96,10 @@ def test_output_that_is_a_folder_is_refused_before_loading(mnet_pth, tmp_path, c
     assert "is a folder" in capsys.readouterr().err and list((tmp_path / "out.wts").iterdir()) == []
 
 
-def test_read_only_output_folder_is_refused_before_loading(mnet_pth, tmp_path, monkeypatch, capsys):
-    import os
+def test_read_only_output_folder_is_refused_before_loading(mnet_pth, tmp_path, read_only, monkeypatch, capsys):
+    import errno
 
-    from retinaface_trt import fileio
-
-    real_open = os.open
-
-    def read_only(path, flags, *args, **kwargs):   # root ignores chmod: the refusal is simulated
-        if flags & os.O_CREAT and os.path.dirname(os.fspath(path)) == str(tmp_path):
-            raise OSError(30, "Read-only file system", os.fspath(path))
-        return real_open(path, flags, *args, **kwargs)
-    monkeypatch.setattr(fileio.os, "open", read_only)
+    read_only(tmp_path, errno.EROFS)
     monkeypatch.setattr("wts_export.weights.checked_state_dict", lambda p: pytest.fail("loaded before the check"))
     assert main(["export-wts", str(mnet_pth), str(tmp_path / "m.wts")]) == 1
     assert capsys.readouterr().err == f"retinaface-trt export-wts: error: cannot write {tmp_path / 'm.wts'}: " \
