@@ -61,14 +61,13 @@ def float32_convolutions(repeated: bool = True):
     "fp32" must mean float32: TF32 rounds convolution inputs to 10 mantissa bits (score differences up to
     1e-3 from the original's outputs). TensorRT fp32 engines are built with TF32 cleared for the same reason.
 
-    ``repeated``: the input shape was seen before (see :class:`ShapesSeen`). Then cuDNN runs, autotuned
-    (``cudnn.benchmark``: about 30 ms once per shape for this network, then the fastest kernels). A shape seen
-    for the first time runs PyTorch's own CUDA kernels instead: cuDNN 9 plans every convolution of a new shape
-    before running it (on an H200, measured: 0.15 s per image size in float32 NCHW, 2.1 s in NHWC, about 2.5 s
-    in float16), which a folder of photos of one-off sizes would pay for each photo; PyTorch's kernels take
-    about 8 ms for the whole detection (same H200) and need no plan. Their
-    matrix products are float32 too, unless the process allows TF32 in matrix products, in which case cuDNN
-    (TF32 cleared) is kept.
+    ``repeated``: the input shape was seen before (see :class:`SeenCounter`). Then cuDNN runs, autotuned
+    (``cudnn.benchmark``): it plans and times its kernels once per shape, then runs the fastest. A shape seen for
+    the first time runs PyTorch's own CUDA kernels instead, which need no plan: cuDNN's planning of a new shape
+    would cost every photo of a one-off size its price (measured on an H200, `docs/benchmarks.md`: 1.8 s per new
+    size before this rule; now about 10 ms for a size's first detection, 0.15 to 0.4 s once for its second in
+    float32, about 2.5 s in float16). PyTorch's matrix products are float32 too, unless the process allows TF32
+    in matrix products, in which case cuDNN (TF32 cleared) is kept.
     """
     cudnn = torch.backends.cudnn
     use_cudnn = cudnn.enabled and (repeated or torch.backends.cuda.matmul.allow_tf32)
@@ -76,24 +75,25 @@ def float32_convolutions(repeated: bool = True):
         yield
 
 
-class ShapesSeen:
-    """``seen(shape)``: whether ``shape`` was seen before (and remember it), over the last ``size`` shapes.
+class SeenCounter:
+    """``seen(key) -> int``: how many times ``key`` has been seen, this call included, over the last ``size``
+    distinct keys (the least recently seen are forgotten, so a stream of one-off keys takes bounded memory).
 
-    Used to hand a shape to cuDNN from its second call (:func:`float32_convolutions`): a folder of photos of
-    one-off sizes never pays for cuDNN's planning, a fixed input size pays it once.
+    Used to hand a shape to cuDNN from its second call (:func:`float32_convolutions`), and by
+    :class:`GraphCache` to capture a key from its ``capture_after``-th call: a folder of photos of one-off sizes
+    never pays for cuDNN's planning or for captures, a fixed input size pays for them once.
     """
 
     def __init__(self, size: int = 1024):
-        self._shapes: collections.OrderedDict = collections.OrderedDict()
+        self._counts: collections.OrderedDict = collections.OrderedDict()
         self.size = size
 
-    def __call__(self, shape: tuple) -> bool:
-        known = shape in self._shapes
-        self._shapes[shape] = None
-        self._shapes.move_to_end(shape)
-        if len(self._shapes) > self.size:
-            self._shapes.popitem(last=False)
-        return known
+    def __call__(self, key) -> int:
+        count = self._counts.pop(key, 0) + 1
+        self._counts[key] = count             # now the most recently seen
+        if len(self._counts) > self.size:
+            self._counts.popitem(last=False)
+        return count
 
 
 class GraphCache:
@@ -110,7 +110,7 @@ class GraphCache:
     def __init__(self, fn: Callable, capture_after: int = 2, size: int = 8, warmup: int = 2, pool=None):
         self.fn, self.capture_after, self.size, self.warmup = fn, capture_after, size, warmup
         self._graphs: collections.OrderedDict = collections.OrderedDict()
-        self._seen: collections.Counter = collections.Counter()
+        self._seen = SeenCounter()
         self._failed: set = set()
         self._pool = pool
 
@@ -125,8 +125,7 @@ class GraphCache:
         if key in self._graphs:
             self._graphs.move_to_end(key)
             return self._replay(self._graphs[key], xs)
-        self._seen[key] += 1
-        if self._seen[key] < self.capture_after or key in self._failed:
+        if self._seen(key) < self.capture_after or key in self._failed:
             return self.fn(*xs)
         try:
             self._graphs[key] = self._capture(xs)

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from retinaface_trt.errors import RetinaFaceError
-from runtime.device import ShapesSeen, float32_convolutions, resolve_device
+from runtime.device import SeenCounter, float32_convolutions, resolve_device
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "int8": torch.float32}   # int8: float32 activations
 log = logging.getLogger("retinaface_trt")
@@ -91,7 +91,7 @@ class ExecutorBackend:
         self._program = Program(network, self.device, dtype=self.input_dtype, fold_batchnorm=fold_batchnorm,
                                 channels_last=self.input_channels_last)
         self._names = (INPUT_NAME, DETECTION_NAMES if self.postprocess_in_network else OUTPUT_NAMES)
-        self._shapes_seen = ShapesSeen()
+        self._shapes_seen = SeenCounter()
 
     def infer(self, batch: torch.Tensor):
         """[N, 3, H, W] (float32 or ``input_dtype``) on ``device`` → (loc [N, P, 4], conf [N, P, 2],
@@ -99,7 +99,7 @@ class ExecutorBackend:
         if self._program is None:
             raise RetinaFaceError("this backend was closed; create a new one")
         input_name, output_names = self._names
-        with float32_convolutions(repeated=self._shapes_seen(tuple(batch.shape))):
+        with float32_convolutions(repeated=self._shapes_seen(tuple(batch.shape)) > 1):
             outputs = self._program({input_name: batch})
         return tuple(outputs[name] for name in output_names)
 

@@ -51,12 +51,12 @@ def test_auto_and_none_pick_what_is_there(one_gpu):
     assert resolve_device("auto") == resolve_device(None) == torch.device("cuda", 0)
 
 
-def test_shapes_seen_says_repeat_from_the_second_call_and_forgets_the_oldest():
-    from runtime.device import ShapesSeen
+def test_seen_counter_counts_each_key_and_forgets_the_least_recently_seen():
+    from runtime.device import SeenCounter
 
-    seen = ShapesSeen(size=2)
-    assert [seen(s) for s in [(1, 3, 8, 8), (1, 3, 8, 8), (1, 3, 4, 4), (1, 3, 2, 2)]] == [False, True, False, False]
-    assert seen((1, 3, 2, 2)) and not seen((1, 3, 8, 8))    # (8, 8) was the oldest of three, forgotten
+    seen = SeenCounter(size=2)
+    assert [seen(s) for s in [(1, 3, 8, 8), (1, 3, 8, 8), (1, 3, 4, 4), (1, 3, 2, 2)]] == [1, 2, 1, 1]
+    assert seen((1, 3, 2, 2)) == 2 and seen((1, 3, 8, 8)) == 1    # (8, 8) was the oldest of three, forgotten
 
 
 def test_the_executor_hands_only_repeated_shapes_to_cudnn(monkeypatch):
@@ -89,3 +89,16 @@ def test_float32_convolutions_flags(repeated, tf32, cudnn_on, autotuned):
             assert (flags.enabled, flags.benchmark, flags.allow_tf32) == (cudnn_on, autotuned, False)
     finally:
         matmul.allow_tf32 = before
+
+
+def test_graph_cache_captures_a_key_on_its_capture_after_th_call_and_forgets_one_off_keys():
+    """The counting of GraphCache, without a GPU: capture and replay are stood in for."""
+    from runtime.device import GraphCache
+
+    cache = GraphCache(lambda x: ("eager", x), capture_after=2)
+    cache._capture = lambda xs: (None, xs, ("captured", xs[0]))
+    cache._replay = lambda entry, xs: ("replayed", xs[0])
+    assert [cache("a", 1)[0], cache("a", 2)[0], cache("a", 3)[0]] == ["eager", "captured", "replayed"]
+    for key in range(5000):                      # one-off keys: run eagerly, and their counts stay bounded
+        assert cache(key, 0)[0] == "eager"
+    assert len(cache._seen._counts) <= cache._seen.size and len(cache) == 1
