@@ -40,7 +40,7 @@ def write_repository(output: str | os.PathLike, engine=None, weights=None, optio
     """Write the repository of one model: ``engine`` (a TensorRT engine with its sidecar), or ``weights``.
 
     With ``weights``, ``backend`` picks the network: ``tensorrt`` builds an engine (or takes it from
-    ``engine_cache``, see :func:`runtime.backends.tensorrt.engine.ensure_engine`) and writes the plan route;
+    ``engine_cache``, see :func:`runtime.backends.tensorrt.cache.ensure_engine`) and writes the plan route;
     ``auto`` / ``torch`` (the executor) and ``onnxruntime`` run in the Python backend, on KIND_GPU instances
     when ``device`` is ``cuda[:N]``, else KIND_CPU.
     """
@@ -76,7 +76,7 @@ def _built_engine(weights, device, engine_cache, options: ExportOptions) -> Path
     if not tensorrt_available():
         raise RetinaFaceError("TensorRT is not installed: pip install 'retinaface-trt[tensorrt]' (or export the "
                               "network for Triton's Python backend: --backend torch)")
-    from runtime.backends.tensorrt.engine import default_engine_cache, ensure_engine
+    from runtime.backends.tensorrt.cache import default_engine_cache, ensure_engine
 
     index = resolve_device("cuda" if device in (None, "auto", "cpu") else device).index or 0
     return ensure_engine(weights, engine_cache or default_engine_cache(), options.precision, options.input_size,

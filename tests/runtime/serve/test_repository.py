@@ -269,3 +269,23 @@ def test_an_engine_goes_to_tensorrt_only(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--backend torch needs --weights instead" in err
     assert "is an ONNX model, not a TensorRT engine; export it for Triton's Python backend with --weights" in err
+
+
+def test_weights_with_backend_tensorrt_go_through_the_engine_cache(monkeypatch, tmp_path, mnet_pth):
+    """Where TensorRT is installed, the plan is the engine cache's (stood in for here): the call must reach it."""
+    import torch
+
+    import runtime.backends
+    from runtime.backends.tensorrt import cache
+    from runtime.serve.triton import repository
+    from runtime.serve.triton.repository import ExportOptions
+
+    asked = []
+    monkeypatch.setattr(runtime.backends, "tensorrt_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)      # one GPU, as far as the checks go
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(cache, "ensure_engine", lambda *a, **k: asked.append((a, k)) or tmp_path / "e.engine")
+    options = ExportOptions(precision="fp16", max_batch=4)
+    assert repository._built_engine(mnet_pth, "cuda:0", tmp_path, options) == tmp_path / "e.engine"
+    [(args, kwargs)] = asked
+    assert args == (mnet_pth, tmp_path, "fp16", options.input_size, 4) and kwargs == {"device_index": 0}
