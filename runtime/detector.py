@@ -174,8 +174,9 @@ class Detector:
                 canvases.append(self._stage("place", self._placed, batch) if plan.resizes else batch)
             canvas = canvases[0] if len(canvases) == 1 else torch.cat(canvases)
             dets, counts = self._download(*self._stage("detect", self._detected, canvas))
-        plans = [plan for plan, images in sizes for _ in range(len(images))]
-        return [plan.transform.detections_to_original(dets[i, :counts[i]]) for i, plan in enumerate(plans)]
+            # dets views a pinned buffer that the next call of this shape overwrites: copy out under the lock
+            plans = [plan for plan, images in sizes for _ in range(len(images))]
+            return [plan.transform.detections_to_original(dets[i, :counts[i]]) for i, plan in enumerate(plans)]
 
     def _stage(self, name: str, fn, batch: torch.Tensor):
         """``fn(batch)``, replayed from a CUDA graph per (stage, shape) where graphs are on."""

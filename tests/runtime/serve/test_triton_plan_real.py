@@ -40,7 +40,7 @@ def test_the_plan_runs_between_the_repositorys_pre_and_post_steps(plan_repositor
 
     from network.config import MOBILENET_0_25
     from runtime import Engine
-    from runtime.backends.tensorrt.engine import TensorRTRunner
+    from runtime.backends.tensorrt.engine import TensorRTBackend
     from runtime.options import DetectionOptions
     from runtime.serve.triton.steps import faces_from_outputs, pad, postprocess, prepare
 
@@ -50,7 +50,7 @@ def test_the_plan_runs_between_the_repositorys_pre_and_post_steps(plan_repositor
     shutil.copyfile(f"{engine}.json", f"{copy}.json")
     data = [(shared_dir / "images" / name).read_bytes() for name in PHOTOS]
     batch, transforms = prepare(data, "letterbox", (640, 640), 40_000_000)
-    with TensorRTRunner(copy) as runner:
+    with TensorRTBackend(copy) as runner:
         outputs = tuple(t.cpu().numpy() for t in runner.infer(torch.from_numpy(batch).cuda()))
     config = (repo / "retinaface_net/config.pbtxt").read_text()
     for output in outputs:
