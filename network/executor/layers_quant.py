@@ -58,17 +58,23 @@ class _QuantizeBase(ILayer):
                               f"{x.shape[self.axis]}")
 
     def _scale_fn(self, rank: int):
-        """``fn(scale tensor, zero point or None) -> float32 scale shaped to broadcast over the input``."""
-        axis = self.axis
+        """``fn(scale tensor, zero point or None) -> float32 scale shaped to broadcast over the input``.
+
+        The scale and zero point are build-time constants (the program checks it), the same tensors at every
+        run: they are checked and shaped on the first run only, as the checks wait for the device, which a run
+        captured in a CUDA graph must not do."""
+        axis, shaped = self.axis, {}
 
         def scale_of(scale: torch.Tensor, zero_point) -> torch.Tensor:
-            if not bool(torch.isfinite(scale).all() and (scale > 0).all()):
-                raise self._error(f"scales must be positive and finite, got {scale.flatten()[:4].tolist()}")
-            if zero_point is not None and bool(zero_point.any()):
-                raise self._error("the zero point must be all zeros (TensorRT quantizes symmetrically only)")
-            if scale.dim() == 0:
-                return scale.float()
-            return scale.float().reshape([-1 if d == axis else 1 for d in range(rank)])
+            key = (scale.data_ptr(), None if zero_point is None else zero_point.data_ptr())
+            if key not in shaped:
+                if not bool(torch.isfinite(scale).all() and (scale > 0).all()):
+                    raise self._error(f"scales must be positive and finite, got {scale.flatten()[:4].tolist()}")
+                if zero_point is not None and bool(zero_point.any()):
+                    raise self._error("the zero point must be all zeros (TensorRT quantizes symmetrically only)")
+                shaped[key] = scale.float() if scale.dim() == 0 else \
+                    scale.float().reshape([-1 if d == axis else 1 for d in range(rank)])
+            return shaped[key]
         return scale_of
 
 

@@ -166,3 +166,21 @@ def test_kernel_weights_and_a_kernel_input_together_are_refused():
     net, _, _ = _qdq_conv_network(weights, np.ones(2, np.float32), kernel_weights=trt.Weights(weights))
     with pytest.raises(ValueError, match="kernel weights must be empty"):
         Program(net)
+
+
+def test_scales_are_checked_on_the_first_run_only(monkeypatch):
+    """The checks wait for the device, which a run captured in a CUDA graph must not do: later runs skip them
+    (the scales are build-time constants, the same tensors each run) and still give the same values."""
+    net = new_network()
+    x = net.add_input("x", trt.float32, (4,))
+    q = net.add_quantize(x, constant(net, np.array(np.float32(0.5))), trt.int8)
+    d = net.add_dequantize(q.get_output(0), constant(net, np.array(np.float32(0.5))), trt.float32)
+    d.get_output(0).name = "out"
+    net.mark_output(d.get_output(0))
+    program = Program(net)
+    values = torch.tensor([0.3, -0.7, 1.26, 100.0])
+    first = program({"x": values})["out"]
+    checks = []
+    real = torch.isfinite
+    monkeypatch.setattr(torch, "isfinite", lambda t: checks.append(1) or real(t))
+    assert torch.equal(program({"x": values})["out"], first) and checks == []
