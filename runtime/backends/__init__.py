@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from retinaface_trt.errors import RetinaFaceError
@@ -94,6 +94,8 @@ def create_backend(name: str = "auto", weights=None, engine=None, device: str | 
         name = _pick_auto(weights, engine)
         if name == "torch" and _onnxruntime_is_faster(request):
             name = "onnxruntime"
+        elif name == "torch":         # an engine given was checked and reported unused by _pick_auto
+            request = replace(request, engine=None)
     backend = _BUILDERS[name](request)
     log.info("backend: %s on %s (%s, %s)", backend.name, backend.device, backend.cfg.name,
              getattr(backend, "precision", precision))

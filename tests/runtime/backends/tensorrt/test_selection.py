@@ -53,6 +53,7 @@ def test_auto_with_an_intact_engine_it_cannot_run_says_so_and_uses_the_weights(e
     with caplog.at_level(logging.WARNING, "retinaface_trt"):
         backend = backends.create_backend("auto", weights=mnet_pth, engine=engine, device="cpu")
     assert backend.name == "torch" and f"engine {engine} is not used (TensorRT is not installed)" in caplog.text
+    assert caplog.text.count("is not used") == 1           # one check of the file, one line saying so
 
 
 def test_tensorrt_with_a_corrupt_engine_is_not_rebuilt_from_the_weights(engine, mnet_pth, monkeypatch):
