@@ -53,7 +53,7 @@ def _check_extras() -> None:
 def run(args: argparse.Namespace) -> int:
     from retinaface_trt.fileio import check_output_dir
     from runtime.evaluation.widerface import load_ground_truth, read_image_list, read_scale_manifest
-    from runtime.evaluation.run import check_inputs, evaluate_folder
+    from runtime.evaluation.run import check_inputs, evaluate_checked
 
     _check_extras()
     _check_paths(args)
@@ -61,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     ground_truth = load_ground_truth(args.ground_truth)
     keys = read_image_list(args.list) if args.list else None
     manifest = read_scale_manifest(args.scale_manifest) if args.scale_manifest else None
-    check_inputs(args.images, ground_truth, keys, manifest)   # before the model loads: cheap, and the usual traps
+    keys, truth = check_inputs(args.images, ground_truth, keys, manifest)   # before the model loads: the usual traps
     settings = options.detector_options(args)
     from runtime.detector import Detector  # after the cheap checks: it may import torch or TensorRT
 
@@ -69,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
         options.check_network(args, detector.backend.cfg)
         settings = {**settings, "input_size": list(args.input_size), "int8": _int8_record(settings["int8"], detector),
                     "scale_manifest": str(args.scale_manifest) if args.scale_manifest else None}
-        summary = evaluate_folder(detector, args.images, ground_truth, keys, manifest, args.out, settings,
-                                  show_progress=not args.quiet)
+        summary = evaluate_checked(detector, args.images, truth, keys, manifest, args.out, settings,
+                                   show_progress=not args.quiet)
     note = " (INT8 emulated on the executor)" if settings["int8"] and settings["int8"]["emulated"] else ""
     print(" ".join(f"{s} AP {summary[s]:.4f} ({summary['faces'][s]} faces)" for s in ("easy", "medium", "hard"))
           + f" on {summary['images']} images{note}; results in {args.out}")

@@ -149,8 +149,16 @@ def evaluate_folder(detector, images_dir: str | Path, ground_truth: Mapping[str,
     show_progress: draw a progress bar on ``stream`` (default: the current ``sys.stderr``).
     Returns the summary dict (see :func:`summarise`).
     """
-    images_dir = Path(images_dir)
     keys, truth = check_inputs(images_dir, ground_truth, keys, scale_manifest)
+    return evaluate_checked(detector, images_dir, truth, keys, scale_manifest, out_dir, settings, show_progress, stream)
+
+
+def evaluate_checked(detector, images_dir: str | Path, truth: Mapping[str, GroundTruthImage], keys: list[str],
+                     scale_manifest: Mapping[str, ScaleEntry] | None = None, out_dir: str | Path | None = None,
+                     settings: Mapping | None = None, show_progress: bool = True, stream: IO | None = None) -> dict:
+    """:func:`evaluate_folder` on the ``keys`` and ``truth`` that :func:`check_inputs` returned (its checks open
+    every image's header: done once, before the model loads)."""
+    images_dir = Path(images_dir)
     bar = Progress(len(keys), "evaluate", enabled=show_progress, stream=stream or sys.stderr, unit="images")
     predictions = {}
     for key in keys:
