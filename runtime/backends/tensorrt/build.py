@@ -168,7 +168,7 @@ def serialize_network(trt, builder, network, options: BuildOptions, plan: Precis
         raise RetinaFaceError(f"TensorRT could not build {what} (its log above says why); check the GPU "
                               "memory and --workspace, or rerun with -vv for TensorRT's full log")
     if cache_file is not None:
-        _write(cache_file, trt_compat.serialize_timing_cache(config))
+        write_bytes_atomic(cache_file, trt_compat.serialize_timing_cache(config), force=True)
     return bytes(serialized), {"outputs": _output_shapes(network), "input_shape": _input_shape(network)}
 
 
@@ -243,26 +243,17 @@ def sidecar_info(trt, options: BuildOptions, built: dict, backbone: str, weights
     return info
 
 
-def _write(path: Path, data: bytes) -> None:
-    """Write ``data`` atomically; an OSError becomes one RetinaFaceError line naming the path."""
-    try:
-        write_bytes_atomic(path, data, force=True)
-    except OSError as error:
-        raise RetinaFaceError(f"cannot write {path}: {error.strerror or error}") from None
-
-
 def write_engine(engine_path: Path, plan: bytes, info: dict) -> Path:
-    """Write the engine and its sidecar, each atomically; if the sidecar cannot be written the engine is
+    """Write the engine and its sidecar, each atomically (a failed write is one RetinaFaceError line naming the
+    file, from :func:`retinaface_trt.fileio.atomic_write`); if the sidecar cannot be written the engine is
     removed again, so an engine never stands without its sidecar."""
-    _write(engine_path, plan)
+    write_bytes_atomic(engine_path, plan, force=True)
     try:
         sidecar.write_sidecar(engine_path, info)
-    except (OSError, RetinaFaceError) as error:
+    except RetinaFaceError:
         with contextlib.suppress(OSError):
             os.unlink(engine_path)
-        if isinstance(error, RetinaFaceError):
-            raise
-        raise RetinaFaceError(f"cannot write {sidecar.sidecar_path(engine_path)}: {error.strerror or error}") from None
+        raise
     return engine_path
 
 

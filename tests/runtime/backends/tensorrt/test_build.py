@@ -4,11 +4,13 @@ the device used, the sidecar, timing caches, portable and post-processing option
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from network import PostprocessSettings
+from retinaface_trt import fileio
 from retinaface_trt.errors import RetinaFaceError
 from runtime.backends.tensorrt import build as trt_build
 from runtime.backends.tensorrt import sidecar
@@ -125,8 +127,8 @@ def test_fp16_on_10_builds_a_half_graph(tmp_path, cuda):
 
 
 def test_a_write_error_is_one_line_naming_the_path_and_leaves_nothing(tmp_path, cuda, monkeypatch):
-    def refuse(path, data, force=True):
-        raise PermissionError(13, "Permission denied")
+    def refuse(path, data, force=True):     # what atomic_write raises for an OSError
+        raise fileio._write_error(Path(path), PermissionError(13, "Permission denied"))
 
     monkeypatch.setattr(trt_build, "write_bytes_atomic", refuse)
     with pytest.raises(RetinaFaceError, match=r"cannot write .*m.engine: Permission denied"):
@@ -136,7 +138,7 @@ def test_a_write_error_is_one_line_naming_the_path_and_leaves_nothing(tmp_path, 
 
 def test_an_engine_whose_sidecar_cannot_be_written_is_removed(tmp_path, cuda, monkeypatch):
     def refuse(path, text, force=True):
-        raise OSError(28, "No space left on device")
+        raise fileio._write_error(Path(path), OSError(28, "No space left on device"))
 
     monkeypatch.setattr(sidecar, "write_text_atomic", refuse)
     with pytest.raises(RetinaFaceError, match=r"cannot write .*m.engine.json: No space left on device"):
