@@ -19,16 +19,6 @@ INPUT_NAME = "input"
 OUTPUT_NAMES = ("loc", "conf", "landms")
 
 
-class NetworkStore(WeightStore):
-    """The WeightStore of one network, which also keeps the post-processing constants (int32 indices,
-    float32 priors in any network) alive: TensorRT holds ``Weights`` by reference until the build ends."""
-
-    def keep(self, array: np.ndarray) -> np.ndarray:
-        """Keep ``array`` as it is (no conversion) until the store goes; return it."""
-        self._owned.append(array)
-        return array
-
-
 def populate_network(trt: Any, network: Any, weights: Mapping[str, np.ndarray],
                      cfg: RetinaFaceConfig | None = None, *, input_shape=(-1, 3, 640, 640),
                      half: bool = False, input_name: str = INPUT_NAME,
@@ -56,7 +46,7 @@ def populate_network(trt: Any, network: Any, weights: Mapping[str, np.ndarray],
     _check_input_shape(input_shape)
     if half and quantization is not None:
         raise RetinaFaceError("an INT8 network keeps its float layers in float32: build it without half=True")
-    store = NetworkStore(weights, np.float16 if half else np.float32)
+    store = WeightStore(weights, np.float16 if half else np.float32)
     net = LayerBuilder(trt, network, store, cfg, handler(quantization))
     x = network.add_input(input_name, trt.float32, tuple(input_shape))
     if half:

@@ -107,7 +107,6 @@ class Quantizer:
         self.plan = plan
         self._pairs: dict[int, tuple[Any, float, Any]] = {}      # id(tensor) → (tensor, scale, dequantized)
         self._matched: set[str] = set()
-        self.quantized: list[str] = []
 
     def quantizes(self, point: str) -> bool:
         self._matched.update(p for p in self.plan.keep if fnmatch.fnmatchcase(point, p.removeprefix("!")))
@@ -121,7 +120,6 @@ class Quantizer:
             raise RetinaFaceError(f"the calibration has no statistics for {point}: it was made for another network; "
                                   "calibrate again (delete the calibration cache or pass another one)")
         scale = activation_scale(self.plan.amax[point])
-        self.quantized.append(point)
         known = self._pairs.get(id(x))
         if known is not None and known[1] == scale:
             return known[2]                 # one Q/DQ pair for every convolution reading this tensor

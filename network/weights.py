@@ -137,7 +137,11 @@ class WeightStore:
 
     def own(self, array: np.ndarray) -> np.ndarray:
         """Convert to the network's element type, keep a reference until the build, return it."""
-        array = np.ascontiguousarray(array, dtype=self.dtype)
+        return self.keep(np.ascontiguousarray(array, dtype=self.dtype))
+
+    def keep(self, array: np.ndarray) -> np.ndarray:
+        """Keep ``array`` as it is (no conversion: the post-processing's int32 indices and float32 priors) until
+        the store goes, as TensorRT holds ``Weights`` by reference until the build ends; return it."""
         self._owned.append(array)
         return array
 

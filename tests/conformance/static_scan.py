@@ -36,7 +36,7 @@ PROJECT_RECEIVERS = {"self", "options", "log", "target", "time", "hashlib", "np"
                      "self.fixed_input_size", "b", "parts", "kept", "names", "cal", "self._current", "self.settings",
                      "self.calibrator", "self._current.device", "calibrator", "options.int8", "self.plan",
                      "self._pairs", "self.plan.keep", "self.counts", "magnitude", "histogram", "histogram.counts",
-                     "self._matched", "self.quantized", "self.points", "kernel", "scale", "amax",
+                     "self._matched", "self.points", "kernel", "scale", "amax",
                      "self.counts.reshape(BINS // 2, 2)", "bins.flatten()", "bins.flatten().cpu()", "counts",
                      "q", "q[mass]", "p[mass]", "np.add", "x.detach()", "x.detach().abs()",
                      "kept.copy()", "magnitude / self.width", "(magnitude / self.width).floor_()",

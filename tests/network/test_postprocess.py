@@ -12,7 +12,7 @@ from network import DETECTION_NAMES, PostprocessSettings, populate_network
 from network.config import MOBILENET_0_25
 from network.executor import Program, trt
 from network.layers import LayerBuilder
-from network.populate import NetworkStore
+from network.weights import WeightStore
 from network.postprocess import add_postprocess
 from retinaface_trt.errors import RetinaFaceError
 
@@ -24,7 +24,7 @@ def postprocess_program(priors: np.ndarray, settings: PostprocessSettings, size=
     definition = trt.Builder(trt.Logger()).create_network(0)
     count = priors.shape[0]
     heads = [definition.add_input(n, trt.float32, (-1, count, k)) for n, k in (("loc", 4), ("conf", 2), ("landms", 10))]
-    store = NetworkStore({}, np.float32)
+    store = WeightStore({}, np.float32)
     outputs = add_postprocess(LayerBuilder(trt, definition, store, MOBILENET_0_25), *heads, priors, size, settings, store.keep)
     for name, tensor in zip(DETECTION_NAMES, outputs):
         tensor.name = name
