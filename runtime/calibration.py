@@ -105,7 +105,7 @@ def report_line(message: str) -> None:
 # Images ------------------------------------------------------------------------------------------------------
 def calibration_images(settings: Int8Settings) -> list[Path]:
     """The ``settings.count`` image files used, evenly spread over the sorted image files of the folder."""
-    from runtime.image_io import IMAGE_SUFFIXES
+    from runtime.options import IMAGE_SUFFIXES
 
     folder = settings.images
     if not folder.is_dir():

@@ -40,9 +40,6 @@ from retinaface_trt.errors import RetinaFaceError
 from runtime.options import DEFAULT_MAX_PIXELS, max_file_bytes
 
 
-# File name endings of the image formats OpenCV reads, for folders of images (calibration images; detect's
-# folder expansion has the same list in runtime/cli/detect.py).
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm", ".pnm")
 _DATA_URL = re.compile(r"^\s*data:image/[\w.+-]+;base64,", re.IGNORECASE)
 # Depth and channel count as stored, EXIF orientation applied: IMREAD_UNCHANGED would skip the orientation,
 # IMREAD_COLOR would narrow 16-bit and float images before to_bgr8 sees them.

@@ -15,6 +15,9 @@ from retinaface_trt.errors import RetinaFaceError
 
 DEVICES_HELP = "cpu, cuda, cuda:N or auto (cuda when available)"
 RESIZE_POLICIES = ("original", "stretch", "letterbox")
+# File name endings of the image formats OpenCV reads: what a folder of images holds (detect's folders,
+# calibration images).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm", ".pnm")
 DEFAULT_INPUT_SIZE = (640, 640)     # (W, H): the deployment notes' fixed engine size
 MAX_INPUT_SIDE = 8192               # pixels per side of the network input
 # 40 megapixels: well above any camera image, well below what exhausts memory in the float pipeline.

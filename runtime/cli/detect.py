@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 from retinaface_trt.errors import RetinaFaceError
 from runtime.cli import options
+from runtime.options import IMAGE_SUFFIXES
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm", ".pnm")
 DEFAULT_SAVE_DIR = os.path.join("out", "annotated")   # where detect.py's -s/--save_image puts the copies
 MAX_BATCH = 1024
 STDOUT_NAMES = ("-", "/dev/stdout")

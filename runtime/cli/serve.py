@@ -10,18 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 
-from retinaface_trt.errors import RetinaFaceError
 from runtime.cli import options
 from runtime.serve import settings as defaults
 
 _SERVICE = defaults.ServeSettings()
 
 
-def _port(text: str) -> int:
-    try:
-        return defaults.check_port(text)
-    except RetinaFaceError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+_port = options.argparse_type(defaults.check_port, "port")
 
 
 def add_parser(subparsers) -> None:
