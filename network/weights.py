@@ -28,7 +28,7 @@ import numpy as np
 
 from retinaface_trt.errors import RetinaFaceError
 
-IGNORED_SUFFIX = "num_batches_tracked"
+IGNORED_SUFFIX = "num_batches_tracked"   # BatchNorm's training counter: not a weight, unused in eval mode
 FLOAT_TYPES = ("float16", "bfloat16", "float32", "float64")
 MAX_WEIGHT_SPREAD = 1000.0   # largest |conv weight| / median |conv weight| accepted in one tensor
 SPREAD_SAMPLE = 1 << 16      # magnitudes sampled for that median

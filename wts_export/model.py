@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from network.config import RetinaFaceConfig, config_for_weights
+from network.weights import IGNORED_SUFFIX
 from retinaface_trt.errors import RetinaFaceError
 from wts_export.resnet import ResNet50
 
@@ -150,15 +151,12 @@ class RetinaFace(nn.Module):
         return loc, F.softmax(logits, dim=-1), landms
 
 
-COUNTER_SUFFIX = "num_batches_tracked"   # BatchNorm's training counter: not a weight, unused in eval mode
-
-
 def check_state_dict(state_dict: Mapping[str, torch.Tensor], cfg: RetinaFaceConfig) -> None:
     """Raise RetinaFaceError unless ``state_dict`` has exactly the names and shapes of ``RetinaFace(cfg)``
     (``num_batches_tracked`` counters may be missing: checkpoints of old PyTorch versions have none)."""
     with torch.device("meta"):   # shapes only: no memory, no initialisation cost
         expected = {k: tuple(v.shape) for k, v in RetinaFace(cfg).state_dict().items()}
-    missing = [k for k in expected if k not in state_dict and not k.endswith(COUNTER_SUFFIX)]
+    missing = [k for k in expected if k not in state_dict and not k.endswith(IGNORED_SUFFIX)]
     unexpected = [k for k in state_dict if k not in expected]
     wrong = [f"{k} {tuple(v.shape)} (expected {expected[k]})"
              for k, v in state_dict.items() if k in expected and tuple(v.shape) != expected[k]]
@@ -179,6 +177,6 @@ def build_model(state_dict: Mapping[str, torch.Tensor]) -> RetinaFace:
     check_state_dict(state_dict, cfg)
     check_weights(state_dict)
     model = RetinaFace(cfg)
-    counters = {k: torch.tensor(0) for k in model.state_dict() if k.endswith(COUNTER_SUFFIX) and k not in state_dict}
+    counters = {k: torch.tensor(0) for k in model.state_dict() if k.endswith(IGNORED_SUFFIX) and k not in state_dict}
     model.load_state_dict({**state_dict, **counters}, strict=True)
     return model.eval()

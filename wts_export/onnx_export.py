@@ -51,8 +51,7 @@ def torch_model(weights):
 
 def _shaped_like_model(state: dict):
     """Arrays from a ``.wts`` file are flat: give each the shape the model expects (sizes are checked
-    later). ``num_batches_tracked`` (left out of ``.wts`` files and :func:`load_weights`) is not used in
-    eval mode: missing ones are set to 0."""
+    later). Missing ``num_batches_tracked`` counters are left to :func:`wts_export.model.build_model`."""
     import torch
 
     from network.config import config_for_weights
@@ -60,10 +59,8 @@ def _shaped_like_model(state: dict):
 
     with torch.device("meta"):
         shapes = {k: v.shape for k, v in RetinaFace(config_for_weights(state.keys())).state_dict().items()}
-    shaped = {k: v.reshape(shapes[k]) if k in shapes and v.numel() == shapes[k].numel() else v
-              for k, v in state.items()}
-    missing = {k: torch.tensor(0) for k in shapes if k.endswith("num_batches_tracked") and k not in shaped}
-    return {**shaped, **missing}
+    return {k: v.reshape(shapes[k]) if k in shapes and v.numel() == shapes[k].numel() else v
+            for k, v in state.items()}
 
 
 def onnx_bytes(model, input_size: tuple[int, int] = (640, 640), dynamic: bool = False,

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 
 from network.config import RetinaFaceConfig, get_config
+from network.weights import IGNORED_SUFFIX
 
 CALIBRATION_SHAPE = (2, 3, 320, 320)      # N, C, H, W of the images the BatchNorm statistics are measured on
 FACE_FRACTION = 0.005                     # of the priors of the calibration images scoring above 0.5
@@ -117,4 +118,4 @@ def _face_margins(model: torch.nn.Module, images: torch.Tensor) -> list[torch.Te
 def state_dict_arrays(model: torch.nn.Module) -> dict[str, np.ndarray]:
     """{name: float32 array} of ``model``'s state_dict without ``num_batches_tracked``."""
     return {name: tensor.detach().float().numpy().copy() for name, tensor in model.state_dict().items()
-            if not name.endswith("num_batches_tracked")}
+            if not name.endswith(IGNORED_SUFFIX)}

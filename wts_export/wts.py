@@ -29,10 +29,10 @@ from typing import Mapping, NamedTuple
 
 import numpy as np
 
+from network.weights import IGNORED_SUFFIX
 from retinaface_trt.errors import RetinaFaceError
 from retinaface_trt.fileio import atomic_write
 
-SKIPPED_SUFFIX = "num_batches_tracked"
 _INTEGER = re.compile(r"[0-9]+")
 
 
@@ -60,7 +60,7 @@ def write_wts(tensors: Mapping[str, object], path: str | os.PathLike, force: boo
     Values are converted to float32; ``*num_batches_tracked`` entries are skipped. Refuses to overwrite an
     existing file unless ``force``. Raises RetinaFaceError for a name that the format cannot hold.
     """
-    kept = {name: value for name, value in tensors.items() if not name.endswith(SKIPPED_SUFFIX)}
+    kept = {name: value for name, value in tensors.items() if not name.endswith(IGNORED_SUFFIX)}
     for name in kept:
         if not name or any(c.isspace() for c in name):
             raise RetinaFaceError(f"cannot write the weight name {name!r} to .wts: names must be non-empty "
