@@ -95,6 +95,7 @@ def _add_folder_args(parser) -> None:
 
 def run(args) -> int:
     _check_flags(args)
+    _check_batch(args)
     _check_outputs(args)
     jobs = expand_inputs(args.inputs)  # [(path, error or None)], in input order
     _check_save_dir_holds_no_input(args.save_dir, jobs)
@@ -150,6 +151,24 @@ def _runner(args):
     from runtime.jobs.pipeline import InProcess
 
     return InProcess(Detector.from_options(**options.detector_options(args)), settings)
+
+
+def _check_batch(args) -> None:
+    """``--batch`` bounded by the pixel budget of this machine (:mod:`runtime.budget`): N images of the input
+    size (``--resize stretch``/``letterbox``; with ``original`` the default input size stands for a photo) must
+    fit in it. Batches of larger images are split by the budget as they form."""
+    if not args.batch or args.batch == 1:
+        return
+    from runtime.budget import batch_fits, pixel_budget
+    from runtime.options import DEFAULT_INPUT_SIZE
+
+    width, height = args.input_size or DEFAULT_INPUT_SIZE
+    budget = pixel_budget(args.devices[0] if args.devices else args.device)
+    if not batch_fits(width * height, args.batch, budget):
+        raise RetinaFaceError(f"--batch {args.batch}: {args.batch} images of {width}×{height} take "
+                              f"{args.batch * width * height} pixels, more than this machine's pixel budget of "
+                              f"{budget} (half its free memory at 192 bytes a pixel, see docs/errors.md); "
+                              f"use --batch {max(1, budget // (width * height))} or less")
 
 
 def _devices(args) -> list[str] | None:
