@@ -4,8 +4,12 @@ Every image leaves this module as a BGR ``uint8`` array of shape [H, W, 3], C-co
 ``cv2.imread(path)`` (detect.py's reader) gives. Decoding always goes through ``cv2.imdecode`` so that the
 channel order stays BGR (decoding base64 with another library gives RGB, which the network was not trained
 on) and, as ``cv2.imread`` does, a JPEG's EXIF orientation is applied (a phone photo taken upright is detected
-upright, with boxes in the pixels detect.py reports). Other layouts are converted: grayscale → BGR, BGRA → BGR
-(alpha dropped), 16-bit → 8-bit (the high byte, ``value >> 8``), float → clipped to [0, 255].
+upright, with boxes in the pixels detect.py reports). Files are decoded with ``cv2.IMREAD_COLOR``, the flag of
+``cv2.imread``, so every layout is narrowed exactly as detect.py's reader narrows it (16-bit PNG: the high byte,
+16-bit TIFF: rounded, Radiance HDR: scaled by 255, PFM: rounded as stored). The one layout ``cv2.imread`` refuses
+here, a float TIFF, is decoded as stored and scaled by 255 as HDR is (float images hold [0, 1]). Arrays given to
+:func:`to_bgr8` are converted: grayscale → BGR, BGRA → BGR (alpha dropped), 16-bit → 8-bit (the high byte),
+float → clipped to [0, 255].
 
 Nothing is decoded before it is known to fit ``max_pixels`` (0: no limit):
 
@@ -41,9 +45,10 @@ from runtime.options import DEFAULT_MAX_PIXELS, max_file_bytes
 
 
 _DATA_URL = re.compile(r"^\s*data:image/[\w.+-]+;base64,", re.IGNORECASE)
-# Depth and channel count as stored, EXIF orientation applied: IMREAD_UNCHANGED would skip the orientation,
-# IMREAD_COLOR would narrow 16-bit and float images before to_bgr8 sees them.
-DECODE_FLAGS = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
+# What cv2.imread decodes (EXIF orientation applied, every depth narrowed to 8 bits as OpenCV narrows it) ...
+DECODE_FLAGS = cv2.IMREAD_COLOR
+# ... and, for what it refuses (float TIFF), depth and channels as stored (EXIF orientation applied).
+STORED_FLAGS = cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR
 # Formats OpenCV decodes whose header Pillow's openers read, by Pillow's format names (AVIF only in recent
 # Pillows). TIFF is read through Pillow's directory parser instead: its opener refuses pixel layouts that
 # OpenCV decodes (three float32 channels, for one).
@@ -110,7 +115,16 @@ def check_header(stream: IO[bytes], source: str, max_pixels: int = DEFAULT_MAX_P
     (None when ``max_pixels`` is 0: nothing is read)."""
     if not max_pixels:
         return None
-    size = header_size(stream)
+    try:
+        size = header_size(stream)
+    except _DeclaredTooMany as bomb:
+        if bomb.pixels > max_pixels:
+            raise RetinaFaceError(f"{source}: its header declares a frame of {bomb.pixels} pixels, which exceeds the "
+                                  f"limit of {max_pixels}; downscale the image or raise the limit (--max-pixels / "
+                                  "max_pixels, 0 for none)") from None
+        raise RetinaFaceError(f"{source}: its header declares a frame of {bomb.pixels} pixels, more than the header "
+                              "reader (Pillow) takes; pass --max-pixels 0 (max_pixels=0) to decode it unchecked") \
+            from None
     if size is None:
         raise RetinaFaceError(f"{source}: not a readable image (no {HEADER_FORMATS} header: truncated, corrupt, "
                               "or not an image); expected a JPEG, PNG, BMP, …")
@@ -184,17 +198,31 @@ def _open_regular(path: str, max_pixels: int) -> IO[bytes]:
 
 
 def _decode(data: bytes, source: str, max_pixels: int) -> np.ndarray:
-    image = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), DECODE_FLAGS)
+    encoded = np.frombuffer(data, dtype=np.uint8)
+    image = cv2.imdecode(encoded, DECODE_FLAGS)
+    if image is None:
+        image = cv2.imdecode(encoded, STORED_FLAGS)
+        if image is not None and image.dtype.kind == "f":
+            image = cv2.convertScaleAbs(np.maximum(image, 0), alpha=255.0)    # as OpenCV narrows HDR
     if image is None:
         raise RetinaFaceError(f"{source}: not a readable image (truncated, corrupt, or not an image "
                               "format OpenCV decodes); expected a JPEG, PNG, BMP, …")
     return to_bgr8(image, source=source, max_pixels=max_pixels)
 
 
+class _DeclaredTooMany(Exception):
+    """A header whose frame Pillow's opener refused as a decompression bomb; ``pixels`` it declares."""
+
+    def __init__(self, pixels: int):
+        super().__init__(pixels)
+        self.pixels = pixels
+
+
 def _pillow_header_size(stream: IO[bytes], prefix: bytes) -> tuple[int, int] | None:
     """The size Pillow reads from the header. Each format's opener is called directly: ``Image.open`` also
     applies Pillow's own pixel limit, a process-wide setting (``Image.MAX_IMAGE_PIXELS``) that this module
-    neither wants to depend on nor may change for the other users of Pillow in the process."""
+    neither wants to depend on nor may change for the other users of Pillow in the process. Some openers (WebP,
+    GIF frames) apply that limit themselves: their DecompressionBombError becomes :class:`_DeclaredTooMany`."""
     from PIL import Image
 
     Image.init()
@@ -206,6 +234,9 @@ def _pillow_header_size(stream: IO[bytes], prefix: bytes) -> tuple[int, int] | N
         try:
             stream.seek(0)
             return tuple(factory(stream, "").size)
+        except Image.DecompressionBombError as error:
+            found = re.search(r"\((\d+) pixels\)", str(error))
+            raise _DeclaredTooMany(int(found[1]) if found else 2 * (Image.MAX_IMAGE_PIXELS or 0) + 1) from None
         except (SyntaxError, IndexError, TypeError, ValueError, struct.error, EOFError, OSError):
             continue   # what Pillow raises for a header it cannot parse
     return None

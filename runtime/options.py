@@ -15,9 +15,11 @@ from retinaface_trt.errors import RetinaFaceError
 
 DEVICES_HELP = "cpu, cuda, cuda:N or auto (cuda when available)"
 RESIZE_POLICIES = ("original", "stretch", "letterbox")
-# File name endings of the image formats OpenCV reads: what a folder of images holds (detect's folders,
-# calibration images).
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm", ".pnm")
+# File name endings of the image formats OpenCV reads (cv2.imread's documented list, OpenEXR left out: this
+# OpenCV build has it disabled): what a folder of images holds (detect's folders, calibration images).
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm", ".pnm",
+                  ".jpe", ".jfif", ".dib", ".pbm", ".pxm", ".pam", ".pfm", ".sr", ".ras", ".hdr", ".pic", ".gif",
+                  ".avif")
 DEFAULT_INPUT_SIZE = (640, 640)     # (W, H): the deployment notes' fixed engine size
 MAX_INPUT_SIDE = 8192               # pixels per side of the network input
 # 40 megapixels: well above any camera image, well below what exhausts memory in the float pipeline.

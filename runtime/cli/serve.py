@@ -31,7 +31,7 @@ def add_parser(subparsers) -> None:
     group.add_argument("--port", type=_port, default=defaults.DEFAULT_PORT,
                        help=f"TCP port, 0 for any free one (default {defaults.DEFAULT_PORT})")
     group.add_argument("--max-batch", type=options.count, default=_SERVICE.max_batch,
-                       help=f"images per detect_batch call (default {_SERVICE.max_batch})")
+                       help=f"images per detect_batch call (default 1 on a CPU, {defaults.GPU_MAX_BATCH} on a GPU)")
     group.add_argument("--max-delay-ms", type=options.count_or_zero, default=_SERVICE.max_delay_ms,
                        help=f"wait this long for more requests to batch, in ms (default {_SERVICE.max_delay_ms})")
     group.add_argument("--max-queue", type=options.count, default=_SERVICE.max_queue,
@@ -41,6 +41,12 @@ def add_parser(subparsers) -> None:
     group.add_argument("--shutdown-timeout", type=options.count_or_zero, default=_SERVICE.shutdown_timeout_s,
                        metavar="SECONDS", help="on SIGTERM, wait this long for requests in flight "
                                                f"(default {_SERVICE.shutdown_timeout_s}; 0: no limit)")
+    group.add_argument("--header-timeout", type=options.count, default=_SERVICE.header_timeout_s,
+                       metavar="SECONDS", help="close a connection that sent no complete request headers for this "
+                                               f"long (default {_SERVICE.header_timeout_s})")
+    group.add_argument("--body-timeout", type=options.count, default=_SERVICE.body_timeout_s, metavar="SECONDS",
+                       help="answer 408 and close the connection when a request body has not arrived this long "
+                            f"after its headers (default {_SERVICE.body_timeout_s})")
     p.set_defaults(run=run)
 
 
@@ -51,7 +57,8 @@ def serve_settings(args: argparse.Namespace) -> defaults.ServeSettings:
     detection = DetectionOptions(args.confidence_threshold, args.top_k, args.nms_threshold, args.keep_top_k)
     return defaults.ServeSettings(max_batch=args.max_batch, max_delay_ms=args.max_delay_ms,
                                   max_queue=args.max_queue, max_body_mib=args.max_body_mib,
-                                  shutdown_timeout_s=args.shutdown_timeout, vis_threshold=args.vis_threshold,
+                                  shutdown_timeout_s=args.shutdown_timeout, header_timeout_s=args.header_timeout,
+                                  body_timeout_s=args.body_timeout, vis_threshold=args.vis_threshold,
                                   detection=detection)
 
 
@@ -81,7 +88,8 @@ def _serve(args, settings, sock) -> None:
     width, height = args.input_size
     with Detector.from_options(**options.detector_options(args)) as detector:
         app = create_app(detector, settings, warmup=np.zeros((height, width, 3), np.uint8))
-        server = uvicorn_server(app, settings.shutdown_timeout_s, verbose=args.verbose > 0)
+        server = uvicorn_server(app, settings.shutdown_timeout_s, verbose=args.verbose > 0,
+                                header_timeout_s=settings.header_timeout_s)
         print(f"retinaface-trt serve: listening on {url_of(sock)} (POST /v1/detect; SIGINT or SIGTERM "
               "to stop)", file=sys.stderr, flush=True)
         serve_forever(server, sock)

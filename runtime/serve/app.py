@@ -5,14 +5,18 @@ the same image and thresholds (:func:`runtime.face.image_record`), or with ``{"e
 
 * 400: a body that is not what :mod:`runtime.serve.requests` describes, or an image the SDK refuses
   (its one-line message: invalid base64, not an image, too many pixels, ...);
+* 408: a body that has not arrived ``body_timeout_s`` after the headers (the connection is closed);
 * 413: a body over ``max_body_mib``; 415: another Content-Type;
-* 503 with ``Retry-After``: ``max_queue`` requests are already admitted, or the server is stopping;
+* 503 with ``Retry-After``: ``max_queue`` requests are already admitted, the image would take the pixels
+  admitted at once over ``pixel_budget`` (:mod:`runtime.budget`), or the server is stopping;
 * 500: anything else (logged with its traceback).
 
 A request is admitted before its body is read, so a refused one costs no memory; the body is read up
-to the limit, decoded in a thread of the thread pool, and queued to the :class:`MicroBatcher`, whose one
-worker thread owns the detector. ``/healthz`` is 200 while the process serves; ``/readyz`` is 200 once the
-warm-up batch ran, 503 before that and while stopping. On shutdown (uvicorn waits for the requests in
+to the limit within ``body_timeout_s``, its image's pixels are reserved from the pixel budget once its header is
+read (before it is decoded), decoded in a thread of the thread pool, and queued to the :class:`MicroBatcher`,
+whose one worker thread owns the detector. ``/healthz`` is 200 while the process serves; ``/readyz`` is 200 once
+the warm-up batch ran, 503 before that, while stopping, and while saturated (``max_queue`` requests admitted, or
+the pixel budget taken). On shutdown (uvicorn waits for the requests in
 flight first) the worker finishes what was queued and stops.
 
 Starlette rather than FastAPI: the endpoint takes two kinds of body under one size limit and answers
@@ -25,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 
 from starlette.applications import Starlette
@@ -47,6 +52,34 @@ JSON = "application/json"
 CLIENT_GONE = 499   # the status recorded (never sent) for a client that left before its answer
 
 
+class Saturated(RetinaFaceError):
+    """A request whose image does not fit in what remains of the pixel budget (answered 503)."""
+
+
+class PixelBudget:
+    """The pixels of the images admitted at once, against a budget; any thread may take and give."""
+
+    def __init__(self, budget: int):
+        self.budget, self.held = budget, 0
+        self._lock = threading.Lock()
+
+    def take(self, pixels: int) -> bool:
+        """Reserve ``pixels`` if they fit, or if nothing is held (an image over the budget runs alone)."""
+        with self._lock:
+            if self.held and self.held + pixels > self.budget:
+                return False
+            self.held += pixels
+            return True
+
+    def give(self, pixels: int) -> None:
+        with self._lock:
+            self.held -= pixels
+
+    @property
+    def full(self) -> bool:
+        return self.held >= self.budget
+
+
 class Service:
     """What the routes share: detector, settings, metrics, the batcher and the admission count.
 
@@ -56,10 +89,13 @@ class Service:
     """
 
     def __init__(self, detector, settings: ServeSettings, warmup=None):
+        from runtime.budget import pixel_budget
+
         self.detector = detector
         self.settings = settings
         self.metrics = ServeMetrics()
-        self.batcher = MicroBatcher(detector, settings.max_batch, settings.max_delay_ms / 1000,
+        self.pixels = PixelBudget(settings.pixel_budget or pixel_budget(detector.device))
+        self.batcher = MicroBatcher(detector, settings.batch_for(detector.device), settings.max_delay_ms / 1000,
                                     self.metrics, warmup)
         self.admitted = 0     # changed on the event loop's thread only
         self.stopping = False
@@ -75,6 +111,17 @@ class Service:
     def release(self) -> None:
         self.admitted -= 1
         self.metrics.in_flight.set(self.admitted)
+
+    def reserve(self, pixels: int, held: list[int]) -> None:
+        """Take ``pixels`` of the budget for a request (added to its ``held``), or raise :class:`Saturated`."""
+        if not self.pixels.take(pixels):
+            raise Saturated(f"the server holds {self.pixels.held} of its {self.pixels.budget} pixels of images at "
+                            f"once and this image has {pixels}; retry after {self.settings.retry_after_s} s")
+        held.append(pixels)
+
+    @property
+    def saturated(self) -> bool:
+        return self.admitted >= self.settings.max_queue or self.pixels.full
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app):
@@ -111,10 +158,15 @@ def _timed(service: Service, route: str, handler):
 async def _detect(service: Service, request: Request) -> Response:
     if not service.admit():
         return _overloaded(service)
+    held: list[int] = []   # pixels this request reserved
     try:
-        return _json(200, await _detect_record(service, request))
-    except ShuttingDown as error:
+        return _json(200, await _detect_record(service, request, held))
+    except (ShuttingDown, Saturated) as error:
         return _overloaded(service, str(error))
+    except _BodyTimeout as error:
+        response = _error(408, str(error))
+        response.headers["Connection"] = "close"
+        return response
     except RequestError as error:
         return _error(error.status, str(error))
     except RetinaFaceError as error:
@@ -126,26 +178,38 @@ async def _detect(service: Service, request: Request) -> Response:
         return _error(500, f"internal error ({type(error).__name__}: {error}); see the server's log")
     finally:
         service.release()
+        service.pixels.give(sum(held))
 
 
-async def _detect_record(service: Service, request: Request) -> dict:
+async def _detect_record(service: Service, request: Request, held: list[int]) -> dict:
     """Read, check and decode the request, run it through the batcher; the SDK's record."""
     kind = requests.media_type(request.headers.get("content-type"))
-    body = await _read_body(request, service.settings.max_body_bytes)
+    try:
+        body = await asyncio.wait_for(_read_body(request, service.settings.max_body_bytes),
+                                      service.settings.body_timeout_s)
+    except asyncio.TimeoutError:
+        raise _BodyTimeout(f"the request body did not arrive within {service.settings.body_timeout_s} s "
+                           "(--body-timeout); send it at once") from None
     # JSON parsing and image decoding take milliseconds per megabyte: in a thread, not on the event loop
-    parsed, bgr = await run_in_threadpool(_parse_and_decode, service, kind, body, dict(request.query_params))
+    parsed, bgr = await run_in_threadpool(_parse_and_decode, service, kind, body, dict(request.query_params),
+                                          held)
     dets = await asyncio.wrap_future(service.batcher.submit(bgr))
     overrides = parsed.overrides
     return image_record(parsed.name, bgr.shape[1], bgr.shape[0], overrides.select(dets), overrides.vis_threshold)
 
 
-def _parse_and_decode(service: Service, kind: str, body: bytes, query: dict):
-    """(DetectRequest, BGR uint8 [H, W, 3]) of a body of media type ``kind``."""
+def _parse_and_decode(service: Service, kind: str, body: bytes, query: dict, held: list[int]):
+    """(DetectRequest, BGR uint8 [H, W, 3]) of a body of media type ``kind``; the image's pixels are reserved
+    (into ``held``) before it is decoded."""
     if kind == requests.JSON_TYPE:
         parsed = requests.parse_json(body, service.settings)
     else:
         parsed = requests.parse_image(body, query, service.settings)
-    return parsed, parsed.decode(service.detector.max_pixels)
+    return parsed, parsed.decode(service.detector.max_pixels, lambda pixels: service.reserve(pixels, held))
+
+
+class _BodyTimeout(RetinaFaceError):
+    """A request body that did not arrive within ``body_timeout_s`` (answered 408)."""
 
 
 async def _read_body(request: Request, limit: int) -> bytes:
@@ -181,6 +245,9 @@ async def _readyz(service: Service, request: Request) -> Response:
         return _json(503, {"status": "failed", "error": batcher.warmup_error})
     if not batcher.ready.is_set():
         return _json(503, {"status": "warming up"})
+    if service.saturated:
+        return _json(503, {"status": "saturated", "in_flight": service.admitted,
+                           "pixels_held": service.pixels.held, "pixel_budget": service.pixels.budget})
     return _json(200, {"status": "ready"})
 
 

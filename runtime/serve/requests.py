@@ -64,13 +64,23 @@ class DetectRequest:
     name: str | None
     overrides: Overrides
 
-    def decode(self, max_pixels: int) -> np.ndarray:
-        """The image as BGR uint8 [H, W, 3] (:mod:`runtime.image_io`; RetinaFaceError with the SDK's line)."""
-        from runtime.image_io import decode_base64, decode_image
+    def decode(self, max_pixels: int, reserve=None) -> np.ndarray:
+        """The image as BGR uint8 [H, W, 3] (:mod:`runtime.image_io`; RetinaFaceError with the SDK's line).
+        ``reserve(pixels)`` (optional) is called with the image's pixels before it is decoded (once decoded when
+        ``max_pixels`` is 0: no header is read then); it may raise to refuse the image."""
+        import io
 
-        if isinstance(self.image, bytes):
-            return decode_image(self.image, source="request body", max_pixels=max_pixels)
-        return decode_base64(self.image, max_pixels=max_pixels)
+        from runtime.image_io import base64_bytes, check_header, decode_image
+
+        source = "request body" if isinstance(self.image, bytes) else "base64 input"
+        data = self.image if isinstance(self.image, bytes) else base64_bytes(self.image, source, max_pixels)
+        size = check_header(io.BytesIO(data), source, max_pixels) if reserve is not None else None
+        if size:
+            reserve(size[0] * size[1])
+        image = decode_image(data, source=source, max_pixels=max_pixels)
+        if reserve is not None and not size:
+            reserve(image.shape[0] * image.shape[1])
+        return image
 
 
 def media_type(content_type: str | None) -> str:
@@ -88,6 +98,9 @@ def parse_json(body: bytes, settings) -> DetectRequest:
         record = json.loads(body)
     except (ValueError, UnicodeDecodeError) as error:
         raise RequestError(400, f"the body is not valid JSON ({error}); expected {EXAMPLE}") from None
+    except RecursionError:
+        raise RequestError(400, f"the body nests JSON arrays or objects too deeply to parse; expected {EXAMPLE}") \
+            from None
     if not isinstance(record, dict):
         raise RequestError(400, f"expected a JSON object such as {EXAMPLE}, found {type(record).__name__}")
     if "image" not in record:

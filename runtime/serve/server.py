@@ -43,13 +43,52 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def uvicorn_server(app, shutdown_timeout_s: int = 30, verbose: bool = False):
-    """A ``uvicorn.Server`` for ``app``; its loggers go through the project's logging (no config of its own)."""
+def uvicorn_server(app, shutdown_timeout_s: int = 30, verbose: bool = False, header_timeout_s: float = 10):
+    """A ``uvicorn.Server`` for ``app``; its loggers go through the project's logging (no config of its own).
+
+    A connection that has not sent complete request headers ``header_timeout_s`` seconds after it opened, or
+    after its previous answer, is closed (uvicorn itself waits for headers as long as the client likes).
+    """
     import uvicorn
 
     config = uvicorn.Config(app, lifespan="on", log_config=None, access_log=verbose,
-                            timeout_graceful_shutdown=shutdown_timeout_s or None)
+                            timeout_graceful_shutdown=shutdown_timeout_s or None,
+                            http=_header_timeout_protocol(header_timeout_s))
     return uvicorn.Server(config)
+
+
+def _header_timeout_protocol(seconds: float):
+    """uvicorn's h11 protocol, closing a connection whose request headers do not arrive within ``seconds``."""
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class HeaderTimeoutProtocol(H11Protocol):
+        _header_timer = None
+
+        def connection_made(self, transport) -> None:
+            super().connection_made(transport)
+            self._arm_header_timer()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._arm_header_timer()
+
+        def connection_lost(self, exc) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+            super().connection_lost(exc)
+
+        def _arm_header_timer(self) -> None:
+            waiting_for = self.cycle    # a request whose headers complete replaces the cycle
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+            self._header_timer = self.loop.call_later(seconds, self._headers_late, waiting_for)
+
+        def _headers_late(self, waiting_for) -> None:
+            idle = self.cycle is None or self.cycle.response_complete
+            if self.cycle is waiting_for and idle and not self.transport.is_closing():
+                self.transport.close()
+
+    return HeaderTimeoutProtocol
 
 
 def serve_forever(server, sock: socket.socket) -> None:

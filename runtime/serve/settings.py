@@ -17,6 +17,7 @@ DEFAULT_HOST = "127.0.0.1"   # loopback: exposing the service is a decision the 
 DEFAULT_PORT = 8000
 MAX_PORT = 65535
 MIB = 1 << 20
+GPU_MAX_BATCH = 16   # the default --max-batch on a GPU
 
 
 def check_port(value) -> int:
@@ -31,11 +32,19 @@ def check_port(value) -> int:
 class ServeSettings:
     """How the service batches, bounds and answers requests. Checked when created.
 
-    max_batch:        images per ``Detector.detect_arrays`` call (default 16)
+    max_batch:        images per ``Detector.detect_arrays`` call (default None: 1 on a CPU, where a batch is not
+                      faster and each answer is then exactly ``Engine.infer``'s; 16 on a GPU)
     max_delay_ms:     how long the worker waits for more requests after the first one, in ms (default 2)
     max_queue:        requests admitted at once (reading, decoding, waiting or running); one more gets
-                      503 with ``Retry-After`` (default 64). Memory is bounded by about
-                      max_queue × (max_body_mib + 3 bytes × the detector's max_pixels).
+                      503 with ``Retry-After`` (default 64); /readyz answers 503 while it is reached
+    pixel_budget:     pixels of the images admitted at once (decoding, waiting, running); a request whose image
+                      would exceed it gets 503 with ``Retry-After`` (an image alone always runs). Default 0:
+                      :func:`runtime.budget.pixel_budget` of the detector's device. Memory is then bounded by about
+                      max_queue × max_body_mib + 192 bytes × pixel_budget (or one image of max_pixels)
+    header_timeout_s: a connection that has not sent a request's headers this long after it opened (or after
+                      its previous answer) is closed (default 10)
+    body_timeout_s:   a request whose body has not arrived this long after its headers gets 408 and its
+                      connection is closed (default 30)
     max_body_mib:     largest request body in MiB; a larger one gets 413 (default 32)
     retry_after_s:    the ``Retry-After`` of a 503, in seconds (default 1)
     shutdown_timeout_s: how long a stopping server waits for in-flight requests, in seconds (default 30)
@@ -44,23 +53,34 @@ class ServeSettings:
                       threshold or lower its keep_top_k, never the reverse (see :mod:`runtime.serve.requests`)
     """
 
-    max_batch: int = 16
+    max_batch: int | None = None
     max_delay_ms: int = 2
     max_queue: int = 64
     max_body_mib: int = 32
+    pixel_budget: int = 0
+    header_timeout_s: int = 10
+    body_timeout_s: int = 30
     retry_after_s: int = 1
     shutdown_timeout_s: int = 30
     vis_threshold: float = DEFAULT_VIS_THRESHOLD
     detection: DetectionOptions = field(default_factory=DetectionOptions)
 
     def __post_init__(self):
-        for name in ("max_batch", "max_queue", "max_body_mib", "retry_after_s"):
+        for name in ("max_queue", "max_body_mib", "retry_after_s", "header_timeout_s", "body_timeout_s"):
             object.__setattr__(self, name, check_count(name, getattr(self, name)))
-        for name in ("max_delay_ms", "shutdown_timeout_s"):
+        if self.max_batch is not None:
+            object.__setattr__(self, "max_batch", check_count("max_batch", self.max_batch))
+        for name in ("max_delay_ms", "shutdown_timeout_s", "pixel_budget"):
             object.__setattr__(self, name, check_count(name, getattr(self, name), low=0))
         object.__setattr__(self, "vis_threshold", check_probability("vis_threshold", self.vis_threshold))
         if not isinstance(self.detection, DetectionOptions):
             raise RetinaFaceError(f"detection must be a DetectionOptions, found {type(self.detection).__name__}")
+
+    def batch_for(self, device) -> int:
+        """``max_batch``, or its default for ``device`` (a torch.device or its name)."""
+        if self.max_batch is not None:
+            return self.max_batch
+        return GPU_MAX_BATCH if str(device).startswith("cuda") else 1
 
     @property
     def max_body_bytes(self) -> int:

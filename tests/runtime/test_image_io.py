@@ -310,15 +310,20 @@ def test_exif_orientation_is_applied_like_imread(tmp_path, orientation):
 
 
 @pytest.mark.parametrize("ext", [".png", ".tiff", ".webp"])
-def test_layouts_decode_as_before_the_orientation_fix(ext):
-    """Alpha, 16-bit and float keep converting exactly as with IMREAD_UNCHANGED."""
+def test_layouts_decode_as_imread_does(ext):
+    """Alpha, 16-bit and float convert exactly as cv2.imread converts them (detect.py's reader); a float TIFF,
+    which cv2.imread refuses, is scaled by 255 as HDR is."""
     rng = np.random.default_rng(3)
     for image in (rng.integers(0, 256, (20, 30, 4), dtype=np.uint8), rng.integers(0, 65536, (20, 30, 3), dtype=np.uint16),
                   rng.random((20, 30, 3), dtype=np.float32) * 300):
         if ext == ".webp" and image.dtype != np.uint8 or ext == ".png" and image.dtype == np.float32:
             continue
         data = cv2.imencode(ext, image)[1]
-        np.testing.assert_array_equal(decode_image(data.tobytes()), to_bgr8(cv2.imdecode(data, cv2.IMREAD_UNCHANGED)))
+        expected = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        if expected is None:     # float TIFF
+            assert ext == ".tiff" and image.dtype == np.float32
+            expected = np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
+        np.testing.assert_array_equal(decode_image(data.tobytes()), expected)
 
 
 @pytest.mark.parametrize("dtype, channels", [("uint8", 1), ("uint8", 4), ("uint16", 3), ("uint16", 4),
