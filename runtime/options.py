@@ -36,9 +36,10 @@ def max_file_bytes(max_pixels: int) -> int:
 
 
 def check_probability(name: str, value) -> float:
-    """``value`` as a float if it is a finite number in [0, 1]; else RetinaFaceError."""
+    """``value`` as a float if it is a finite number in [0, 1]; else RetinaFaceError (also for a bool: JSON's
+    ``true`` is not 1.0)."""
     try:
-        number = float(value)
+        number = math.nan if isinstance(value, bool) else float(value)
     except (TypeError, ValueError):
         number = math.nan
     if not (math.isfinite(number) and 0.0 <= number <= 1.0):

@@ -102,6 +102,7 @@ class GatedDetector:
     """
 
     max_pixels = 40_000_000
+    device = "cpu"
 
     def __init__(self, open_gate: bool = True):
         self.gate = threading.Event()
@@ -130,8 +131,10 @@ def running(detector, warmup=None, **settings):
     from runtime.serve.server import BackgroundServer, bind, uvicorn_server
     from runtime.serve.settings import ServeSettings
 
-    app = create_app(detector, ServeSettings(**settings), warmup=warmup)
-    server = BackgroundServer(uvicorn_server(app, shutdown_timeout_s=10), bind("127.0.0.1", 0))
+    checked = ServeSettings(**settings)
+    app = create_app(detector, checked, warmup=warmup)
+    server = BackgroundServer(uvicorn_server(app, shutdown_timeout_s=10, header_timeout_s=checked.header_timeout_s),
+                              bind("127.0.0.1", 0))
     with server, httpx.Client(base_url=server.url, timeout=60) as client:
         client.app = app
         yield client
