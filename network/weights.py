@@ -13,7 +13,9 @@ hands out (including derived ones such as folded BatchNorm scales): keep the sto
 
 * a tensor that is not floating point (integers, booleans, complex numbers are never RetinaFace weights, and
   casting them would hide the damage), or that holds NaN or infinity once in float32;
-* values no trained network has: a negative BatchNorm variance, every variance zero, or a convolution
+* values no trained network has: a magnitude of :data:`MAX_WEIGHT_MAGNITUDE` or more (:data:`MAX_VARIANCE` for
+  a BatchNorm variance; the published MobileNet-0.25 stays under 27 and 9.9e4: a value of 1e38 is finite but
+  overflows float32 in the first layers, and ends as infinity in the detections), a negative BatchNorm variance, every variance zero, or a convolution
   weight more than :data:`MAX_WEIGHT_SPREAD` times the median magnitude of its tensor (the published
   MobileNet-0.25 stays under 21 times; a flipped byte or exponent bit gives thousands). A convolution weight
   is a ``.weight`` whose module has no ``running_var``: RetinaFace has no other kind.
@@ -32,6 +34,8 @@ IGNORED_SUFFIX = "num_batches_tracked"   # BatchNorm's training counter: not a w
 FLOAT_TYPES = ("float16", "bfloat16", "float32", "float64")
 MAX_WEIGHT_SPREAD = 1000.0   # largest |conv weight| / median |conv weight| accepted in one tensor
 SPREAD_SAMPLE = 1 << 16      # magnitudes sampled for that median
+MAX_WEIGHT_MAGNITUDE = 1e6   # largest |value| accepted in a weight, a bias, a BatchNorm mean or scale ...
+MAX_VARIANCE = 1e12          # ... and in a BatchNorm variance (a squared scale)
 
 
 def check_weights(weights: Mapping[str, object], source: str = "the weights") -> dict[str, np.ndarray]:
@@ -40,6 +44,8 @@ def check_weights(weights: Mapping[str, object], source: str = "the weights") ->
     naming ``source``, the key and what was found."""
     arrays = {name: _floating_array(name, value, source)
               for name, value in weights.items() if not name.endswith(IGNORED_SUFFIX)}
+    for name, array in arrays.items():
+        _check_magnitude(name, array, source)
     _check_variances(arrays, source)
     for name in _conv_weights(arrays):
         _check_spread(name, arrays[name], source)
@@ -62,6 +68,18 @@ def _floating_array(name: str, value, source: str) -> np.ndarray:
                               f"(first: {array.reshape(-1)[bad[0]]} at flat index {bad[0]}); the file is damaged "
                               "or the training diverged")
     return array
+
+
+def _check_magnitude(name: str, array: np.ndarray, source: str) -> None:
+    limit = MAX_VARIANCE if name.endswith(".running_var") else MAX_WEIGHT_MAGNITUDE
+    flat = array.reshape(-1)
+    if flat.size == 0:
+        return
+    index = int(np.argmax(np.abs(flat)))
+    if abs(float(flat[index])) >= limit:
+        raise RetinaFaceError(f"{source}: weight {name!r} holds {float(flat[index]):.6g} at flat index {index}; "
+                              f"trained RetinaFace weights stay below {limit:g} in magnitude (values this large "
+                              "overflow float32 in the network): the file is damaged, get a fresh copy")
 
 
 def _check_variances(arrays: Mapping[str, np.ndarray], source: str) -> None:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from retinaface_trt.errors import RetinaFaceError
+
 DEFAULT_VIS_THRESHOLD = 0.6  # detect.py draws faces with score >= 0.6
 
 # RetinaFace landmark order (image left/right, as the original detect.py documents it).
@@ -71,5 +73,9 @@ def error_record(image, message: str) -> dict:
 
 
 def to_json(value, indent: int | None = None) -> str:
-    """Serialise records; NaN/inf are refused (they are not JSON)."""
-    return json.dumps(value, indent=indent, allow_nan=False)
+    """Serialise records; NaN/inf are refused (they are not JSON) with a RetinaFaceError."""
+    try:
+        return json.dumps(value, indent=indent, allow_nan=False)
+    except ValueError:
+        raise RetinaFaceError("the detections hold values that are not finite (infinity or NaN): the network "
+                              "overflowed float32, so its weights are out of range; check the weights file") from None

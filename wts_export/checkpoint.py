@@ -10,7 +10,9 @@ would run code from the file. Accepted layouts:
 Tensors are mapped to the CPU (the published files hold CUDA tensors). Anything else raises RetinaFaceError.
 
 A checkpoint in ``torch.save``'s zip format has a CRC-32 per record, checked before loading (PyTorch itself
-does not check it, so a file with flipped bytes would load with wrong values). The legacy format (the
+does not check it, so a file with flipped bytes would load with wrong values). Before anything is inflated, the
+sizes its records declare must sum to at most :data:`MAX_CHECKPOINT_BYTES` (a few kilobytes of deflated zeros can
+declare gigabytes); a record that inflates beyond what it declares fails its CRC check, read in bounded pieces. The legacy format (the
 published checkpoints) has no checksum: its values are checked by :func:`network.weights.check_weights`.
 """
 
@@ -27,6 +29,9 @@ from retinaface_trt.errors import RetinaFaceError
 
 PREFIX = "module."
 WRAPPER_KEYS = ("state_dict", "model")
+# The most bytes the records of a zip checkpoint may hold once inflated: RetinaFace's largest checkpoint
+# (ResNet-50) is 105 MB, training checkpoints with optimizer state about three times that.
+MAX_CHECKPOINT_BYTES = 512 << 20
 
 
 def _torch_load(path: Path):
@@ -37,7 +42,7 @@ def _torch_load(path: Path):
                               "expected a .pth file such as weights/mobilenet0.25_Final.pth")
     _check_archive(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
         if found is None:   # not a pickle at all ("Unsupported operand"), or a damaged one
@@ -50,6 +55,10 @@ def _torch_load(path: Path):
         raise RetinaFaceError(
             f"{path} is not a readable PyTorch checkpoint ({_describe(error)}); "
             f"expected a .pth file written by torch.save{_wts_hint(path)}") from None
+    if path.suffix.lower() == ".wts":
+        raise RetinaFaceError(f"{path} is a PyTorch checkpoint, not a .wts text file; rename it to "
+                              f"{path.with_suffix('.pth').name}")
+    return loaded
 
 
 def _check_archive(path: Path) -> None:
@@ -58,6 +67,11 @@ def _check_archive(path: Path) -> None:
         if not zipfile.is_zipfile(path):
             return
         with zipfile.ZipFile(path) as archive:
+            declared = sum(info.file_size for info in archive.infolist())
+            if declared > MAX_CHECKPOINT_BYTES:
+                raise RetinaFaceError(f"{path}: its records declare {declared} bytes once inflated, more than a "
+                                      f"RetinaFace checkpoint holds ({MAX_CHECKPOINT_BYTES} at most); refused before "
+                                      "inflating them: the file is damaged or not a checkpoint")
             damaged = archive.testzip()
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError) as error:
         raise RetinaFaceError(f"{path} is a damaged PyTorch checkpoint ({_describe(error)}); "
@@ -100,7 +114,8 @@ def _unwrap(obj, path: Path) -> dict:
         f"{path} holds {found}; expected a state_dict ({{name: tensor}}), possibly under 'state_dict' or 'model'")
 
 
-def _strip_prefix(tensors: dict, path: Path) -> dict:
+def strip_prefix(tensors: dict, path: Path) -> dict:
+    """``tensors`` without the ``module.`` prefix of nn.DataParallel (RetinaFaceError if names then collide)."""
     stripped = {(k[len(PREFIX):] if k.startswith(PREFIX) else k): v for k, v in tensors.items()}
     if len(stripped) != len(tensors):
         raise RetinaFaceError(f"{path}: names collide once the '{PREFIX}' prefix is removed; "
@@ -114,4 +129,4 @@ def load_state_dict(path: str | os.PathLike) -> dict:
     Raises RetinaFaceError for a missing or unreadable file, a pickled model object, or a dict without tensors.
     """
     path = Path(path)
-    return _strip_prefix(dict(_unwrap(_torch_load(path), path)), path)
+    return strip_prefix(dict(_unwrap(_torch_load(path), path)), path)

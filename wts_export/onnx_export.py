@@ -41,9 +41,9 @@ def torch_model(weights):
     if isinstance(weights, RetinaFace):
         return weights.eval()
     if isinstance(weights, (str, os.PathLike)):
-        if not Path(weights).is_file():
-            raise RetinaFaceError(f"weights file {weights} not found; expected a .pth or .wts file")
-        from wts_export.weights import load_weights
+        from wts_export.weights import check_weights_file, load_weights
+
+        check_weights_file(weights)
         weights = load_weights(weights)
     state = {k: torch.as_tensor(np.asarray(v)) for k, v in weights.items()}
     return build_model(_shaped_like_model(state))

@@ -187,8 +187,10 @@ def _onnxruntime_backend(request: BackendRequest):
     from runtime.backends.onnxruntime import OnnxRuntimeBackend
 
     model = request.engine if request.engine is not None else request.weights
-    if request.engine is None and isinstance(model, (str, os.PathLike)) and not os.path.isfile(model):
-        raise RetinaFaceError(f"weights file {model} not found; expected a .pth or .wts file")
+    if request.engine is None and isinstance(model, (str, os.PathLike)):
+        from wts_export.weights import check_weights_file
+
+        check_weights_file(model)
     if model is None or not isinstance(model, (str, os.PathLike)):
         raise RetinaFaceError("the onnxruntime backend needs a model file: --engine MODEL.onnx "
                               "(or --weights .onnx/.pth/.wts)")

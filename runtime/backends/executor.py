@@ -19,7 +19,6 @@ planning per new shape, so float16 is NHWC. A shape's first call skips cuDNN eit
 from __future__ import annotations
 
 import logging
-import os
 from typing import Mapping
 
 import numpy as np
@@ -113,8 +112,8 @@ def _load(weights) -> Mapping[str, np.ndarray]:
     """A path is checked and loaded; a mapping of arrays is used as it is."""
     if isinstance(weights, Mapping):
         return weights
-    if not os.path.isfile(weights):
-        raise RetinaFaceError(f"weights file {weights} not found; expected a .pth or .wts file")
-    from wts_export.weights import load_weights
+    from wts_export.weights import check_weights_file, load_weights
+
+    check_weights_file(weights)
 
     return load_weights(weights)
