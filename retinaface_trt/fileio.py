@@ -14,6 +14,10 @@ Conventions:
 * **Streams.** ``-`` is standard output; ``/dev/stdout``, ``/dev/stderr``, ``/dev/fd/N`` and any existing file
   that is neither regular nor a folder (a character device, a FIFO) are written in place: there is nothing
   to rename over, and ``force`` does not apply.
+* **One writer.** :func:`hold_output` claims a destination for a whole run (a ``flock`` on ``.<name>.lock`` beside
+  it, removed at the end; a killed run's lock dies with it), so that a second run on the same output is refused
+  instead of interleaving with the first or replacing its records. :func:`check_not_an_input` refuses an output
+  that is one of the command's inputs.
 * **Errors.** Every refusal and every ``OSError`` while writing is one :class:`RetinaFaceError` naming the path.
 """
 
@@ -54,6 +58,12 @@ def check_writable(path: str | os.PathLike, force: bool = False) -> Path:
     where no file can be created (read-only, no permission: tried by creating and removing a part file).
     Stale part files of that folder are removed. Streams (see the module doc) are accepted as they are.
     """
+    text = os.fspath(path)
+    if not text.strip():
+        raise RetinaFaceError("the output file name is empty; expected a file name such as out.json")
+    if text.endswith(("/", os.sep)) and not is_stream(text):
+        raise RetinaFaceError(f"cannot write {text}: it names a folder; expected a file name such as "
+                              f"{os.path.join(text, 'out.json')}")
     path = Path(path)
     if is_stream(path):
         return path
@@ -61,6 +71,53 @@ def check_writable(path: str | os.PathLike, force: bool = False) -> Path:
     _probe(path)
     remove_stale_parts(path.parent)
     return path
+
+
+@contextlib.contextmanager
+def hold_output(path: str | os.PathLike, hint: str = "wait for it to finish, or pass another file") -> Iterator[None]:
+    """Hold the claim on writing ``path`` until the block ends; RetinaFaceError at once if another process holds
+    it. Streams need no claim. Without ``flock`` (not POSIX) nothing is held."""
+    path = Path(path)
+    try:
+        import fcntl
+    except ImportError:
+        fcntl = None
+    if is_stream(path) or fcntl is None:
+        yield
+        return
+    lock = path.parent / f".{path.name}.lock"
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except OSError as error:
+        raise _write_error(path, error) from None
+    held = False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            held = os.stat(lock).st_ino == os.fstat(fd).st_ino    # not a lock file its holder just removed
+        except BlockingIOError:
+            pass
+        except FileNotFoundError:
+            pass
+        if not held:
+            raise RetinaFaceError(f"{path} is being written by another run (it holds {lock.name}); {hint}")
+        yield
+    finally:
+        if held:
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
+        os.close(fd)
+
+
+def check_not_an_input(path: str | os.PathLike, inputs, what: str = "the output") -> None:
+    """RetinaFaceError if ``path`` names the same file as one of ``inputs`` (writing it would replace an input)."""
+    if is_stream(path) or not os.path.exists(path):
+        return
+    for source in inputs:
+        with contextlib.suppress(OSError):
+            if os.path.samefile(path, source):
+                raise RetinaFaceError(f"{what} {path} is the input {source}: writing it would replace that input; "
+                                      "choose another file name")
 
 
 def check_output_dir(folder: str | os.PathLike) -> Path:

@@ -126,6 +126,9 @@ def run_build(args) -> int:
 
     built = build_options(args)
     source = _source(args)
+    from retinaface_trt.fileio import check_not_an_input
+
+    check_not_an_input(args.output, [source])
     output = prepare_output(args.output, args.force)         # before any work: nothing is built for nowhere
     trt = import_tensorrt()
     device = TorchCuda().resolve(args.device)

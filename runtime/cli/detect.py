@@ -99,10 +99,16 @@ def run(args) -> int:
     _check_outputs(args)
     jobs = expand_inputs(args.inputs)  # [(path, error or None)], in input order
     _check_save_dir_holds_no_input(args.save_dir, jobs)
+    from retinaface_trt.fileio import check_not_an_input, hold_output
     from runtime.jobs.records import RecordStore
 
     with contextlib.ExitStack() as stack:
-        store = stack.enter_context(RecordStore.open(args.json_lines)) if args.json_lines else None
+        for flag, path in (("--json", args.json_path), ("--json-lines", args.json_lines)):
+            if path:
+                check_not_an_input(path, [p for p, error in jobs if error is None], flag)
+                stack.enter_context(hold_output(path, f"wait for it to finish, or pass another {flag} file"))
+        store = (stack.enter_context(RecordStore.open(args.json_lines, _record_settings(args)))
+                 if args.json_lines else None)
         recorded = [store is not None and path in store for path, _ in jobs]
         tally, elapsed = _run_jobs(args, jobs, recorded, store, stack)
     return _finish(tally, elapsed, args)
@@ -153,6 +159,17 @@ def _runner(args):
     return InProcess(Detector.from_options(**options.detector_options(args)), settings)
 
 
+def _record_settings(args) -> dict:
+    """What the records of a ``--json-lines`` file depend on: a resumed run must use the same (the store refuses
+    others, see :mod:`runtime.jobs.records`)."""
+    model = args.engine if getattr(args, "engine", None) else args.weights
+    return {"model": os.path.realpath(model) if model else None, "precision": args.precision, "resize": args.resize,
+            "input_size": list(args.input_size) if args.input_size else None,
+            "confidence_threshold": args.confidence_threshold, "nms_threshold": args.nms_threshold,
+            "top_k": args.top_k, "keep_top_k": args.keep_top_k, "vis_threshold": args.vis_threshold,
+            "max_pixels": args.max_pixels}
+
+
 def _check_batch(args) -> None:
     """``--batch`` bounded by the pixel budget of this machine (:mod:`runtime.budget`): N images of the input
     size (``--resize stretch``/``letterbox``; with ``original`` the default input size stands for a photo) must
@@ -188,7 +205,11 @@ def _resume_hint(args) -> str:
 def _check_flags(args) -> None:
     """Flags that exclude each other: a usage error (exit status 2)."""
     problem = None
-    if args.devices and args.device != "auto":
+    empty = [flag for flag, value in (("--json", args.json_path), ("--json-lines", args.json_lines),
+                                      ("--save-dir", args.save_dir)) if value is not None and not value.strip()]
+    if empty:
+        problem = f"{empty[0]} needs a file name, found an empty string"
+    elif args.devices and args.device != "auto":
         problem = "--device and --devices exclude each other (--devices cuda:0,cuda:1 runs one worker per device)"
     elif args.json_path and args.json_lines and _same_output(args.json_path, args.json_lines):
         problem = "--json and --json-lines must be different files"

@@ -22,10 +22,11 @@ def add_parser(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from network.config import config_for_weights
     from network.weights import check_weights
-    from retinaface_trt.fileio import check_writable
+    from retinaface_trt.fileio import check_not_an_input, check_writable
     from wts_export.weights import checked_state_dict
     from wts_export.wts import write_wts
 
+    check_not_an_input(args.output, [args.checkpoint])
     check_writable(args.output, args.force)   # fail before the slow load
     state_dict = checked_state_dict(args.checkpoint)
     cfg = config_for_weights(state_dict.keys())

@@ -63,8 +63,10 @@ def add_parser(subparsers) -> None:
 
 
 def run_export(args) -> int:
+    from retinaface_trt.fileio import check_not_an_input
     from wts_export.onnx_export import export_onnx
 
+    check_not_an_input(args.output, [args.checkpoint])
     size = args.input_size or DEFAULT_INPUT_SIZE
     path = export_onnx(args.checkpoint, args.output, size, dynamic=args.dynamic,
                        opset=args.opset, simplify=args.simplify, force=args.force)

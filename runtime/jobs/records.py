@@ -8,8 +8,11 @@ that much work, done again by the next run). At start an existing file is read b
 path as given) are skipped, so running the same command again resumes a job; records of failed inputs count as
 done too (to try those again, delete their lines). A last line without its newline (a run killed while writing
 it) is dropped before the first new line is appended; any other line that is not a record is an error. While a
-run appends to a file, it holds a lock on it: a second run on the same file is refused. ``-`` streams the
-records to standard output instead (nothing to resume from).
+run appends to a file, it holds a lock on it: a second run on the same file is refused. The settings the records
+depend on (model, thresholds, resize, input size; given by the caller) are kept beside the file in
+``OUT.jsonl.settings.json``, written with the first record: a run resuming with other settings is refused (its
+records would mix two settings in one file), naming what differs. ``-`` streams the records to standard output
+instead (nothing to resume from).
 
 ``--json OUT.json`` (:func:`json_array`): the JSON array of the records of every input, in input order, the
 skipped inputs' records (read back from the store) included; the same text as ``to_json(records, indent=2)``,
@@ -28,10 +31,11 @@ import time
 from typing import NamedTuple
 
 from retinaface_trt.errors import RetinaFaceError
-from retinaface_trt.fileio import atomic_write, check_writable, is_stream
+from retinaface_trt.fileio import atomic_write, check_writable, is_stream, write_text_atomic
 from runtime.face import to_json
 
 SYNC_INTERVAL_S = 1.0
+SETTINGS_SUFFIX = ".settings.json"   # beside OUT.jsonl: the settings its records were made with
 log = logging.getLogger("retinaface_trt")
 
 
@@ -52,8 +56,9 @@ class RecordStore:
     file and releases the lock.
     """
 
-    def __init__(self, path: str | os.PathLike, sync_interval_s: float = SYNC_INTERVAL_S):
+    def __init__(self, path: str | os.PathLike, sync_interval_s: float = SYNC_INTERVAL_S, settings: dict | None = None):
         self.path, self.sync_interval_s = os.fspath(path), sync_interval_s
+        self.settings = settings
         self.stream = is_stream(self.path)
         self._entries: dict[str, Entry] = {}
         self._end = 0                 # bytes of complete lines: a torn last line starts there
@@ -62,13 +67,37 @@ class RecordStore:
         self._synced = time.monotonic()
 
     @classmethod
-    def open(cls, path: str | os.PathLike, sync_interval_s: float = SYNC_INTERVAL_S) -> "RecordStore":
+    def open(cls, path: str | os.PathLike, settings: dict | None = None,
+             sync_interval_s: float = SYNC_INTERVAL_S) -> "RecordStore":
         """The store of ``path``, read back; RetinaFaceError (nothing written) if it cannot be read, appended to
-        or created, holds a line that is not a record, or is being written by another run."""
-        store = cls(path, sync_interval_s)
+        or created, holds a line that is not a record, is being written by another run, or was written with
+        other ``settings`` (a JSON-able dict; None: not checked)."""
+        store = cls(path, sync_interval_s, settings)
         if not store.stream:
             store._load()
+            store._check_settings()
         return store
+
+    @property
+    def settings_path(self) -> str:
+        return self.path + SETTINGS_SUFFIX
+
+    def _check_settings(self) -> None:
+        if self.settings is None or not os.path.exists(self.settings_path):
+            return
+        try:
+            with open(self.settings_path, encoding="utf-8") as handle:
+                stored = json.load(handle)
+        except (OSError, ValueError) as error:
+            self.close()
+            raise RetinaFaceError(f"cannot read {self.settings_path} ({error}); remove it to resume {self.path} "
+                                  "without checking its settings") from None
+        differ = [f"{key} {stored.get(key)!r} there, {value!r} now" for key, value in self.settings.items()
+                  if _comparable(stored.get(key)) != _comparable(value)]
+        if differ:
+            self.close()
+            raise RetinaFaceError(f"{self.path} holds records made with other settings ({'; '.join(differ)}); "
+                                  "resume with the same settings, or pass another --json-lines file")
 
     def __contains__(self, image: str) -> bool:
         return image in self._entries
@@ -146,6 +175,12 @@ class RecordStore:
         if not self.stream:
             if self._reader is None:
                 _lock(writer, self.path)               # a new file: locked from its first line on
+                if os.fstat(writer.fileno()).st_size:  # written since it was found missing: never truncated
+                    writer.close()
+                    raise RetinaFaceError(f"{self.path} was created by another run while this one ran; pass "
+                                          "another --json-lines file")
+            if self.settings is not None:
+                write_text_atomic(self.settings_path, to_json(self.settings, indent=2) + "\n")
             if os.fstat(writer.fileno()).st_size > self._end:
                 log.warning("%s: its last line was incomplete (a run stopped while writing it); replaced", self.path)
                 os.ftruncate(writer.fileno(), self._end)
@@ -183,6 +218,11 @@ def _parse(line: bytes, path: str, number: int) -> dict:
         raise RetinaFaceError(f"{path} line {number} is not a record of `detect --json-lines` ({why}); pass "
                               "another file, or remove that line")
     return record
+
+
+def _comparable(value):
+    """JSON's view of a value (tuples are lists), so that a stored setting equals the one given."""
+    return json.loads(json.dumps(value))
 
 
 def _lock(handle, path: str) -> None:
