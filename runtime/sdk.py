@@ -13,6 +13,9 @@ Errors (bad base64, not an image, too large, bad weights, a released engine) rai
 
 from __future__ import annotations
 
+import contextlib
+import threading
+
 from retinaface_trt.errors import RetinaFaceError
 from runtime.face import DEFAULT_VIS_THRESHOLD, faces_from_array, image_record, to_json
 from runtime.image_io import base64_bytes, decode_for, resolve_decoder
@@ -37,6 +40,8 @@ class Engine:
                  vis_threshold: float = DEFAULT_VIS_THRESHOLD, decoder: str = "auto", detector=None, **options):
         from runtime.detector import Detector
 
+        self._calls = threading.Condition()   # infer calls in flight; release waits for them
+        self._in_flight = 0
         self.vis_threshold = check_probability("vis_threshold", vis_threshold)
         self.detector = detector or Detector.from_options(weights=weights, engine=engine, backend=backend,
                                                           device=device, **options)
@@ -51,19 +56,36 @@ class Engine:
 
         ``name`` goes into the record's ``"image"`` field (null when not given).
         """
-        if self.detector is None:
-            raise RetinaFaceError("this Engine was released; create a new one")
-        data = base64_bytes(image_base64, max_pixels=self.detector.max_pixels)
-        bgr = decode_for(data, self.decoder, self.detector.device, "base64 input", self.detector.max_pixels)
-        dets = self.detector.detect_arrays([bgr])[0]
+        with self._in_use() as detector:
+            data = base64_bytes(image_base64, max_pixels=detector.max_pixels)
+            bgr = decode_for(data, self.decoder, detector.device, "base64 input", detector.max_pixels)
+            dets = detector.detect_arrays([bgr])[0]
         faces = faces_from_array(dets[dets[:, 4] >= self.vis_threshold])    # objects only for reported faces
         return to_json(image_record(name, bgr.shape[1], bgr.shape[0], faces, self.vis_threshold))
 
     def release(self) -> None:
-        """Free the model and all GPU memory it held. Safe to call twice."""
-        if self.detector is not None:
-            self.detector.close()
-            self.detector = None
+        """Free the model and all GPU memory it held, once the ``infer`` calls in flight have returned (later
+        calls raise RetinaFaceError). Safe to call twice, and from any thread."""
+        with self._calls:
+            detector, self.detector = self.detector, None
+            self._calls.wait_for(lambda: self._in_flight == 0)
+        if detector is not None:
+            detector.close()
+
+    @contextlib.contextmanager
+    def _in_use(self):
+        """The detector, kept open until the block ends; RetinaFaceError once the Engine is released."""
+        with self._calls:
+            detector = self.detector
+            if detector is None:
+                raise RetinaFaceError("this Engine was released; create a new one")
+            self._in_flight += 1
+        try:
+            yield detector
+        finally:
+            with self._calls:
+                self._in_flight -= 1
+                self._calls.notify_all()
 
     def __enter__(self) -> "Engine":
         return self
