@@ -61,9 +61,26 @@ device = argparse_type(check_device, "device")
 NETWORK_NAMES = {"mobile0.25": "mobilenet0.25", "mobilenet0.25": "mobilenet0.25", "resnet50": "resnet50"}
 
 
+class StoreOnce(argparse.Action):
+    """Store a value, refusing (usage error) another value given for the same destination under another
+    spelling: ``-m a.pth --weights b.pth`` would otherwise silently take the last."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = namespace.__dict__.setdefault("_spellings_given", {})
+        previous = given.get(self.dest)
+        if previous is not None and previous[0] != option_string and previous[1] != values:
+            parser.error(f"{option_string} {values} conflicts with {previous[0]} {previous[1]}: they are the same "
+                         "setting; give it once")
+        given[self.dest] = (option_string, values)
+        setattr(namespace, self.dest, values)
+
+
 def alias(parser, action: argparse.Action, *names: str) -> None:
-    """Accept ``names`` for ``action`` (same destination, type and check), hidden from ``--help``."""
-    parser.add_argument(*names, dest=action.dest, type=action.type, metavar=action.metavar,
+    """Accept ``names`` for ``action`` (same destination, type and check), hidden from ``--help``; two spellings
+    given different values are refused (:class:`StoreOnce`)."""
+    if type(action).__name__ == "_StoreAction":
+        action.__class__ = StoreOnce     # the canonical spelling checks against its aliases too
+    parser.add_argument(*names, dest=action.dest, type=action.type, metavar=action.metavar, action=StoreOnce,
                         default=argparse.SUPPRESS, help=argparse.SUPPRESS)
 
 

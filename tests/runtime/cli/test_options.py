@@ -63,3 +63,23 @@ def test_every_numeric_flag_of_the_groups_is_checked_while_parsing():
                  if a.type in (int, float) or (a.type is None and a.nargs is None and a.choices is None
                                               and a.const is None and a.dest not in ("weights", "engine", "engine_cache", "help"))]
     assert unchecked == []
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["-m", "a.pth", "--weights", "b.pth"], "--weights b.pth conflicts with -m a.pth"),
+    (["--weights", "a.pth", "--trained_model", "b.pth"], "--trained_model b.pth conflicts with --weights a.pth"),
+    (["--weights", "a.pth", "--vis_thres", "0.3", "--vis-threshold", "0.5"], "--vis-threshold 0.5 conflicts with "
+                                                                             "--vis_thres 0.3")])
+def test_two_spellings_of_one_setting_with_different_values_are_refused(argv, message, capsys):
+    from runtime.cli import main as cli
+
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["detect", "x.jpg", *argv])
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_two_spellings_with_the_same_value_are_accepted():
+    from runtime.cli.main import build_parser
+
+    args = build_parser().parse_args(["detect", "x.jpg", "-m", "a.pth", "--weights", "a.pth"])
+    assert args.weights == "a.pth"
