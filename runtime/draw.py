@@ -25,13 +25,32 @@ def draw_faces(bgr: np.ndarray, faces: list[Face]) -> np.ndarray:
     return canvas
 
 
+# Extensions OpenCV reads but encodes under another name of the same format.
+_ENCODER_OF = {".jfif": ".jpg", ".pxm": ".ppm"}
+_GRAY_ONLY = (".pgm", ".pbm")             # one channel only
+_FLOAT_ONLY = (".hdr", ".pic", ".pfm")    # float data (HDR: [0, 1] scaled by 255 when read, as written here)
+
+
 def encode_like(path: str, bgr: np.ndarray) -> bytes:
-    """Encode ``bgr`` in the format named by ``path``'s extension (JPEG, PNG, …); PNG when OpenCV can't."""
+    """Encode ``bgr`` in the format named by ``path``'s extension (JPEG, PNG, PGM, …: converted to what that
+    format holds, gray for PGM/PBM, float for HDR/PFM); PNG for a name whose extension OpenCV does not know.
+    RetinaFaceError when a known format cannot hold this image (OpenCV's own message is not printed)."""
+    from retinaface_trt.errors import RetinaFaceError
+
     suffix = "." + path.rsplit(".", 1)[-1].lower() if "." in path else ".png"
+    suffix = _ENCODER_OF.get(suffix, suffix)
+    if not cv2.haveImageWriter("x" + suffix):
+        suffix = ".png"
+    image = bgr
+    if suffix in _GRAY_ONLY:
+        image = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
+    elif suffix in _FLOAT_ONLY:
+        image = bgr.astype(np.float32) / (255.0 if suffix != ".pfm" else 1.0)
     try:
-        ok, data = cv2.imencode(suffix, bgr)
+        ok, data = cv2.imencode(suffix, image)
     except cv2.error:
-        ok, data = cv2.imencode(".png", bgr)
+        ok = False
     if not ok:
-        ok, data = cv2.imencode(".png", bgr)
+        raise RetinaFaceError(f"{path}: OpenCV cannot encode its annotated copy ({image.shape[1]}×{image.shape[0]}) "
+                              f"as {suffix}; use another format for this image")
     return data.tobytes()

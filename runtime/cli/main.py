@@ -12,6 +12,7 @@ error (one ``retinaface-trt CMD: error: ...`` line), 2 usage error (argparse, wi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import sys
@@ -85,6 +86,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     _configure_logging(args.verbose)
+    from runtime.cli.quiet import filtered_stderr, quiet_libraries
+
+    quiet_libraries()
+    with filtered_stderr() if argv is None else contextlib.nullcontext():   # the console program only
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.run(args) or 0)
     except RetinaFaceError as error:

@@ -139,3 +139,29 @@ def test_folders_take_every_extension_opencv_reads(tmp_path, crowd_reference, mo
                      "-q"]) == 0
     records = json.loads(out.read_text())
     assert len(records) == 12 and all("error" not in r and r["width"] == 64 for r in records)
+
+
+@pytest.mark.parametrize("suffix, magic", [(".pgm", b"P5"), (".pbm", b"P4"), (".hdr", b"#?RADIANCE"),
+                                           (".jfif", b"\xff\xd8\xff"), (".pxm", b"P6")])
+def test_annotated_copies_are_encoded_in_the_format_their_name_says(tmp_path, crowd_reference, monkeypatch, suffix,
+                                                                    magic, capfd):
+    monkeypatch.setattr(backends, "create_backend", lambda *a, **k: ReplayBackend(crowd_reference))
+    folder, out = tmp_path / "in", tmp_path / "copies"
+    folder.mkdir()
+    image = (np.dstack([_gradient()[:, :, 0]] * 3) * 255).astype(np.uint8)
+    data = image[:, :, 0] if suffix in (".pgm", ".pbm") else image.astype(np.float32) / 255 if suffix == ".hdr" \
+        else image
+    (folder / f"a{suffix}").write_bytes(cv2.imencode({".jfif": ".jpg", ".pxm": ".ppm"}.get(suffix, suffix), data)[1])
+    assert cli.main(["detect", str(folder), "--weights", "replayed.pth", "--resize", "stretch", "--save-dir",
+                     str(out), "-q"]) == 0
+    copy = (out / f"a{suffix}").read_bytes()
+    assert copy.startswith(magic)
+    assert cv2.imdecode(np.frombuffer(copy, np.uint8), cv2.IMREAD_COLOR).shape == (48, 64, 3)
+    assert capfd.readouterr().err == ""                                     # no stray line from OpenCV
+
+
+def test_a_copy_opencv_cannot_encode_fails_that_input_on_one_line():
+    from runtime.draw import encode_like
+
+    with pytest.raises(RetinaFaceError, match=r"^tiny.jp2: OpenCV cannot encode its annotated copy \(4×4\) as .jp2"):
+        encode_like("tiny.jp2", np.zeros((4, 4, 3), np.uint8))
