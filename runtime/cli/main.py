@@ -20,6 +20,7 @@ from typing import Sequence
 
 from retinaface_trt import __version__
 from retinaface_trt.errors import RetinaFaceError
+from runtime.cli import options
 
 log = logging.getLogger("retinaface_trt")
 
@@ -70,6 +71,7 @@ def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> a
         getattr(args, "command_parser", parser).error(f"unrecognized arguments: {' '.join(unknown)}")
     args.verbose += getattr(args, "sub_verbose", 0)
     args.quiet = args.quiet or getattr(args, "sub_quiet", False)
+    vars(args).pop(options.SPELLINGS_GIVEN, None)     # parsing state of options.StoreOnce, not a setting
     return args
 
 

@@ -61,12 +61,15 @@ device = argparse_type(check_device, "device")
 NETWORK_NAMES = {"mobile0.25": "mobilenet0.25", "mobilenet0.25": "mobilenet0.25", "resnet50": "resnet50"}
 
 
+SPELLINGS_GIVEN = "_spellings_given"   # namespace entry of StoreOnce while parsing (removed by main.parse_args)
+
+
 class StoreOnce(argparse.Action):
     """Store a value, refusing (usage error) another value given for the same destination under another
     spelling: ``-m a.pth --weights b.pth`` would otherwise silently take the last."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        given = namespace.__dict__.setdefault("_spellings_given", {})
+        given = namespace.__dict__.setdefault(SPELLINGS_GIVEN, {})
         previous = given.get(self.dest)
         if previous is not None and previous[0] != option_string and previous[1] != values:
             parser.error(f"{option_string} {values} conflicts with {previous[0]} {previous[1]}: they are the same "
