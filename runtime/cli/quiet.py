@@ -23,8 +23,15 @@ NOISE = re.compile(rb"^(libpng (warning|error): |\[ *(WARN|ERROR|INFO|DEBUG):\d+
 _TERMINATORS = re.compile(rb"(?<=[\r\n])")
 
 
+_quieted = False
+
+
 def quiet_libraries() -> None:
-    """Ignore the Python warnings and silence OpenCV's log, as the module doc says."""
+    """Ignore the Python warnings and silence OpenCV's log, as the module doc says (once per process)."""
+    global _quieted
+    if _quieted:
+        return
+    _quieted = True
     warnings.filterwarnings("ignore", module=r"PIL(\..*)?$")
     warnings.filterwarnings("ignore", message=r"(Possibly )?[Cc]orrupt EXIF")
     warnings.filterwarnings("ignore", category=RuntimeWarning,
