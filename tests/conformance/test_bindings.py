@@ -125,7 +125,27 @@ def test_runtime_profiler_and_host_code_use_the_real_api(probe, version):
     used = set(probe(version)["scenarios"]["runtime"]["used"])
     assert {"Runtime.engine_host_code_allowed", "IExecutionContext.profiler", "IExecutionContext.enqueue_emits_profile",
             "IExecutionContext.report_to_profiler", "EngineInspector.execution_context",
-            "ICudaEngine.create_execution_context", "IExecutionContext.execute_async_v3"} <= used
+            "IExecutionContext.execute_async_v3"} <= used
+
+
+# Execution contexts sharing one activation buffer (runtime/backends/tensorrt/engine.py, NvInferRuntime.h): 8.6
+# createExecutionContextWithoutDeviceMemory + getDeviceMemorySize + setDeviceMemory; 10.x/11.x kUSER_MANAGED +
+# getDeviceMemorySizeV2 + setDeviceMemoryV2 (both 10.1+).
+SHARED_MEMORY_CALLS = {
+    "8.6.1": {"ICudaEngine.create_execution_context_without_device_memory", "ICudaEngine.device_memory_size",
+              "IExecutionContext.device_memory"},
+    **{v: {"ICudaEngine.create_execution_context", "trt.ExecutionContextAllocationStrategy",
+           "ICudaEngine.device_memory_size_v2", "IExecutionContext.set_device_memory"}
+       for v in ("10.3.0", "10.16.1.11", "11.4.0.106")}}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_contexts_share_activation_memory_through_the_real_api(probe, version):
+    result = probe(version)
+    used = set(result["scenarios"]["runtime"]["used"])
+    others = set().union(*SHARED_MEMORY_CALLS.values()) - SHARED_MEMORY_CALLS[version]
+    assert SHARED_MEMORY_CALLS[version] <= used and not (others - {"ICudaEngine.create_execution_context"}) & used
+    assert _problems(result, "runtime") == []
 
 
 # INT8 (TENSORRT_API.md §1.2, §4; runtime/backends/tensorrt/compat.py): [Q/DQ graph, typed Q/DQ overloads, network
