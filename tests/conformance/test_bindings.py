@@ -271,3 +271,13 @@ def test_every_tensorrt_member_the_code_touches_is_exercised_by_the_probes(probe
         if not versions or (not use.guarded and len(versions) < len(VERSIONS)):
             unchecked.append(f"{use.file}:{use.line} .{name} exercised only in {versions}")
     assert unchecked == [], "\n".join(unchecked)
+
+
+# Float layers kept in float32 on weakly typed networks (runtime.backends.tensorrt.compat.keep_float32): the output
+# and input types are read through the real ITensor/ILayer members on 8.6 and 10.x (the fp16 build with post-processing
+# on 8.6, implicit INT8 on both); 11.x never constrains (strongly typed).
+@pytest.mark.parametrize("version", VERSIONS)
+def test_float_layers_are_recognised_through_the_real_api(probe, version):
+    used = set(probe(version)["scenarios"]["builder"]["used"])
+    reads = {"ILayer.num_outputs", "ILayer.num_inputs", "ILayer.get_input", "ITensor.dtype", "ILayer.set_output_type"}
+    assert (reads <= used) == (version != "11.4.0.106") and _problems(probe(version), "builder") == []

@@ -128,10 +128,17 @@ class RecordingConfig:
 
 class WeakLayer:
     """A layer of a weakly typed network as ``INetworkDefinition.get_layer`` returns it in 8.6 / 10.x: the base
-    ``ILayer`` (``type`` is the LayerType), with the precision controls; one input and one output by name."""
+    ``ILayer`` (``type`` is the LayerType), with the precision controls; inputs by name, outputs typed
+    (``outputs``: DataType names, default one FLOAT output)."""
 
-    def __init__(self, name: str, kind: str, source: str):
-        self.name, self.kind, self.source = name, kind, source
+    def __init__(self, name: str, kind: str, source, outputs=("FLOAT",), types=None):
+        from network.executor.enums import DataType
+
+        self.name, self.kind = name, kind
+        self.sources = [source] if isinstance(source, str) else list(source)
+        self._outputs = [types_namespace(f"{name}_output" if i == 0 else f"{name}_output_{i}", DataType[t])
+                         for i, t in enumerate(outputs)]
+        self._types = types if types is not None else {}
         self.precision, self.output_types = None, {}
 
     @property
@@ -140,19 +147,39 @@ class WeakLayer:
 
         return LayerType[self.kind]
 
+    @property
+    def num_inputs(self):
+        return len(self.sources)
+
+    @property
+    def num_outputs(self):
+        return len(self._outputs)
+
     def get_input(self, index):
-        return types.SimpleNamespace(name=self.source)
+        from network.executor.enums import DataType
+
+        name = self.sources[index]
+        return types_namespace(name, self._types.get(name, DataType.FLOAT))
 
     def get_output(self, index):
-        return types.SimpleNamespace(name=f"{self.name}_output")
+        return self._outputs[index]
 
     def set_output_type(self, index, dtype):
         self.output_types[index] = dtype
 
 
+def types_namespace(name, dtype):
+    return types.SimpleNamespace(name=name, dtype=dtype)
+
+
 def weak_network(layers):
-    """A network of :class:`WeakLayer` from (name, LayerType name, input tensor name) triples."""
-    built = [WeakLayer(*spec) for spec in layers]
+    """A network of :class:`WeakLayer` from (name, LayerType name, input tensor name(s)[, output DataType names])
+    tuples; an input's type is that of the layer output of that name (FLOAT for network inputs)."""
+    built, known = [], {}
+    for spec in layers:
+        layer = WeakLayer(*spec, types=known)
+        built.append(layer)
+        known.update({layer.get_output(i).name: layer.get_output(i).dtype for i in range(layer.num_outputs)})
     return types.SimpleNamespace(num_layers=len(built), get_layer=built.__getitem__, layers=built)
 
 
@@ -168,6 +195,39 @@ def builder_trt(version: str, cuda: "FakeCuda", accept_cache=lambda data: True):
     return trt
 
 
+class PrecisionRecording:
+    """The executor's network, whose layers also take 8.6 / 10.x's weak-typing controls (``precision``,
+    ``set_output_type``; the executor, like 11.x, has none): recorded per layer name in ``precisions`` and
+    ``output_types``, not forwarded."""
+
+    def __init__(self, network):
+        self._network, self.precisions, self.output_types = network, {}, {}
+
+    def __getattr__(self, name):
+        return getattr(self._network, name)
+
+    def get_layer(self, index):
+        return _RecordingLayer(self, self._network.get_layer(index))
+
+
+class _RecordingLayer:
+    def __init__(self, owner, layer):
+        object.__setattr__(self, "_owner", owner)
+        object.__setattr__(self, "_layer", layer)
+
+    def __getattr__(self, name):
+        return getattr(self._layer, name)
+
+    def __setattr__(self, name, value):
+        if name == "precision":
+            self._owner.precisions[self._layer.name] = value
+        else:
+            setattr(self._layer, name, value)
+
+    def set_output_type(self, index, dtype):
+        self._owner.output_types.setdefault(self._layer.name, {})[index] = dtype
+
+
 class FakeBuilder:
     """trt.Builder: networks of the executor, a RecordingConfig, and a plan of bytes; records the device."""
 
@@ -179,7 +239,7 @@ class FakeBuilder:
         from network.executor import trt as executor
 
         self.trt.calls.append(("create_network", flags))
-        return executor.Builder(executor.Logger()).create_network(0)
+        return PrecisionRecording(executor.Builder(executor.Logger()).create_network(0))
 
     def create_builder_config(self):
         return RecordingConfig(self._accept)
