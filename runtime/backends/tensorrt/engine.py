@@ -5,10 +5,11 @@ Lifecycle (Polygraphy's runner pattern: build elsewhere, then construct → infe
 1. ``TensorRTBackend(engine_path, device="cuda:N")`` reads the sidecar and checks it against its schema,
    the engine file's size and sha256, and the running TensorRT version and GPU (portable engines accepted
    where their build allows) — all before TensorRT sees a byte. Then, with device N current, it
-   deserializes the plan (``engine_host_code_allowed`` set for version-compatible engines), creates the
-   execution context (``None`` means out of memory: an error) and allocates every output buffer once,
-   at the optimization profile's maximum shape.
-2. ``infer(batch)`` any number of times: enqueued on the caller's current stream, no allocation, no sync.
+   deserializes the plan (``engine_host_code_allowed`` set for version-compatible engines), creates its own
+   CUDA stream, one activation buffer and the first execution context (``None`` means out of memory: an
+   error) and allocates every output buffer once, at the optimization profile's maximum shape.
+2. ``infer(batch)`` any number of times: enqueued on the backend's stream, ordered after the caller's current
+   stream and before what the caller enqueues next; no allocation once shapes are known, no host sync.
 3. ``close()`` releases context, engine, runtime and buffers (safe twice; also on ``with`` exit and at
    interpreter exit, before PyTorch's CUDA state goes away).
 
@@ -310,23 +311,29 @@ class TensorRTBackend:
     (``torch.device("cuda", N)``), ``precision`` ("fp32"/"fp16"), ``fixed_input_size`` ((W, H), or None for
     a dynamic size), ``max_batch`` (the profile's maximum), ``postprocess_in_network`` (decoding and NMS
     inside: ``infer`` returns detections), ``capturable`` (``infer`` may be captured in a CUDA graph),
-    ``info`` (the sidecar).
+    ``activation_bytes`` (the one activation buffer all its execution contexts share), ``info`` (the sidecar).
 
     ``infer(batch)``: ``batch`` float32 [N, 3, H, W] on ``device`` (BGR minus the mean) → ``(loc [N, P, 4],
     conf [N, P, 2], landms [N, P, 10])`` float32, or for an engine built ``--with-postprocess`` ``(dets
-    [N, D, 15] float32, count [N] int32)`` (:mod:`network.postprocess`). It runs on
-    ``torch.cuda.current_stream(device)`` with device N current around every TensorRT call, allocates
-    nothing once shapes are known and never synchronises: the outputs are views of buffers allocated once,
-    valid until the next call, which overwrites them. ``set_input_shape`` is called only when the shape
-    changes. An input that is not contiguous or not 256-byte aligned is copied into a buffer of the
-    backend first (allocated on the first such input).
+    [N, D, 15] float32, count [N] int32)`` (:mod:`network.postprocess`). It runs on the backend's own stream
+    (never the legacy default stream, where TensorRT's ``enqueueV3`` adds device synchronisations), which
+    waits on the caller's current stream before the enqueue and which the caller's stream waits on after it,
+    with device N current around every TensorRT call; it allocates nothing once shapes are known and never
+    synchronises the host: the outputs are views of buffers allocated once, valid until the next call, which
+    overwrites them. A shape seen once runs on a shared execution context (``set_input_shape`` only when the
+    shape changes); from its second call a shape has a context of its own (see :meth:`_slot`). An input that
+    is not contiguous or not 256-byte aligned is copied into a buffer of the backend first (allocated on the
+    first such input).
 
     CUDA graphs: TensorRT's own benchmark (trtexec, ``samples/common/sampleInference.cpp`` in
     NVIDIA/TensorRT) captures ``execute_async_v3`` in a CUDA graph after running it once with the input
     shapes set ("Avoid capturing initialization calls by executing the enqueue function at least once
     before starting CUDA graph capture"), and notes that an engine may contain operations not permitted
-    under capture, in which case enqueue returns false (here: RetinaFaceError). So call ``infer`` once with
-    a shape, then capture it with the same shape and input address. ``capturable`` is False for engines
+    under capture, in which case enqueue returns false (here: RetinaFaceError). A captured enqueue belongs to
+    the context state it was captured with, so only a shape's own context is captured, after it ran that
+    shape outside capture, and its shape never changes afterwards (:class:`CaptureRefused` otherwise). So call
+    ``infer`` twice with a shape, then capture it with the same shape and input address
+    (:class:`runtime.device.GraphCache` does: warm-up calls first). ``capturable`` is False for engines
     with post-processing inside: their NMS has a data-dependent shape, which is the documented case where
     capture may fail (not verified on a GPU).
     """
