@@ -1,8 +1,8 @@
 """The selftest's output: one table line per case on stdout, and everything as JSON for an issue report.
 
 JSON (``format`` 1): ``finished`` (False in the report rewritten after each case while the run goes on; an
-interrupted run leaves the cases done so far), ``passed`` (every case that ran passed), ``summary`` (counts per status), ``backend``,
-``engines`` (what built them), ``environment`` (python, platform, torch and its CUDA, cuDNN, numpy, OpenCV,
+interrupted run leaves the cases done so far), ``passed`` (every case that ran passed), ``summary`` (counts per
+status), ``backend``, ``engines`` (what built them), ``environment`` (python, platform, torch and its CUDA, cuDNN, numpy, OpenCV,
 ONNX, ONNX Runtime, TensorRT, GPU, compute capability, device, NVIDIA driver, project version),
 ``weights`` (backbone, source, sha256, random), ``rules`` (:func:`runtime.selftest.checks.rules`), ``seconds``,
 ``send_to`` and ``cases``: per case ``name``, ``backbone``, ``precision``, ``kind``, ``status``

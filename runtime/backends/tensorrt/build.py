@@ -90,8 +90,8 @@ class BuildOptions:
             raise RetinaFaceError(f"--hardware-compatibility must be one of {', '.join(HARDWARE_COMPATIBILITY)}, "
                                   f"not {self.hardware_compatibility!r}")
         if self.postprocess is not None and self.int8 is not None and self.int8.route == "implicit":
-            raise RetinaFaceError("--with-postprocess cannot be built with --int8-route implicit: TensorRT's calibrator "
-                                  "would run the data-dependent NMS (reported to crash, NVIDIA/TensorRT#4071); use "
+            raise RetinaFaceError("--with-postprocess cannot be built with --int8-route implicit: TensorRT's "
+                                  "calibrator would run the data-dependent NMS (reported to crash, NVIDIA/TensorRT#4071); use "
                                   "--int8-route explicit, or build without --with-postprocess")
         if self.postprocess is not None and self.dynamic_size:
             raise RetinaFaceError("--with-postprocess needs a fixed input size (the priors are constants of the "

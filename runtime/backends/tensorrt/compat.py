@@ -244,8 +244,9 @@ def keep_layers_float(trt, network, patterns=()) -> list[str]:
     """Constrain to float32 the layers of a weakly typed ``network`` (implicit INT8) that ``network.quantize``
     keeps (its DEFAULT_KEEP and ``patterns``, ``!`` negations included, on the layer names: module paths), with the
     BatchNorm scale and activation that follow each of them; return their names. Only float computation is
-    constrained (:func:`keep_float32`): a matching shape layer or integer gather is left as it is. RetinaFaceError for a pattern
-    that matches no layer, and on a version without per-layer precision (11.x: strong typing only)."""
+    constrained (:func:`keep_float32`): a matching shape layer or integer gather is left as it is.
+    RetinaFaceError for a pattern that matches no layer, and on a version without per-layer precision (11.x:
+    strong typing only)."""
     from network.quantize import QuantizationPlan, check_keep_patterns
 
     plan, kept, outputs, names = QuantizationPlan({}, tuple(patterns)), [], set(), []
