@@ -2,16 +2,16 @@
 
 JSON (``format`` 1): ``finished`` (False in the report rewritten after each case while the run goes on; an
 interrupted run leaves the cases done so far), ``passed`` (every case that ran passed), ``summary`` (counts per
-status), ``backend``, ``engines`` (what built them), ``environment`` (python, platform, torch and its CUDA, cuDNN, numpy, OpenCV,
-ONNX, ONNX Runtime, TensorRT, GPU, compute capability, device, NVIDIA driver, project version),
+status), ``backend``, ``engines`` (what built them), ``environment`` (python, platform, torch and its CUDA, cuDNN,
+numpy, OpenCV, ONNX, ONNX Runtime, TensorRT, GPU, compute capability, device, NVIDIA driver, project version),
 ``weights`` (backbone, source, sha256, random), ``rules`` (:func:`runtime.selftest.checks.rules`), ``seconds``,
-``send_to`` and ``cases``: per case ``name``, ``backbone``, ``precision``, ``kind``, ``status``
-("passed" / "failed" / "skipped"), ``reason``, ``step`` (where a failed case stopped), ``seconds`` and ``budget``
-(how long the case took, how long it could), ``build`` (seconds, engine bytes, the build options), ``runs`` (per
-input shape: errors, faces, candidates, counts), ``replays`` (the same per call while a dynamic-batch case
-alternates its shapes) and ``graphs`` (those calls were CUDA graph replays),
-``errors`` / ``faces`` / ``candidates`` over the runs, ``checks`` (name, value, limit, at_most, passed) and
-``tensorrt_log`` (TensorRT's warnings and errors while the case ran).
+``send_to`` and ``cases``: per case ``name``, ``backbone``, ``precision``, ``kind``, ``status`` ("passed" /
+"failed" / "skipped"), ``reason``, ``step`` (where a failed case stopped), ``seconds`` and ``budget`` (how long
+the case took, how long it could), ``build`` (seconds, engine bytes, the build options), ``runs`` (per input
+shape: errors, faces, candidates, counts), ``replays`` (the same per call while a dynamic-batch case alternates
+its shapes) and ``graphs`` (those calls were CUDA graph replays), ``errors`` / ``faces`` / ``candidates`` over the
+runs, ``checks`` (name, value, limit, at_most, passed) and ``tensorrt_log`` (TensorRT's warnings and errors while
+the case ran).
 """
 
 from __future__ import annotations
