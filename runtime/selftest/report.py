@@ -148,8 +148,10 @@ def format_table(result) -> str:
             "loc, conf, landms: max abs error against the executor (float32); faces: reference/engine faces; "
             "agree: faces matched; cand.: candidates agreeing before NMS; *: what the case is judged by",
             *("rules: " + line for line in checks.rules_text().splitlines()), ""]
+    budgets = {r.budget for r in result.results if r.budget is not None}
     tail = ["", f"{statuses.count('passed')} passed, {statuses.count('failed')} failed, "
-                f"{statuses.count('skipped')} skipped (skipped cases do not fail the run) in {result.seconds:.0f} s"]
+                f"{statuses.count('skipped')} skipped (skipped cases do not fail the run) in {result.seconds:.0f} s"
+                + (f", each case within a budget of {max(budgets):g} s" if budgets else "")]
     if statuses and statuses.count("skipped") == len(statuses):
         tail.append("nothing was tested: every selected case was skipped (exit status 1)")
     return "\n".join(head + [line.rstrip() for line in table] + tail)
