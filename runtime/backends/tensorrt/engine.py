@@ -436,9 +436,9 @@ class TensorRTBackend:
         if slot is not None:
             contexts.move_to_end(shape)
         elif capturing:
-            raise CaptureRefused(f"CUDA graph capture of input shape {shape} needs an execution context of its own: "
-                                 f"run it once outside capture first (at most {CONTEXTS} shapes are captured)")
-        elif self._seen(shape) >= 2 and self._make_room(contexts):
+            raise CaptureRefused(f"CUDA graph capture of input shape {shape} needs an execution context of its "
+                                 f"own: run it once outside capture first (at most {CONTEXTS} shapes are captured)")
+        elif self._seen(shape) >= 2 and self._make_room():
             slot = contexts[shape] = _Slot(self._new_context())
             self._set_shape(slot, shape)
         else:
@@ -448,12 +448,15 @@ class TensorRTBackend:
         slot.captured |= capturing
         return slot
 
-    @staticmethod
-    def _make_room(contexts) -> bool:
+    def _make_room(self) -> bool:
+        """Room for one more context of its own: True if there is, or once the least recently used uncaptured
+        one is gone (after the stream has finished its work); False when every one is captured."""
+        contexts = self._handles.contexts
         if len(contexts) < CONTEXTS:
             return True
         spare = next((shape for shape, slot in contexts.items() if not slot.captured), None)
         if spare is not None:
+            self._cuda.synchronize(self._handles.stream)      # no enqueued work may outlive its context
             del contexts[spare]
         return spare is not None
 

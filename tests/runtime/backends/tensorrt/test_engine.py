@@ -319,3 +319,24 @@ def test_on_8_6_contexts_are_made_without_device_memory_and_given_the_shared_buf
     backend.infer(batch())
     [context] = trt.engine.contexts
     assert context.strategy == "WITHOUT_DEVICE_MEMORY" and context.device_memory is not None
+
+
+def test_contexts_of_their_own_are_bounded_and_only_uncaptured_ones_make_room(setup, monkeypatch):
+    from runtime.backends.tensorrt import engine as runner
+
+    monkeypatch.setattr(runner, "CONTEXTS", 2)
+    make, cuda, trt = setup
+    backend = make(fixed=False)
+    a, b, c = batch(1, 160, 160), batch(1, 320, 320), batch(1, 480, 480)
+    for x in (a, a, b, b):
+        backend.infer(x)
+    capture(cuda, backend, a)
+    backend.infer(c)
+    backend.infer(c)                     # b, never captured, makes room (after the stream is done with it)
+    assert list(backend._handles.contexts) == [(1, 3, 160, 160), (1, 3, 480, 480)] and len(cuda.synchronized) == 1
+    capture(cuda, backend, c)
+    backend.infer(b)
+    backend.infer(b)                     # both captured: b stays on the shared context
+    assert list(backend._handles.contexts) == [(1, 3, 160, 160), (1, 3, 480, 480)]
+    with pytest.raises(runner.CaptureRefused, match="needs an execution context of its own"):
+        capture(cuda, backend, b)
