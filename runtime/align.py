@@ -66,7 +66,10 @@ def similarity_transform(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 def alignment_matrices(landmarks, size: int = DEFAULT_CROP_SIZE) -> np.ndarray:
-    """Landmarks float [K, 5, 2] (or [K, 10]) in image pixels → float64 [K, 2, 3] image→crop matrices."""
+    """Landmarks float [K, 5, 2] (or [K, 10], or a list of :class:`runtime.face.Face`) in image pixels → float64
+    [K, 2, 3] image→crop matrices."""
+    if isinstance(landmarks, (list, tuple)) and landmarks and hasattr(landmarks[0], "landmarks"):
+        landmarks = [face.landmarks for face in landmarks]
     points = np.asarray(landmarks, np.float64).reshape(-1, 5, 2)
     target = template(size)
     return np.stack([similarity_transform(p, target) for p in points]) if len(points) else np.zeros((0, 2, 3))
@@ -76,7 +79,8 @@ def aligned_crops(image, landmarks, size: int = DEFAULT_CROP_SIZE):
     """The faces of one BGR image aligned to the template: uint8 [K, size, size, 3].
 
     image: uint8 [H, W, 3] ndarray (→ ndarray, by cv2.warpAffine) or tensor on any device (→ tensor on that
-    device, all K faces in one grid_sample); landmarks: float [K, 5, 2] or [K, 10] in that image's pixels.
+    device, all K faces in one grid_sample); landmarks: float [K, 5, 2] or [K, 10] in that image's pixels, or the
+    image's faces (``Detector.detect``'s list of Face).
     """
     size = check_crop_size(size)
     matrices = alignment_matrices(landmarks, size)

@@ -86,6 +86,18 @@ def test_tensor_crops_equal_warp_affine(crowd_image):
     assert (found != expected).mean() < 0.5         # mostly the same value exactly, not just within the bound
 
 
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_crops_equal_warp_affine(crowd_image):
+    # the same bound as on the CPU: grid_sample on the GPU computes the exact bilinear value in float32
+    landmarks = _faces(seed=11, count=32) * 0.3 + [100, 60]
+    expected = aligned_crops(crowd_image, landmarks, 112)
+    found = aligned_crops(torch.from_numpy(crowd_image).cuda(), landmarks, 112)
+    assert found.device.type == "cuda"
+    bound = _cell_range(crowd_image, landmarks, 112) / 32 + 1.01
+    assert (np.abs(found.cpu().numpy().astype(float) - expected) <= bound).all()
+
+
 def _cell_range(image: np.ndarray, landmarks: np.ndarray, size: int) -> np.ndarray:
     """max − min of the 2x2 source pixels (zeros outside) each crop pixel interpolates: [K, size, size, 1]."""
     padded = np.pad(image.astype(float), ((1, 2), (1, 2), (0, 0)))
