@@ -4,8 +4,9 @@ A face's region is its box enlarged by ``margin`` times its width on the left an
 above and below (the box alone leaves hair, ears and chin), rounded outwards to whole pixels and clipped to
 the image. Only the pixels inside these regions change:
 
-* ``blur``: a Gaussian blur of the region alone (its own pixels, mirrored at its edges), with a kernel of
-  about a quarter of the region's smaller side, so a face is unrecognisable whatever its size;
+* ``blur``: a Gaussian blur of the region alone (its own pixels, mirrored at its edges), with a kernel of half
+  the region's smaller side and a standard deviation of a quarter of the kernel, so that a face is blurred alike
+  whatever its size;
 * ``pixelate``: the region averaged into blocks (about 10 across its smaller side);
 * ``fill``: the region painted black.
 """
@@ -67,5 +68,5 @@ def _hidden(region: np.ndarray, method: str) -> np.ndarray:
         block = max(1, min(height, width) // BLOCKS)        # block side in pixels
         small = cv2.resize(region, (-(-width // block), -(-height // block)), interpolation=cv2.INTER_AREA)
         return cv2.resize(small, (width, height), interpolation=cv2.INTER_NEAREST)
-    kernel = max(3, min(height, width) // 4) | 1          # odd
-    return cv2.GaussianBlur(np.ascontiguousarray(region), (kernel, kernel), 0, borderType=cv2.BORDER_REFLECT)
+    kernel = max(3, min(height, width) // 2) | 1          # odd, half the region's smaller side
+    return cv2.GaussianBlur(np.ascontiguousarray(region), (kernel, kernel), kernel / 4, borderType=cv2.BORDER_REFLECT)
