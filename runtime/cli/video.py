@@ -90,6 +90,18 @@ def check_videos(args, videos: list[str]) -> None:
         raise RetinaFaceError("--devices runs folders of images; a video runs on one --device")
 
 
+def expand_videos(videos: list[str]) -> list[str]:
+    """Glob patterns among the video files (``'clips/*.mp4'``, quoted) → the files they match, sorted; a pattern
+    matching nothing stays, to be reported as missing."""
+    import glob
+
+    found: list[str] = []
+    for item in videos:
+        matches = [] if "://" in item or os.path.exists(item) or not glob.has_magic(item) else sorted(glob.glob(item))
+        found.extend(matches or [item])
+    return found
+
+
 def run_videos(args, videos: list[str]) -> int:
     """Run every video source of ``detect``; return the exit status (1 when a source failed or was cut short)."""
     import time
@@ -99,6 +111,7 @@ def run_videos(args, videos: list[str]) -> int:
     from runtime.jobs.video import VideoSettings, run_video
 
     check_videos(args, videos)
+    videos = expand_videos(videos)
     if args.json_lines:
         check_writable(args.json_lines, args.force)
     for folder in (args.save_dir, args.crops):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import http.server
 import json
+import re
 import threading
 import time
 
@@ -151,6 +152,16 @@ def test_missing_video_is_one_line(detect, tmp_path, capsys):
     assert len(errors) == 1 and "none.mp4" in errors[0]
 
 
+def test_a_glob_of_videos_runs_each(detect, crowd_mkv, tmp_path, capsys):
+    import shutil
+
+    for name in ("a.mkv", "b.mkv"):
+        shutil.copy(crowd_mkv, tmp_path / name)
+    assert detect(str(tmp_path / "*.mkv"), "--every", "5", "--json-lines", str(tmp_path / "f.jsonl")) == 0
+    assert [r["video"] for r in lines(tmp_path / "f.jsonl")] == [str(tmp_path / "a.mkv"), str(tmp_path / "b.mkv")]
+    assert "2 videos, 10 frames" in capsys.readouterr().err
+
+
 def test_videos_and_images_are_not_mixed(detect, crowd_mkv, tmp_path, capsys):
     assert detect(str(crowd_mkv), str(tmp_path / "a.jpg")) == 1
     assert "videos and images" in capsys.readouterr().err
@@ -188,10 +199,13 @@ def serve_bytes(data: bytes, stall_after: int | None = None):
         server.server_close()
 
 
-def test_http_stream_gives_the_files_records(detect, crowd_mkv, tmp_path):
+def test_http_stream_gives_the_files_records(detect, crowd_mkv, tmp_path, capsys):
     assert detect(str(crowd_mkv), "--json-lines", str(tmp_path / "file.jsonl")) == 0
+    capsys.readouterr()
     with serve_bytes(crowd_mkv.read_bytes()) as url:
         assert detect(url, "--json-lines", str(tmp_path / "http.jsonl"), "--save-dir", str(tmp_path / "copy")) == 0
+    # a stream declares no frame count: the progress line is the count and the rate
+    assert re.search(rf"detect {re.escape(url)} 5 frames  [0-9.]+ frames/s", capsys.readouterr().err)
     from_file, from_http = lines(tmp_path / "file.jsonl"), lines(tmp_path / "http.jsonl")
     assert [dict(r, video=None) for r in from_http] == [dict(r, video=None) for r in from_file]
     assert (tmp_path / "copy" / "crowd.mkv").exists()
