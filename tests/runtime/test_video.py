@@ -237,3 +237,21 @@ def test_video_of_a_still_photo_has_the_photos_faces(mnet_pth, shared_dir, tmp_p
     assert [item.index for item in found] == [0, 1, 2] and len(expected) > 0
     for item in found:
         assert np.array_equal(item.dets, expected)
+
+
+@pytest.mark.parametrize("text, expected", [("clip.MP4", True), ("a/b.webm", True), ("rtsp://cam/live", True),
+                                            ("http://127.0.0.1:8000/x", True), ("0", True), ("photo.jpg", False),
+                                            ("folder", False)])
+def test_what_counts_as_a_video_source(text, expected):
+    from runtime.video import is_video_source
+
+    assert is_video_source(text) is expected
+
+
+def test_copy_names_of_sources():
+    from runtime.video import output_name
+
+    assert output_name("2") == "camera2.mp4"
+    assert output_name("rtsp://host:554/live/cam1?token=x") == "cam1.mp4"
+    assert output_name("http://host/clips/a.mkv") == "a.mkv"
+    assert output_name("/videos/b.mov") == "b.mov"
