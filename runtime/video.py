@@ -323,14 +323,16 @@ class VideoWriter:
         self._container.mux(self._stream.encode(frame))
 
     def close(self, ok: bool = True) -> None:
-        """Finish the file (``ok``) or drop it."""
+        """Finish the file (``ok``) or drop it (also when finishing fails)."""
         try:
             if ok:
                 self._container.mux(self._stream.encode(None))
             self._container.close()
-        finally:
-            exc = None if ok else RetinaFaceError("video not finished")
-            self._stack.__exit__(type(exc) if exc else None, exc, None)
+        except BaseException as error:
+            self._stack.__exit__(type(error), error, error.__traceback__)
+            raise
+        dropped = None if ok else RetinaFaceError("video not finished")
+        self._stack.__exit__(type(dropped) if dropped else None, dropped, None)
 
     def __enter__(self) -> "VideoWriter":
         return self

@@ -255,3 +255,19 @@ def test_copy_names_of_sources():
     assert output_name("rtsp://host:554/live/cam1?token=x") == "cam1.mp4"
     assert output_name("http://host/clips/a.mkv") == "a.mkv"
     assert output_name("/videos/b.mov") == "b.mov"
+
+
+def test_a_failure_part_way_leaves_no_copy(monkeypatch, crowd_reference, crowd_mkv, tmp_path, capsys):
+    from retinaface_trt.errors import RetinaFaceError
+
+    class FailingThird(ReplayBackend):
+        def infer(self, batch):
+            if len(self.batches) == 2:
+                raise RetinaFaceError("the backend failed")
+            return super().infer(batch)
+
+    monkeypatch.setattr(backends, "create_backend", lambda *a, **k: FailingThird(crowd_reference))
+    status = cli.main(["detect", str(crowd_mkv), "--weights", "replayed.pth", "--resize", "stretch",
+                       "--save-dir", str(tmp_path / "copy")])
+    assert status == 1 and "the backend failed" in capsys.readouterr().err
+    assert list((tmp_path / "copy").iterdir()) == []
