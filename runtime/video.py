@@ -295,7 +295,8 @@ class VideoWriter:
     """Writes BGR uint8 [H, W, 3] frames to ``path`` (its container from the ending) at ``fps``, atomically: the
     file appears at ``path`` only when :meth:`close` finished; on an error nothing is left. A context manager.
 
-    lossless: FFV1 (mkv and avi only), as for a source coded with FFV1 (see the module doc).
+    lossless: FFV1 (mkv and avi only), as for a source coded with FFV1 (see the module doc). Leaving the ``with``
+    block by an error drops the file; by KeyboardInterrupt (Ctrl-C, how a stream is stopped) finishes it.
     """
 
     def __init__(self, path: str, width: int, height: int, fps: Fraction, lossless: bool = False):
@@ -338,7 +339,8 @@ class VideoWriter:
         return self
 
     def __exit__(self, kind, *exc) -> None:
-        self.close(ok=kind is None)
+        # Ctrl-C is how a live stream or camera is stopped: the copy keeps the frames written so far
+        self.close(ok=kind is None or issubclass(kind, KeyboardInterrupt))
 
 
 def _codec(suffix: str, lossless: bool, width: int, height: int) -> tuple[str, dict, str]:

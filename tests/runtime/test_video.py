@@ -271,3 +271,20 @@ def test_a_failure_part_way_leaves_no_copy(monkeypatch, crowd_reference, crowd_m
                        "--save-dir", str(tmp_path / "copy")])
     assert status == 1 and "the backend failed" in capsys.readouterr().err
     assert list((tmp_path / "copy").iterdir()) == []
+
+
+def test_ctrl_c_keeps_the_copy_of_the_frames_so_far(crowd_reference, crowd_mkv, tmp_path):
+    from runtime.detector import Detector
+    from runtime.jobs.video import VideoSettings, run_video
+
+    records = []
+
+    def write(record):
+        records.append(record)
+        if len(records) == 3:
+            raise KeyboardInterrupt
+
+    detector = Detector(ReplayBackend(crowd_reference), resize="stretch")
+    with pytest.raises(KeyboardInterrupt):
+        run_video(detector, str(crowd_mkv), VideoSettings(copy_dir=str(tmp_path), progress=False), write)
+    assert len(read_video(tmp_path / "crowd.mkv")[0]) == 2       # the third frame was interrupted before writing
