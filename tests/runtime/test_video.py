@@ -288,3 +288,14 @@ def test_ctrl_c_keeps_the_copy_of_the_frames_so_far(crowd_reference, crowd_mkv, 
     with pytest.raises(KeyboardInterrupt):
         run_video(detector, str(crowd_mkv), VideoSettings(copy_dir=str(tmp_path), progress=False), write)
     assert len(read_video(tmp_path / "crowd.mkv")[0]) == 2       # the third frame was interrupted before writing
+
+
+def test_sdk_engine_gives_one_json_record_per_frame(crowd_reference, crowd_mkv, tmp_path):
+    from runtime import Engine
+    from runtime.detector import Detector
+
+    with Engine(detector=Detector(ReplayBackend(crowd_reference), resize="stretch"), vis_threshold=0.9) as engine:
+        records = [json.loads(line) for line in engine.video(str(crowd_mkv), every=2)]
+    assert [r["frame"] for r in records] == [0, 2, 4]
+    expected = int((crowd_reference["dets_640_in_origin_coords"][:, 4] >= 0.9).sum())
+    assert all(len(r["faces"]) == expected and min(f["score"] for f in r["faces"]) >= 0.9 for r in records)
