@@ -68,10 +68,12 @@ def output_name(source: str) -> str:
     return os.path.basename(source)
 
 
-def _av():
+def require_av():
+    """The ``av`` module (PyAV), or RetinaFaceError naming the ``video`` extra."""
     from retinaface_trt.extras import require
 
     return require("av", "video", "detect on videos")
+
 
 
 @dataclass(frozen=True)
@@ -96,7 +98,7 @@ class VideoReader:
     """
 
     def __init__(self, source: str, timeout_s: float = DEFAULT_TIMEOUT_S, convert=None):
-        av = _av()
+        av = require_av()
         self.source, self.problem, self.decoded = str(source), None, 0
         self._convert = convert or (lambda index: True)
         index = camera_index(self.source)
@@ -145,7 +147,7 @@ class VideoReader:
     def _decode(self) -> None:
         """Decoding thread: frames into the queue, then None. A demuxing or decoding error ends the video after
         the frames the decoder still holds (flushed), with ``problem`` set."""
-        av = _av()
+        av = require_av()
         index = 0
         try:
             for packet in self._container.demux(self._stream):
@@ -304,7 +306,7 @@ class VideoWriter:
 
         from retinaface_trt.fileio import atomic_write
 
-        av = _av()
+        av = require_av()
         suffix = os.path.splitext(path)[1].lower()
         if suffix not in CONTAINERS:
             raise RetinaFaceError(f"cannot write video {path}: expected one of {', '.join(VIDEO_SUFFIXES)}")

@@ -110,7 +110,10 @@ def run_videos(args, videos: list[str]) -> int:
     from runtime.detector import Detector
     from runtime.jobs.video import VideoSettings, run_video
 
+    from runtime.video import require_av
+
     check_videos(args, videos)
+    require_av()                    # before any work: a missing extra is one line
     videos = expand_videos(videos)
     if args.json_lines:
         check_writable(args.json_lines, args.force)
