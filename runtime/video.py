@@ -75,7 +75,6 @@ def require_av():
     return require("av", "video", "detect on videos")
 
 
-
 @dataclass(frozen=True)
 class Frame:
     """One decoded frame: ``index`` (0-based), ``time`` (seconds), ``image`` BGR uint8 [H, W, 3] or None (a
@@ -160,6 +159,9 @@ class VideoReader:
             index = self._flush(index)
             self.problem = (f"{self.source}: decoding stopped after {index} frames ({_reason(error)}); the frames "
                             "before were processed")
+        except Exception as error:          # noqa: BLE001 (anything else: the video must not look complete)
+            self.problem = (f"{self.source}: decoding failed after {index} frames ({type(error).__name__}: {error}); "
+                            "the frames before were processed")
         finally:
             self._put(None)
 
