@@ -12,6 +12,10 @@ written in input order whatever finishes first. ``--json-lines`` appends each re
 makes a re-run of the command skip the inputs recorded there (see :mod:`runtime.jobs.records`). Memory does not
 grow with the number of inputs, beyond their paths.
 
+Videos, streams and cameras go to :mod:`runtime.cli.video` (one JSON line per frame); ``--crops`` (aligned faces,
+:mod:`runtime.align`) and ``--anonymize`` (copies with the faces hidden instead of drawn, :mod:`runtime.anonymize`)
+apply to images and videos alike.
+
 ``--save-dir`` may be a folder of an earlier run: the annotated copies of this run's inputs replace files of
 the same names and nothing else there is touched; a folder holding this run's inputs is refused (the copies
 would replace the originals).
