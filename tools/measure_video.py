@@ -5,7 +5,8 @@ For docs/detection.md#videos.
         [--precision fp32] [--resize original] [--input-size 640x640] [--batch N] [--threads N] [--repeat 2]
 
 (from the checkout's root: ``PYTHONPATH=.`` when the project is not installed). Method: an H.264 file (libx264,
-CRF 23, preset veryfast, yuv420p, 30 frames/s) of ``--frames`` frames is made from IMAGE resized to ``--size``, shifted 4 px per frame. Then, ``--repeat`` times each, alternating:
+CRF 23, preset veryfast, yuv420p, 30 frames/s) of ``--frames`` frames is made from IMAGE resized to ``--size``,
+shifted 4 px per frame. Then, ``--repeat`` times each, alternating:
 ``decode``: :class:`runtime.video.VideoReader` over the file, every frame converted to BGR (what detect reads);
 ``detect``: :func:`runtime.jobs.video.run_video` with ``--every 1``, records made and dropped, no copies (decoding
 in its thread, detection batched, a CUDA device synchronised by every batch's results). The model is loaded and

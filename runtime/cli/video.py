@@ -45,7 +45,7 @@ def add_video_args(parser) -> None:
     from runtime.anonymize import DEFAULT_MARGIN, METHODS
     from runtime.video import DEFAULT_TIMEOUT_S
 
-    group = parser.add_argument_group("videos, aligned crops and anonymised copies (docs/detection.md#videos)")
+    group = parser.add_argument_group("videos, aligned crops and anonymised copies (docs/detection.md)")
     group.add_argument("--every", type=options.count, default=1, metavar="N",
                        help="videos: detect every N-th frame (frames 0, N, 2N, …; default 1, every frame)")
     group.add_argument("--timeout", type=options.argparse_type(_check_timeout, "timeout"), default=DEFAULT_TIMEOUT_S,
@@ -58,7 +58,8 @@ def add_video_args(parser) -> None:
     group.add_argument("--anonymize", choices=METHODS, default=None,
                        help="write copies with every reported face hidden instead of annotated copies, into "
                             f"--save-dir (default {DEFAULT_ANONYMIZED_DIR})")
-    group.add_argument("--anonymize-margin", type=options.argparse_type(_check_margin, "margin"), default=DEFAULT_MARGIN,
+    group.add_argument("--anonymize-margin", type=options.argparse_type(_check_margin, "margin"),
+                       default=DEFAULT_MARGIN,
                        metavar="F", help="hide the box enlarged by F times its size on each side "
                                          f"(default {DEFAULT_MARGIN})")
 
