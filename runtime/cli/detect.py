@@ -64,8 +64,9 @@ def add_parser(subparsers) -> None:
                                      "--confidence_threshold, --top_k, --nms_threshold, --keep_top_k, --vis_thres, "
                                      "-s/--save_image) are accepted too: see docs/detection.md. Large folders and "
                                      "several GPUs: docs/scaling.md.")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns; or video files, stream "
-                                                              "URLs (rtsp://, http://) or a camera index")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image files, folders or glob patterns; or video files, stream URLs (rtsp://, http://) or a "
+                        "camera index")
     options.add_model_args(p)
     options.add_pipeline_args(p)
     options.add_int8_args(p)
