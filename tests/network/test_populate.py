@@ -10,8 +10,12 @@ from retinaface_trt.errors import RetinaFaceError
 from wts_export.checkpoint import load_state_dict
 from wts_export.model import build_model
 from tests.helpers import NetworkRun, random_resnet50_state_dict
+from tests.tolerances import retinaface_tolerance
 from wts_export.wts import read_wts, write_wts
 
+# Against the original implementation's stored outputs: the figure the README states (measured 1.5e-5). Against
+# the PyTorch model computed here, the float32 bound of the network's arithmetic (tests/tolerances.py), since both
+# sides run on this CPU's kernels.
 TOLERANCE = 1e-4
 
 
@@ -56,16 +60,17 @@ def test_matches_pytorch_model_at_sizes_not_multiple_of_32(mnet_executor, mnet_t
         expected = mnet_torch(x)
     got = mnet_executor(x)
     assert [g.shape for g in got] == [e.shape for e in expected]
-    errors = max_errors(got, expected)
-    assert all(e <= TOLERANCE for e in errors.values()), errors
+    errors, bound = max_errors(got, expected), retinaface_tolerance(mnet_executor.network, expected)
+    assert all(e <= bound for e in errors.values()), (errors, bound)
 
 
 def test_batch_of_two_gives_per_image_results(mnet_executor):
     x = torch.randn(2, 3, 96, 160, generator=torch.Generator().manual_seed(1)) * 50
     together = mnet_executor(x)
     for i in range(2):
-        alone = mnet_executor(x[i:i + 1])
-        assert max(max_errors([t[i:i + 1] for t in together], alone).values()) <= 1e-5
+        alone = mnet_executor(x[i:i + 1])       # a batch of one may take another kernel than a batch of two
+        bound = retinaface_tolerance(mnet_executor.network, alone)
+        assert max(max_errors([t[i:i + 1] for t in together], alone).values()) <= bound
 
 
 def test_static_and_dynamic_shapes_agree(mnet_wts, mnet_executor):
@@ -79,10 +84,10 @@ def test_resnet50_random_weights_match_pytorch():
     x = torch.randn(1, 3, 200, 328, generator=torch.Generator().manual_seed(3)) * 50
     with torch.inference_mode():
         expected = model(x)
-    got = NetworkRun(weights)(x)
+    run = NetworkRun(weights)
+    got, bound = run(x), retinaface_tolerance(run.network, expected)
     for name, g, e in zip(("loc", "conf", "landms"), got, expected):
-        relative = float((g - e).abs().max() / e.abs().max().clamp_min(1e-6))
-        assert relative <= TOLERANCE, (name, relative)
+        assert float((g - e).abs().max()) <= bound, (name, float((g - e).abs().max()), bound)
 
 
 def test_every_weight_is_used_exactly_once(mnet_wts):
@@ -176,3 +181,18 @@ def test_executor_on_cuda_matches_cpu(mnet_wts, mnet_executor, crowd_reference):
     torch.backends.cudnn.allow_tf32 = False   # float32 convolutions, as the CPU computes them
     errors = max_errors([t.cpu() for t in on_cuda(x.cuda())], mnet_executor(x))
     assert all(e <= TOLERANCE for e in errors.values()), errors
+
+
+def test_the_fpn_resize_of_a_dynamic_size_takes_an_int32_shape_tensor(mnet_wts, mnet_executor):
+    """IShapeLayer gives Int64 on 10.x (and 11.x); the 10.0-10.3 headers ask IResizeLayer's shape input for Int32
+    (8.6 knows only Int32): the shape is cast, which every version accepts. Issue 25 point 7."""
+    network = mnet_executor.network
+    resizes = [network.get_layer(i) for i in range(network.num_layers) if network.get_layer(i).name.startswith("fpn.up")
+               and isinstance(network.get_layer(i), trt.IResizeLayer)]
+    assert len(resizes) == 2
+    for layer in resizes:
+        size = layer.get_input(1)
+        assert size.dtype == trt.int32 and size.is_shape_tensor, (layer.name, size.dtype)
+    x = torch.randn(1, 3, 200, 328, generator=torch.Generator().manual_seed(4)) * 50
+    static = NetworkRun(mnet_wts, input_shape=(1, 3, 200, 328))
+    assert max(max_errors(static(x), mnet_executor(x)).values()) == 0.0
