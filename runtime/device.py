@@ -189,3 +189,8 @@ class Buffers:
                 self._buffers.popitem(last=False)
         self._buffers.move_to_end(key)
         return self._buffers[key]
+
+    def drop(self, name) -> None:
+        """Forget every buffer of ``name`` (its memory is freed once nothing uses it)."""
+        for key in [key for key in self._buffers if key[0] == name]:
+            del self._buffers[key]

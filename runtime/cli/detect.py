@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 
 from retinaface_trt.errors import RetinaFaceError
+from runtime.budget import DEFAULT_PIXEL_BUDGET
 from runtime.cli import options
 from runtime.options import IMAGE_SUFFIXES
 
@@ -88,6 +89,10 @@ def _add_folder_args(parser) -> None:
     group.add_argument("--devices", type=devices, metavar="DEVICES",
                        help="one worker process per device: cuda:0,cuda:1,… or all (every GPU); cpu entries too "
                             "(cpu,cpu); instead of --device")
+    group.add_argument("--pixel-budget", type=options.count, default=DEFAULT_PIXEL_BUDGET // 1_000_000, metavar="MP",
+                       help="megapixels of decoded images in flight at once, per device: bounds memory whatever "
+                            "the images' sizes (one larger image still runs, alone; default "
+                            f"{DEFAULT_PIXEL_BUDGET // 1_000_000})")
     group.add_argument("--read-threads", type=options.count, default=None, metavar="N",
                        help="threads reading and decoding images, per device (default: the CPUs this process may "
                             "use, shared by the devices, at most 8)")
@@ -141,7 +146,8 @@ def _runner(args):
     names = _devices(args)
     workers = len(names) if names else 1
     settings = JobSettings(batch=args.batch, vis_threshold=args.vis_threshold, annotate=bool(args.save_dir),
-                           read_threads=args.read_threads or default_read_threads(workers))
+                           read_threads=args.read_threads or default_read_threads(workers),
+                           pixel_budget=args.pixel_budget * 1_000_000)
     if names:
         from runtime.jobs.workers import DetectorFactory, WorkerPool
 

@@ -16,6 +16,7 @@ image, so that each input gets its own outcome; the message names the input.
 
 from __future__ import annotations
 
+import collections
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator
@@ -23,6 +24,8 @@ from typing import Callable, Iterator
 from retinaface_trt.errors import RetinaFaceError
 from runtime.jobs.reader import END, Decoded, ImageReader, TaskList
 from runtime.jobs.tasks import JobSettings, Outcome, Task, detected, failed
+
+_COLLECT_S = 0.002        # while batches are being detected, look this often whether one finished
 
 
 class Batcher:
@@ -85,39 +88,92 @@ def detect_stream(detector, source, settings: JobSettings, read=None) -> Iterato
     """The outcomes of ``source``'s tasks (a reader source, see :mod:`runtime.jobs.reader`), as their batches
     finish: not in task order when images of several sizes interleave. ``detector`` is a
     :class:`runtime.detector.Detector` (or anything with its ``detect_arrays``, ``device``, ``max_pixels``,
-    ``resize`` and ``input_size``); ``read`` replaces :func:`runtime.image_io.read_image` (tests)."""
+    ``resize`` and ``input_size``); ``read`` replaces :func:`runtime.image_io.read_image` (tests).
+
+    Up to ``settings.in_flight`` batches are with the detector at once (its own threads: while one batch runs on
+    the device, the next one is staged and uploaded, see :meth:`runtime.detector.Detector.detect_arrays`), and
+    the records of a finished batch are made here meanwhile. Decoded images hold pixels of one
+    :class:`runtime.budget.PixelBudget` of ``settings.pixel_budget`` from before their decode until their
+    outcomes are made."""
+    from runtime.budget import PixelBudget
+
     settings = settings.sized(detector.device)
+    budget = PixelBudget(settings.pixel_budget)
     batcher = Batcher(settings.batch, settings.hold, canvas_key(detector))
-    reader = ImageReader(source, settings.read_threads, settings.prefetch, settings.queued, detector.max_pixels, read)
-    with reader, BatchRunner(detector, settings) as run:
-        while (item := reader.get(timeout=batcher.wait_s(settings.max_wait_s))) is not END:
-            if item is None:                      # nothing new for max_wait_s: run what waits longest
-                yield from run(batcher.oldest())
+    reader = ImageReader(source, settings.read_threads, settings.prefetch, settings.queued, detector.max_pixels, read,
+                         budget=budget)
+    with reader, BatchRunner(detector, settings, budget) as run:
+        while (item := reader.get(timeout=run.wait_s(batcher.wait_s(settings.max_wait_s)))) is not END:
+            if item is None:                      # nothing new for a while: collect, run what waits longest
+                yield from run.collect(block=False)
+                if (batch := batcher.oldest()):
+                    yield from run(batch)
             elif item.image is None:
                 yield failed(item.task, item.error)
             elif (batch := batcher.add(item)) is not None:
                 yield from run(batch)
+            yield from run.collect(block=False)
         for batch in batcher.drain():
             yield from run(batch)
+        yield from run.collect(block=True)
 
 
 class BatchRunner:
-    """``run(batch) -> [Outcome]``: one ``detect_arrays`` call for a batch of :class:`Decoded` images; the
-    records (and annotated copies, drawn and encoded in a thread pool: OpenCV releases the GIL) in batch order."""
+    """``run(batch) -> [Outcome]``: one ``detect_arrays`` call for a batch of :class:`Decoded` images, in a
+    thread of its own (``run.now(batch)``: and wait for it); up to ``settings.in_flight`` batches at once (a further one waits for the oldest).
+    ``collect`` gives the outcomes of the batches done (``block``: of all of them), each batch's in batch order;
+    the records (and annotated copies, drawn and encoded in a thread pool: OpenCV releases the GIL) are made in
+    the calling thread, which then gives the batch's pixels back to ``budget``."""
 
-    def __init__(self, detector, settings: JobSettings):
-        self.detector, self.settings = detector, settings
+    def __init__(self, detector, settings: JobSettings, budget=None):
+        self.detector, self.settings, self.budget = detector, settings, budget
         self._pool = ThreadPoolExecutor(settings.read_threads, thread_name_prefix="retinaface-draw") \
             if settings.annotate else None
+        self._detecting = ThreadPoolExecutor(settings.in_flight, thread_name_prefix="retinaface-detect")
+        self._running: collections.deque = collections.deque()     # (batch, future of its detections)
 
     def __call__(self, batch: list[Decoded]) -> list[Outcome]:
+        """Start ``batch``; the outcomes of batches that had to finish first to make room."""
+        done = []
+        while len(self._running) >= self.settings.in_flight:
+            done.extend(self._finish(*self._running.popleft()))
+        self._running.append((batch, self._detecting.submit(self._detect, batch)))
+        return done
+
+    def now(self, batch: list[Decoded]) -> list[Outcome]:
+        """Run ``batch`` and wait for it: its outcomes (and those of any batch started before it)."""
+        return self(batch) + self.collect(block=True)
+
+    def collect(self, block: bool) -> list[Outcome]:
+        done = []
+        while self._running and (block or self._running[0][1].done()):
+            done.extend(self._finish(*self._running.popleft()))
+        return done
+
+    def wait_s(self, wait_s: float | None) -> float | None:
+        """How long the stream may wait for the next image: not past ``wait_s``, nor for long while a batch is
+        being detected (its outcomes are collected between waits)."""
+        if not self._running:
+            return wait_s
+        return _COLLECT_S if wait_s is None else min(wait_s, _COLLECT_S)
+
+    def _detect(self, batch: list[Decoded]) -> list:
+        """The detections of each image of ``batch``, or the message of a refused image."""
         try:
-            found = self.detector.detect_arrays([item.image for item in batch])
+            return self.detector.detect_arrays([item.image for item in batch])
         except RetinaFaceError as error:
             if len(batch) == 1:
-                return [failed(batch[0].task, str(error))]
-            return [outcome for item in batch for outcome in self([item])]    # which of them it was
-        finish = lambda pair: detected(pair[0].task, pair[0].image, pair[1], self.settings)  # noqa: E731
+                return [str(error)]
+            return [found for item in batch for found in self._detect([item])]    # which of them it was
+
+    def _finish(self, batch: list[Decoded], future) -> list[Outcome]:
+        try:
+            found = future.result()
+        finally:
+            if self.budget is not None:
+                self.budget.give(sum(item.pixels for item in batch))
+        finish = lambda pair: (failed(pair[0].task, pair[1]) if isinstance(pair[1], str)  # noqa: E731
+                               else detected(pair[0].task, pair[0].image, pair[1], self.settings))
         pairs = list(zip(batch, found))
         return list(self._pool.map(finish, pairs)) if self._pool else [finish(pair) for pair in pairs]
 
@@ -125,6 +181,7 @@ class BatchRunner:
         return self
 
     def __exit__(self, *exc) -> None:
+        self._detecting.shutdown(wait=True, cancel_futures=True)
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from runtime.budget import DEFAULT_PIXEL_BUDGET
 from runtime.face import DEFAULT_VIS_THRESHOLD, error_record, faces_from_array, image_record
 
 # Images of one canvas size wait this long for more of their size before running as a smaller batch, in seconds.
@@ -52,10 +53,14 @@ class JobSettings:
     vis_threshold: faces reported from this score (records and copies)
     annotate:      make annotated copies (drawn and encoded by the reading threads' sibling pool)
     max_wait_s:    how long images wait for more of their size before running as a smaller batch
+    pixel_budget:  pixels of the decoded images alive at once, per device (:mod:`runtime.budget`); one larger
+                   image still runs, alone
+    in_flight:     batches with the detector at once (one on the device while the next is staged and uploaded)
 
     Decoded images alive at once, per device, whatever the number of tasks (:meth:`image_bound`): ``prefetch``
     submitted and one in the reader's hands, ``queued`` handed on, one being taken by the batcher, ``hold``
-    waiting there for more of their size and one batch being detected.
+    waiting there for more of their size, ``in_flight`` batches being detected and one more being started while
+    the oldest one's records are made; and their pixels stay within ``pixel_budget`` whatever their sizes.
     """
 
     batch: int | None = None
@@ -63,6 +68,8 @@ class JobSettings:
     vis_threshold: float = DEFAULT_VIS_THRESHOLD
     annotate: bool = False
     max_wait_s: float = MAX_WAIT_S
+    pixel_budget: int = DEFAULT_PIXEL_BUDGET
+    in_flight: int = 2
 
     @property
     def prefetch(self) -> int:
@@ -87,7 +94,7 @@ class JobSettings:
 
     def image_bound(self) -> int:
         """The most decoded images that exist at once in one device's pipeline (see the class doc)."""
-        return (self.prefetch + 1) + self.queued + 1 + self.hold + (self.batch or 1)
+        return (self.prefetch + 1) + self.queued + 1 + self.hold + (self.in_flight + 1) * (self.batch or 1)
 
 
 def default_batch(device) -> int:
