@@ -54,6 +54,11 @@ def cpu_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+# The call of a shape from which cuDNN runs it (autotuned): earlier calls of that shape run PyTorch's own kernels
+# (see float32_convolutions).
+CUDNN_TUNE_AFTER = 2
+
+
 @contextlib.contextmanager
 def float32_convolutions(repeated: bool = True):
     """Convolutions in IEEE float32 for the duration (PyTorch allows TF32 in cuDNN's by default).
