@@ -178,6 +178,9 @@ class Detector:
                 for plan, batch, copied in uploads:
                     if copied is not None:
                         torch.cuda.current_stream(self.device).wait_event(copied)
+                        if self._graphs is not None:    # a graph reads the very tensor it was captured with, for
+                            # ever: the lock's buffer, never a thread's staging one (its next upload would race)
+                            batch = self._uploads.get("upload", tuple(batch.shape), torch.uint8).copy_(batch)
                     canvases.append(self._stage("place", self._placed, batch) if plan.resizes else batch)
                 canvas = canvases[0] if len(canvases) == 1 else torch.cat(canvases)
                 dets, counts = self._download(*self._stage("detect", self._detected, canvas))
