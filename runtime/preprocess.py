@@ -63,9 +63,14 @@ class Transform:
     def detections_to_original(self, dets: np.ndarray) -> np.ndarray:
         """Detections [K, 15] (box, score, five points) with boxes and points mapped; the score unchanged."""
         out = np.array(dets, dtype=np.float32, copy=True)
-        coords = np.r_[0:4, 5:15]
-        out[:, coords] = self.boxes_to_original(out[:, coords])
+        if self == _IDENTITY:         # original and padded: network pixels are original pixels
+            return out
+        out[:, _COORDS] = self.boxes_to_original(out[:, _COORDS])
         return out
+
+
+_IDENTITY = Transform()
+_COORDS = np.r_[0:4, 5:15]
 
 
 @dataclass(frozen=True)
