@@ -1,30 +1,109 @@
-"""A budget of image pixels in flight: what bounds the memory of a job over images of any size.
+"""Memory budgets: how many image pixels may be decoded and run at once on this machine.
 
-A count of images does not bound memory: 40 decoded 40-megapixel photos take 4.8 GB, 40 thumbnails almost
-nothing. :class:`PixelBudget` is a counting semaphore over pixels: a reader takes an image's pixels (known from
-its header before it is decoded) before decoding it, and the pipeline gives them back once the image's outcome
-is made. One image larger than the whole budget still runs, alone (nothing else is in flight then), so the
-budget never refuses an input that the pixel limit (``max_pixels``) accepts.
+One number bounds what the service and ``detect`` hold at once, so that hostile input (many large images,
+many small requests of one size, a huge ``--batch``) cannot exhaust the machine::
 
-Bytes per pixel: a decoded BGR uint8 image takes 3 bytes per pixel; in the pipeline an image also exists once
-in the pinned upload buffer of its batch. So a budget of P pixels bounds the decoded images to 3·P bytes (and
-their staged copies to as much again).
+    pixel_budget = RAM_SHARE × min(available host memory, free memory of the CUDA device) // BYTES_PER_PIXEL
+
+* available host memory: ``MemAvailable`` of ``/proc/meminfo``, or what the cgroup (container) limit leaves
+  (``memory.max − memory.current``), whichever is smaller; without either (not Linux) only the device counts,
+  and without a CUDA device either, :data:`FALLBACK_BYTES`;
+* free memory of the CUDA device: ``torch.cuda.mem_get_info`` of the device the detector runs on (only for a
+  ``cuda`` device, and only when torch is imported already: nothing heavy is loaded here);
+* :data:`BYTES_PER_PIXEL`: the peak memory one image pixel costs through decoding and the float32 network at its
+  original size (measured 162 bytes per pixel on the executor and 67 with ONNX Runtime for a 6000×6600 PNG;
+  rounded up);
+* :data:`RAM_SHARE`: half of what is available, leaving the rest to the process itself, its model and others.
+
+The budget is taken once when a service or a ``detect`` run starts, and never below :data:`MIN_PIXEL_BUDGET`
+(one 640×640 image). How it is used: a batch holds images while their pixels sum to at most the budget; an
+image larger than the budget (but within ``max_pixels``) runs alone, never beside another one.
+
+In flight (``detect`` over folders, :mod:`runtime.jobs`): :class:`PixelBudget` holds the pixels of the decoded
+images alive at once to the same number (or ``--pixel-budget``). A count of images does not bound memory (40
+decoded 40-megapixel photos take 4.8 GB, 40 thumbnails almost nothing): the reader takes an image's pixels
+(known from its header) before decoding it, and the pipeline gives them back once the image's record is made.
+
+The API is :func:`pixel_budget`, :func:`batch_fits` and :class:`PixelBudget`; nothing else here is meant to be
+imported.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 
-# 128 megapixels (384 MB of decoded BGR): several batches of camera photos (128 × 1024×624 is 82 megapixels),
-# three 40-megapixel photos.
-DEFAULT_PIXEL_BUDGET = 128_000_000
+BYTES_PER_PIXEL = 192
+RAM_SHARE = 0.5
+MIN_PIXEL_BUDGET = 640 * 640
+FALLBACK_BYTES = 4 << 30   # a machine whose free memory cannot be read: assume 4 GiB
+# Set to a number of pixels to replace the machine's budget (tests; a machine shared with other jobs).
+ENVIRONMENT = "RETINAFACE_TRT_PIXEL_BUDGET"
+
+
+def pixel_budget(device=None) -> int:
+    """The number of image pixels that may be decoded and batched at once here (see the module doc).
+
+    device: the detector's device (``"cpu"``, ``"cuda:0"``, a ``torch.device``) or None for the host only.
+    """
+    override = os.environ.get(ENVIRONMENT, "").strip()
+    if override:
+        from runtime.options import check_count
+
+        return check_count(ENVIRONMENT, override)
+    sizes = [size for size in (_host_available(), _device_free(device)) if size]
+    available = min(sizes) if sizes else FALLBACK_BYTES
+    return max(MIN_PIXEL_BUDGET, int(available * RAM_SHARE) // BYTES_PER_PIXEL)
+
+
+def batch_fits(pixels: int, count: int, budget: int) -> bool:
+    """Whether ``count`` images of ``pixels`` pixels each may run as one batch under ``budget``: always for one
+    image (an image over the budget runs alone), else when their pixels sum to at most the budget."""
+    return count <= 1 or pixels * count <= budget
+
+
+def _host_available() -> int | None:
+    sizes = []
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    sizes.append(int(line.split()[1]) * 1024)
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/memory.max", encoding="ascii") as limit_file:
+            limit = limit_file.read().strip()
+        with open("/sys/fs/cgroup/memory.current", encoding="ascii") as current_file:
+            current = int(current_file.read().strip())
+        if limit != "max":
+            sizes.append(max(0, int(limit) - current))
+    except (OSError, ValueError):
+        pass
+    return min(sizes) if sizes else None
+
+
+def _device_free(device) -> int | None:
+    if device is None or not str(device).startswith("cuda") or "torch" not in sys.modules:
+        return None
+    import torch
+
+    try:
+        if not torch.cuda.is_available():
+            return None
+        free, _total = torch.cuda.mem_get_info(torch.device(device))
+        return int(free)
+    except (RuntimeError, ValueError, AssertionError):
+        return None
 
 
 class PixelBudget:
     """Pixels taken and not yet given back, at most ``limit`` unless a single image is larger (see the module
     doc). Thread-safe. ``peak`` is the most pixels ever taken at once (tests and benchmarks read it)."""
 
-    def __init__(self, limit: int = DEFAULT_PIXEL_BUDGET):
+    def __init__(self, limit: int):
         if limit < 1:
             raise ValueError(f"a pixel budget must be at least 1 pixel, found {limit}")
         self.limit = int(limit)

@@ -14,7 +14,6 @@ import sys
 
 from runtime.backends import BACKENDS, FLOAT_PRECISIONS
 from runtime.cli import options
-from runtime.budget import DEFAULT_PIXEL_BUDGET
 from runtime.options import DEFAULT_INPUT_SIZE, RESIZE_POLICIES
 
 
@@ -50,8 +49,8 @@ def add_parser(subparsers) -> None:
                         help="resize policy of the --folder pass (default stretch, to --input-size)")
     folder.add_argument("--read-threads", type=options.count, metavar="N",
                         help="decoding threads (default: as detect, the CPUs this process may use, at most 8)")
-    folder.add_argument("--pixel-budget", type=options.count, default=DEFAULT_PIXEL_BUDGET // 1_000_000, metavar="MP",
-                        help=f"megapixels decoded at once (default {DEFAULT_PIXEL_BUDGET // 1_000_000}, as detect)")
+    folder.add_argument("--pixel-budget", type=options.count, default=None, metavar="MP",
+                        help="megapixels decoded at once (default: this machine's, as detect)")
     p.add_argument("--json", dest="json_path", metavar="OUT.json", help="write env, rows and failures as JSON")
     p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
     p.set_defaults(run=run)
@@ -108,12 +107,15 @@ def _folder(args, device) -> int:
     if not paths:
         raise RetinaFaceError(f"--folder {' '.join(args.folder)}: no image files there")
     gpu = device.type == "cuda"
+    from runtime.budget import pixel_budget
+
+    budget = args.pixel_budget * 1_000_000 if args.pixel_budget else pixel_budget(device)
     settings = JobSettings(batch=args.batch or (128 if gpu else 4), read_threads=args.read_threads or
-                           default_read_threads(), pixel_budget=args.pixel_budget * 1_000_000)
+                           default_read_threads(), pixel_budget=budget)
     warmup = min(len(paths), args.warmup if args.warmup is not None else 2 * settings.batch)
     size = "" if args.resize == "original" else " {}x{}".format(*args.input_size)
     print(f"method: {len(paths)} inputs; untimed pass over the first {warmup}; then decode only (reader, "
-          f"{settings.read_threads} threads, cv2.imdecode, {args.pixel_budget} MP budget) and detect's pipeline "
+          f"{settings.read_threads} threads, cv2.imdecode, {budget / 1e6:.0f} MP budget) and detect's pipeline "
           f"(same reader, batch {settings.batch}, resize {args.resize}{size}, JSON records); wall clock "
           f"(time.perf_counter); device {torch.cuda.get_device_name(device) if gpu else platform.processor() or 'cpu'}"
           f", {os.cpu_count()} CPUs", flush=True)

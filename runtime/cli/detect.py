@@ -28,7 +28,6 @@ import time
 from dataclasses import dataclass
 
 from retinaface_trt.errors import RetinaFaceError
-from runtime.budget import DEFAULT_PIXEL_BUDGET
 from runtime.cli import options
 from runtime.options import IMAGE_SUFFIXES
 
@@ -89,10 +88,10 @@ def _add_folder_args(parser) -> None:
     group.add_argument("--devices", type=devices, metavar="DEVICES",
                        help="one worker process per device: cuda:0,cuda:1,… or all (every GPU); cpu entries too "
                             "(cpu,cpu); instead of --device")
-    group.add_argument("--pixel-budget", type=options.count, default=DEFAULT_PIXEL_BUDGET // 1_000_000, metavar="MP",
+    group.add_argument("--pixel-budget", type=options.count, default=None, metavar="MP",
                        help="megapixels of decoded images in flight at once, per device: bounds memory whatever "
-                            "the images' sizes (one larger image still runs, alone; default "
-                            f"{DEFAULT_PIXEL_BUDGET // 1_000_000})")
+                            "the images' sizes (one larger image still runs, alone; default: this machine's pixel "
+                            "budget, from its free memory: docs/errors.md)")
     group.add_argument("--read-threads", type=options.count, default=None, metavar="N",
                        help="threads reading and decoding images, per device (default: the CPUs this process may "
                             "use, shared by the devices, at most 8)")
@@ -100,6 +99,7 @@ def _add_folder_args(parser) -> None:
 
 def run(args) -> int:
     _check_flags(args)
+    _check_batch(args)
     _check_outputs(args)
     jobs = expand_inputs(args.inputs)  # [(path, error or None)], in input order
     _check_save_dir_holds_no_input(args.save_dir, jobs)
@@ -147,7 +147,7 @@ def _runner(args):
     workers = len(names) if names else 1
     settings = JobSettings(batch=args.batch, vis_threshold=args.vis_threshold, annotate=bool(args.save_dir),
                            read_threads=args.read_threads or default_read_threads(workers),
-                           pixel_budget=args.pixel_budget * 1_000_000)
+                           pixel_budget=args.pixel_budget and args.pixel_budget * 1_000_000)
     if names:
         from runtime.jobs.workers import DetectorFactory, WorkerPool
 
@@ -156,6 +156,24 @@ def _runner(args):
     from runtime.jobs.pipeline import InProcess
 
     return InProcess(Detector.from_options(**options.detector_options(args)), settings)
+
+
+def _check_batch(args) -> None:
+    """``--batch`` bounded by the pixel budget of this machine (:mod:`runtime.budget`): N images of the input
+    size (``--resize stretch``/``letterbox``; with ``original`` the default input size stands for a photo) must
+    fit in it. Batches of larger images are split by the budget as they form."""
+    if not args.batch or args.batch == 1:
+        return
+    from runtime.budget import batch_fits, pixel_budget
+    from runtime.options import DEFAULT_INPUT_SIZE
+
+    width, height = args.input_size or DEFAULT_INPUT_SIZE
+    budget = pixel_budget(args.devices[0] if args.devices else args.device)
+    if not batch_fits(width * height, args.batch, budget):
+        raise RetinaFaceError(f"--batch {args.batch}: {args.batch} images of {width}×{height} take "
+                              f"{args.batch * width * height} pixels, more than this machine's pixel budget of "
+                              f"{budget} (half its free memory at 192 bytes a pixel, see docs/errors.md); "
+                              f"use --batch {max(1, budget // (width * height))} or less")
 
 
 def _devices(args) -> list[str] | None:

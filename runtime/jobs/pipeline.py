@@ -5,7 +5,9 @@ main thread) while an :class:`runtime.jobs.reader.ImageReader` decodes ahead in 
 
 Batching (:class:`Batcher`): images are grouped by the canvas the network sees (the image's own size with
 ``resize original``, the input size with ``stretch`` and ``letterbox``: :func:`runtime.preprocess.layout`), so that
-a group is one backend call. A group runs when it holds ``batch`` images; when ``hold`` images wait in all groups
+a group is one backend call. A group runs when it holds ``batch`` images, or as many as the pixel budget
+(:func:`runtime.budget.pixel_budget`) allows: one more would exceed it; when ``hold`` images, or more pixels than
+the budget, wait in all groups
 (the group of the oldest one runs, so no image waits for ever behind images of other sizes); when no image came
 for ``max_wait_s`` after the oldest waiting one arrived (the detector does not sit idle while the reader is
 slower); and at the end.
@@ -22,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator
 
 from retinaface_trt.errors import RetinaFaceError
+from runtime.budget import PixelBudget, batch_fits, pixel_budget
 from runtime.jobs.reader import END, Decoded, ImageReader, TaskList
 from runtime.jobs.tasks import JobSettings, Outcome, Task, detected, failed
 
@@ -32,14 +35,18 @@ class Batcher:
     """Decoded images waiting for their batch (see the module doc).
 
     batch: images per batch; hold: images waiting in all groups at most (≥ batch); key: image shape (H, W, 3) →
-    the group's key; clock: seconds (monotonic).
+    the group's key, a canvas (W, H); clock: seconds (monotonic); budget: pixels (of canvases) in one batch and
+    waiting in all groups at most (None: no limit; an image over it runs alone).
     """
 
-    def __init__(self, batch: int, hold: int, key: Callable, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, batch: int, hold: int, key: Callable, clock: Callable[[], float] = time.monotonic,
+                 budget: int | None = None):
         self.batch, self.hold, self._key, self._clock = batch, max(batch, hold), key, clock
+        self.budget = budget
         self._groups: dict = {}     # key → [Decoded], in the order of each group's oldest image
         self._since: dict = {}      # key → when the group's oldest image arrived
         self.held = 0
+        self.held_pixels = 0
 
     def add(self, item: Decoded) -> list[Decoded] | None:
         """Keep ``item``; return the batch that must run now, or None."""
@@ -49,9 +56,12 @@ class Batcher:
             self._since[key] = self._clock()
         group.append(item)
         self.held += 1
-        if len(group) >= self.batch:
+        pixels = self._pixels(key)
+        self.held_pixels += pixels
+        if len(group) >= self.batch or (self.budget and not batch_fits(pixels, len(group) + 1, self.budget)):
             return self._pop(key)
-        return self.oldest() if self.held >= self.hold else None
+        over_budget = self.budget and self.held_pixels > self.budget
+        return self.oldest() if self.held >= self.hold or over_budget else None
 
     def oldest(self) -> list[Decoded]:
         """The group of the oldest waiting image (empty when nothing waits)."""
@@ -73,7 +83,12 @@ class Batcher:
         group = self._groups.pop(key)
         del self._since[key]
         self.held -= len(group)
+        self.held_pixels -= self._pixels(key) * len(group)
         return group
+
+    def _pixels(self, key) -> int:
+        """The pixels of a canvas key (W, H); 0 without a budget (any key then)."""
+        return key[0] * key[1] if self.budget else 0
 
 
 def canvas_key(detector) -> Callable:
@@ -93,13 +108,13 @@ def detect_stream(detector, source, settings: JobSettings, read=None) -> Iterato
     Up to ``settings.in_flight`` batches are with the detector at once (its own threads: while one batch runs on
     the device, the next one is staged and uploaded, see :meth:`runtime.detector.Detector.detect_arrays`), and
     the records of a finished batch are made here meanwhile. Decoded images hold pixels of one
-    :class:`runtime.budget.PixelBudget` of ``settings.pixel_budget`` from before their decode until their
-    outcomes are made."""
-    from runtime.budget import PixelBudget
-
+    :class:`runtime.budget.PixelBudget` from before their decode until their
+    outcomes are made (``settings.pixel_budget``, or this machine's :func:`runtime.budget.pixel_budget`), which
+    also bounds the pixels of one batch."""
     settings = settings.sized(detector.device)
-    budget = PixelBudget(settings.pixel_budget)
-    batcher = Batcher(settings.batch, settings.hold, canvas_key(detector))
+    limit = settings.pixel_budget or pixel_budget(detector.device)
+    budget = PixelBudget(limit)
+    batcher = Batcher(settings.batch, settings.hold, canvas_key(detector), budget=limit)
     reader = ImageReader(source, settings.read_threads, settings.prefetch, settings.queued, detector.max_pixels, read,
                          budget=budget)
     with reader, BatchRunner(detector, settings, budget) as run:

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.budget import DEFAULT_PIXEL_BUDGET
 from runtime.face import DEFAULT_VIS_THRESHOLD, array_record, error_record, faces_from_array
 
 # Images of one canvas size wait this long for more of their size before running as a smaller batch, in seconds.
@@ -53,8 +52,8 @@ class JobSettings:
     vis_threshold: faces reported from this score (records and copies)
     annotate:      make annotated copies (drawn and encoded by the reading threads' sibling pool)
     max_wait_s:    how long images wait for more of their size before running as a smaller batch
-    pixel_budget:  pixels of the decoded images alive at once, per device (:mod:`runtime.budget`); one larger
-                   image still runs, alone
+    pixel_budget:  pixels of the decoded images alive at once, and of one batch, per device; None: this
+                   machine's (:func:`runtime.budget.pixel_budget`); one larger image still runs, alone
     in_flight:     batches with the detector at once (one on the device while the next is staged and uploaded)
 
     Decoded images alive at once, per device, whatever the number of tasks (:meth:`image_bound`): ``prefetch``
@@ -68,7 +67,7 @@ class JobSettings:
     vis_threshold: float = DEFAULT_VIS_THRESHOLD
     annotate: bool = False
     max_wait_s: float = MAX_WAIT_S
-    pixel_budget: int = DEFAULT_PIXEL_BUDGET
+    pixel_budget: int | None = None
     in_flight: int = 2
 
     @property
