@@ -9,8 +9,9 @@ a group is one backend call. A group runs when it holds ``batch`` images, or as 
 (:func:`runtime.budget.pixel_budget`) allows: one more would exceed it; when ``hold`` images, or more pixels than
 the budget, wait in all groups
 (the group of the oldest one runs, so no image waits for ever behind images of other sizes); when no image came
-for ``max_wait_s`` after the oldest waiting one arrived (the detector does not sit idle while the reader is
-slower); and at the end.
+for ``max_wait_s`` after the oldest waiting one arrived and the detector has no batch (it does not sit idle while
+the reader is slower, and gets no partial batch while it is busy: on a GPU every new batch size is a new shape,
+run by PyTorch's own kernels, then planned by cuDNN, which costs seconds in float16); and at the end.
 
 A batch refused with a RetinaFaceError (an image that a fixed-size engine does not take) runs again image by
 image, so that each input gets its own outcome; the message names the input.
@@ -119,17 +120,18 @@ def detect_stream(detector, source, settings: JobSettings, read=None) -> Iterato
                          budget=budget)
     with reader, BatchRunner(detector, settings, budget) as run:
         while (item := reader.get(timeout=run.wait_s(batcher.wait_s(settings.max_wait_s)))) is not END:
-            if item is None:                      # nothing new for a while: collect, run what waits longest
-                yield from run.collect(block=False)
-                if (batch := batcher.oldest()):
-                    yield from run(batch)
+            if item is None:                      # nothing new for a while: collect; run what waits longest if
+                yield from run.collect(block=False)   # the detector is idle (a partial batch only then)
+                if run.idle and batcher.wait_s(settings.max_wait_s) == 0:
+                    yield from run(batcher.oldest())
             elif item.image is None:
                 yield failed(item.task, item.error)
-            elif (batch := batcher.add(item)) is not None:
-                yield from run(batch)
+            else:
+                yield from run(batcher.add(item))
+            item = None                           # no image outlives its pixels given back (nor a batch: no names)
             yield from run.collect(block=False)
-        for batch in batcher.drain():
-            yield from run(batch)
+        while batcher.held:
+            yield from run(batcher.oldest())
         yield from run.collect(block=True)
 
 
@@ -147,8 +149,11 @@ class BatchRunner:
         self._detecting = ThreadPoolExecutor(settings.in_flight, thread_name_prefix="retinaface-detect")
         self._running: collections.deque = collections.deque()     # (batch, future of its detections)
 
-    def __call__(self, batch: list[Decoded]) -> list[Outcome]:
-        """Start ``batch``; the outcomes of batches that had to finish first to make room."""
+    def __call__(self, batch: list[Decoded] | None) -> list[Outcome]:
+        """Start ``batch`` (nothing for None or an empty one); the outcomes of batches that had to finish first
+        to make room."""
+        if not batch:
+            return []
         done = []
         while len(self._running) >= self.settings.in_flight:
             done.extend(self._finish(*self._running.popleft()))
@@ -165,12 +170,16 @@ class BatchRunner:
             done.extend(self._finish(*self._running.popleft()))
         return done
 
+    @property
+    def idle(self) -> bool:
+        """No batch is with the detector."""
+        return not self._running
+
     def wait_s(self, wait_s: float | None) -> float | None:
-        """How long the stream may wait for the next image: not past ``wait_s``, nor for long while a batch is
-        being detected (its outcomes are collected between waits)."""
-        if not self._running:
-            return wait_s
-        return _COLLECT_S if wait_s is None else min(wait_s, _COLLECT_S)
+        """How long the stream may wait for the next image: ``wait_s`` (the batcher's) while the detector is
+        idle; while a batch is being detected, a moment (its outcomes are collected between waits, and no partial
+        batch runs before it is done)."""
+        return wait_s if not self._running else _COLLECT_S
 
     def _detect(self, batch: list[Decoded]) -> list:
         """The detections of each image of ``batch``, or the message of a refused image."""

@@ -156,3 +156,33 @@ def test_parallel_detect_writes_the_sequential_records_in_input_order(mnet_pth, 
             assert record["image"] == want and record == error_record(want, record["error"])
         else:
             assert line == want
+
+
+def test_a_partial_batch_never_starts_while_the_detector_is_busy():
+    """Images come every 15 ms (slower than max_wait_s): a partial batch runs only when no batch is being detected
+    (on a GPU every new batch size is a new shape, planned by cuDNN); meanwhile images gather into larger ones."""
+    class Timed(FakeDetector):
+        def __init__(self):
+            super().__init__(delay_s=0.06)
+            self.spans, self._lock = [], threading.Lock()
+
+        def detect_arrays(self, images):
+            start = time.monotonic()
+            found = super().detect_arrays(images)
+            with self._lock:
+                self.spans.append((start, time.monotonic(), len(images)))
+            return found
+
+    def slow(path, max_pixels=0):
+        time.sleep(0.015)
+        return np.full((8, 8, 3), 100, np.uint8)
+
+    detector = Timed()
+    settings = JobSettings(batch=8, read_threads=1, max_wait_s=0.01)
+    outcomes = list(detect_stream(detector, TaskList([Task(i, f"img_{i}") for i in range(40)]), settings, read=slow))
+    assert len(outcomes) == 40
+    spans = sorted(detector.spans)
+    for start, _, size in spans[:-1]:             # the last one is what is left at the end
+        if size < 8:
+            assert not any(s < start < e for s, e, _ in spans), spans
+    assert len(spans) <= 40 / 3, spans              # gathered while busy: a third of one per image at most
