@@ -15,7 +15,7 @@ from runtime.budget import PixelBudget
 from runtime.jobs.pipeline import detect_stream
 from runtime.jobs.reader import TaskList
 from runtime.jobs.tasks import JobSettings, Task
-from tests.runtime.jobs.fakes import FakeDetector, expected_record
+from tests.runtime.jobs.fakes import FakeDetector
 
 # ---- PixelBudget ------------------------------------------------------------------------------------------
 
@@ -142,7 +142,7 @@ def test_parallel_detect_writes_the_sequential_records_in_input_order(mnet_pth, 
         for path in sorted(folder.iterdir()):
             try:
                 image = read_image(path)
-            except Exception as error:                                               # noqa: BLE001
+            except Exception:                                                        # noqa: BLE001
                 expected.append(str(path))
                 continue
             dets = detector.detect_arrays([image])[0]
