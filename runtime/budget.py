@@ -19,13 +19,20 @@ The budget is taken once when a service or a ``detect`` run starts, and never be
 (one 640×640 image). How it is used: a batch holds images while their pixels sum to at most the budget; an
 image larger than the budget (but within ``max_pixels``) runs alone, never beside another one.
 
-The API is :func:`pixel_budget` and :func:`batch_fits`; nothing else here is meant to be imported.
+In flight (``detect`` over folders, :mod:`runtime.jobs`): :class:`PixelBudget` holds the pixels of the decoded
+images alive at once to the same number (or ``--pixel-budget``). A count of images does not bound memory (40
+decoded 40-megapixel photos take 4.8 GB, 40 thumbnails almost nothing): the reader takes an image's pixels
+(known from its header) before decoding it, and the pipeline gives them back once the image's record is made.
+
+The API is :func:`pixel_budget`, :func:`batch_fits` and :class:`PixelBudget`; nothing else here is meant to be
+imported.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import threading
 
 BYTES_PER_PIXEL = 192
 RAM_SHARE = 0.5
@@ -90,3 +97,55 @@ def _device_free(device) -> int | None:
         return int(free)
     except (RuntimeError, ValueError, AssertionError):
         return None
+
+
+class PixelBudget:
+    """Pixels taken and not yet given back, at most ``limit`` unless a single image is larger (see the module
+    doc). Thread-safe. ``peak`` is the most pixels ever taken at once (tests and benchmarks read it)."""
+
+    def __init__(self, limit: int):
+        if limit < 1:
+            raise ValueError(f"a pixel budget must be at least 1 pixel, found {limit}")
+        self.limit = int(limit)
+        self.taken = 0
+        self.peak = 0
+        self._changed = threading.Condition()
+
+    def fits(self, pixels: int) -> bool:
+        """Whether ``pixels`` can be taken now (always when nothing is taken)."""
+        return self.taken == 0 or self.taken + pixels <= self.limit
+
+    def try_take(self, pixels: int) -> bool:
+        """Take ``pixels`` if they fit now; whether they were taken."""
+        with self._changed:
+            if not self.fits(pixels):
+                return False
+            self._take(pixels)
+            return True
+
+    def take(self, pixels: int, timeout: float | None = None) -> bool:
+        """Take ``pixels``, waiting up to ``timeout`` seconds (None: as long as it takes) for them to fit;
+        whether they were taken."""
+        with self._changed:
+            if not self._changed.wait_for(lambda: self.fits(pixels), timeout):
+                return False
+            self._take(pixels)
+            return True
+
+    def force(self, pixels: int) -> None:
+        """Take ``pixels`` now, fitting or not (an image whose size was not known before it was decoded)."""
+        with self._changed:
+            self._take(pixels)
+
+    def give(self, pixels: int) -> None:
+        """Give back ``pixels`` taken earlier."""
+        with self._changed:
+            self.taken -= pixels
+            if self.taken < 0:
+                self.taken = 0
+                raise RuntimeError("more pixels given back to the budget than were taken")
+            self._changed.notify_all()
+
+    def _take(self, pixels: int) -> None:
+        self.taken += pixels
+        self.peak = max(self.peak, self.taken)

@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
 
 from starlette.applications import Starlette
@@ -56,30 +55,6 @@ class Saturated(RetinaFaceError):
     """A request whose image does not fit in what remains of the pixel budget (answered 503)."""
 
 
-class PixelBudget:
-    """The pixels of the images admitted at once, against a budget; any thread may take and give."""
-
-    def __init__(self, budget: int):
-        self.budget, self.held = budget, 0
-        self._lock = threading.Lock()
-
-    def take(self, pixels: int) -> bool:
-        """Reserve ``pixels`` if they fit, or if nothing is held (an image over the budget runs alone)."""
-        with self._lock:
-            if self.held and self.held + pixels > self.budget:
-                return False
-            self.held += pixels
-            return True
-
-    def give(self, pixels: int) -> None:
-        with self._lock:
-            self.held -= pixels
-
-    @property
-    def full(self) -> bool:
-        return self.held >= self.budget
-
-
 class Service:
     """What the routes share: detector, settings, metrics, the batcher and the admission count.
 
@@ -89,7 +64,7 @@ class Service:
     """
 
     def __init__(self, detector, settings: ServeSettings, warmup=None):
-        from runtime.budget import pixel_budget
+        from runtime.budget import PixelBudget, pixel_budget
 
         self.detector = detector
         self.settings = settings
@@ -114,14 +89,14 @@ class Service:
 
     def reserve(self, pixels: int, held: list[int]) -> None:
         """Take ``pixels`` of the budget for a request (added to its ``held``), or raise :class:`Saturated`."""
-        if not self.pixels.take(pixels):
-            raise Saturated(f"the server holds {self.pixels.held} of its {self.pixels.budget} pixels of images at "
+        if not self.pixels.try_take(pixels):
+            raise Saturated(f"the server holds {self.pixels.taken} of its {self.pixels.limit} pixels of images at "
                             f"once and this image has {pixels}; retry after {self.settings.retry_after_s} s")
         held.append(pixels)
 
     @property
     def saturated(self) -> bool:
-        return self.admitted >= self.settings.max_queue or self.pixels.full
+        return self.admitted >= self.settings.max_queue or self.pixels.taken >= self.pixels.limit
 
     @contextlib.asynccontextmanager
     async def lifespan(self, app):
@@ -247,7 +222,7 @@ async def _readyz(service: Service, request: Request) -> Response:
         return _json(503, {"status": "warming up"})
     if service.saturated:
         return _json(503, {"status": "saturated", "in_flight": service.admitted,
-                           "pixels_held": service.pixels.held, "pixel_budget": service.pixels.budget})
+                           "pixels_held": service.pixels.taken, "pixel_budget": service.pixels.limit})
     return _json(200, {"status": "ready"})
 
 

@@ -124,7 +124,7 @@ def test_images_beyond_the_pixel_budget_wait_their_turn_with_503():
             gated.gate.set()
             assert held.result().status_code == 200
         alone = client.post("/v1/detect", content=large, headers={"content-type": "image/png"})
-        assert client.app.state.service.pixels.held == 0
+        assert client.app.state.service.pixels.taken == 0
     assert refused.status_code == 503 and refused.headers["retry-after"] == "1"
     assert "10000 pixels" in refused.json()["error"] and ready.json()["status"] == "saturated"
     assert alone.status_code == 200 and gated.batches == [1, 1]
