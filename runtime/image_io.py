@@ -116,7 +116,7 @@ def check_header(stream: IO[bytes], source: str, max_pixels: int = DEFAULT_MAX_P
     if not max_pixels:
         return None
     try:
-        size = header_size(stream)
+        size = _declared_size(stream)
     except _DeclaredTooMany as bomb:
         if bomb.pixels > max_pixels:
             raise RetinaFaceError(f"{source}: its header declares a frame of {bomb.pixels} pixels, which exceeds the "
@@ -134,7 +134,16 @@ def check_header(stream: IO[bytes], source: str, max_pixels: int = DEFAULT_MAX_P
 
 def header_size(stream: IO[bytes]) -> tuple[int, int] | None:
     """(width, height) that the header of the seekable binary ``stream`` declares, read without decoding
-    any pixel (only the header is read); None when it is not a header of a format OpenCV decodes."""
+    any pixel (only the header is read); None when it is not a header of a format OpenCV decodes, or one whose
+    frame Pillow refuses as a decompression bomb (:func:`check_header` refuses it, naming its pixels)."""
+    try:
+        return _declared_size(stream)
+    except _DeclaredTooMany:
+        return None
+
+
+def _declared_size(stream: IO[bytes]) -> tuple[int, int] | None:
+    """:func:`header_size`, raising :class:`_DeclaredTooMany` for a frame Pillow refuses as a decompression bomb."""
     stream.seek(0)
     head = stream.read(4096)
     return _text_header_size(head) or _tiff_header_size(stream, head[:16]) or _pillow_header_size(stream, head[:16])
@@ -142,7 +151,8 @@ def header_size(stream: IO[bytes]) -> tuple[int, int] | None:
 
 def declared_pixels(path: str | os.PathLike) -> int | None:
     """W × H as the header of the image file ``path`` declares it (only the header is read); None when the file
-    has no header of a supported format; RetinaFaceError when it is not a regular file or cannot be opened."""
+    has no header of a supported format, or one whose frame Pillow refuses as a decompression bomb (reading the
+    image then refuses it on one line); RetinaFaceError when it is not a regular file or cannot be opened."""
     with _open_regular(os.fspath(path), 0) as handle:
         size = header_size(handle)
     return None if size is None else size[0] * size[1]
