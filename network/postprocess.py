@@ -28,10 +28,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from network.layers import LayerBuilder
+from retinaface_trt import detections
 from retinaface_trt.errors import RetinaFaceError
 
 DETECTION_NAMES = ("dets", "count")
-DETECTION_WIDTH = 15           # x1, y1, x2, y2, score, 5 × (x, y)
 MAX_TOP_K = 3840               # ITopKLayer: "only values up to 3840 are supported"
 
 
@@ -131,7 +131,8 @@ def add_postprocess(net: LayerBuilder, loc, conf, landms, priors: np.ndarray, in
 
 
 def _decoded_rows(b: _Builder, loc, conf, landms, priors, input_size, variances):
-    """[N, P, 15]: decoded box and landmarks in pixels with the score between them (detections' layout)."""
+    """[N, P, 15]: decoded box and landmarks in pixels with the score between them, in the row layout of
+    :mod:`retinaface_trt.detections` (box, score, landmarks)."""
     trt, (width, height) = b.trt, input_size
     boxes = _concat(b, _decoded_corners(b, loc, priors, variances), "box")
     scale = b.constant(np.array([[[width, height] * 2]], np.float32), "scale4")
@@ -184,7 +185,7 @@ def _concat(b: _Builder, tensors, name: str):
 def _nms(b: _Builder, rows, values, settings: PostprocessSettings, candidates: int):
     """INMSLayer over the K candidate boxes [N, K, 4] (corners, pixels) and scores [N, K, 1] → [M, 3]."""
     trt = b.trt
-    boxes = b.take(rows, [0, 1, 2, 3], 2, "nms.boxes")
+    boxes = b.take(rows, list(range(detections.BOX.start, detections.BOX.stop)), 2, "nms.boxes")
     scores = b.reshape(values, (0, 0, 1), "nms.scores")
     layer = b.network.add_nms(boxes, scores, b.scalar(settings.keep_top_k, np.int32, "nms.max_boxes"))
     layer.set_input(3, b.scalar(settings.nms_threshold, np.float32, "nms.iou_threshold"))

@@ -25,6 +25,7 @@ from itertools import combinations
 import torch
 
 from network import OUTPUT_NAMES
+from retinaface_trt import detections as record
 from runtime.postprocess import box_iou
 
 INT8_PATH = "executor-int8 (emulated)"
@@ -103,21 +104,21 @@ def detections(outputs, cfg, width: int, height: int, score_threshold: float) ->
     loc, conf, landms = (o.cpu().float() for o in outputs)
     priors = prior_tensor(cfg, height, width, "cpu")
     dets = [detect_faces(loc[i], conf[i], landms[i], priors, width, height) for i in range(loc.shape[0])]
-    return [d[d[:, 4] >= score_threshold] for d in dets]
+    return [record.at_least(d, score_threshold) for d in dets]
 
 
 def match_faces(da: torch.Tensor, db: torch.Tensor, iou: float = 0.5) -> tuple[int, float, float]:
     """(matched, worst |score difference|, worst landmark distance in px) of detections da [Ka, 15], db [Kb, 15]."""
     if len(da) == 0 or len(db) == 0:
         return 0, 0.0, 0.0
-    overlaps = box_iou(da[:, :4], db[:, :4])
+    overlaps = box_iou(record.boxes(da), record.boxes(db))
     best_b, best_a = overlaps.argmax(1), overlaps.argmax(0)
     mutual = (best_a[best_b] == torch.arange(len(da))) & (overlaps.max(1).values >= iou)
     ia, ib = torch.nonzero(mutual).flatten(), best_b[mutual]
     if len(ia) == 0:
         return 0, 0.0, 0.0
-    score = float((da[ia, 4] - db[ib, 4]).abs().max())
-    points = (da[ia, 5:].reshape(-1, 5, 2) - db[ib, 5:].reshape(-1, 5, 2)).norm(dim=2)
+    score = float((record.scores(da[ia]) - record.scores(db[ib])).abs().max())
+    points = (record.landmark_points(da[ia]) - record.landmark_points(db[ib])).norm(dim=2)
     return len(ia), score, float(points.max())
 
 

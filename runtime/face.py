@@ -1,9 +1,13 @@
 """Detected faces and their JSON records, shared by every backend, the CLI and the SDK.
 
 A :class:`Face` is in pixels of the original image. The JSON record of one image (CLI ``--json``, SDK
-``Engine.infer``) is ``{"image": <name or null>, "width": W, "height": H, "faces": [Face.to_dict(), ...]}``
-with only the faces whose score is ≥ ``vis_threshold``, sorted by score descending. A CLI input that
-failed gives ``{"image": ..., "width": null, "height": null, "faces": [], "error": "<message>"}``.
+``Engine.infer``, the service, jobs) is ``{"image": <name or null>, "width": W, "height": H, "faces":
+[Face.to_dict(), ...]}`` with only the faces whose score is ≥ ``vis_threshold``, sorted by score descending.
+A CLI input that failed gives ``{"image": ..., "width": null, "height": null, "faces": [], "error": "<message>"}``.
+
+Detections arrive as rows of :mod:`retinaface_trt.detections`; :func:`report` is the one step from them to
+the reported faces and the record (the vis threshold is applied there, once, and Face objects are made only
+for the faces reported).
 """
 
 from __future__ import annotations
@@ -13,10 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_VIS_THRESHOLD = 0.6  # detect.py draws faces with score >= 0.6
+from retinaface_trt import detections
+from retinaface_trt.detections import LANDMARK_NAMES  # noqa: F401 - the landmark order, re-exported
 
-# RetinaFace landmark order (image left/right, as the original detect.py documents it).
-LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+DEFAULT_VIS_THRESHOLD = 0.6  # detect.py draws faces with score >= 0.6
 
 
 @dataclass(frozen=True)
@@ -44,25 +48,39 @@ class Face:
 
 
 def faces_from_array(dets: np.ndarray) -> list[Face]:
-    """Detections float [K, 15] (x1, y1, x2, y2, score, five (x, y)) → Faces, in the same order.
+    """Detections float [K, 15] (:mod:`retinaface_trt.detections` rows) → Faces, in the same order.
 
     The one conversion from arrays to faces; landmarks are views into ``dets``.
     """
-    boxes, scores = dets[:, :4].tolist(), dets[:, 4].tolist()
-    points = dets[:, 5:15].reshape(-1, 5, 2)
+    boxes, scores = detections.boxes(dets).tolist(), detections.scores(dets).tolist()
+    points = detections.landmark_points(dets)
     return [Face(tuple(box), score, landmarks) for box, score, landmarks in zip(boxes, scores, points)]
 
 
-def visible(faces: list[Face], vis_threshold: float = DEFAULT_VIS_THRESHOLD) -> list[Face]:
-    """The faces with score ≥ ``vis_threshold``, by score descending."""
-    return sorted((f for f in faces if f.score >= vis_threshold), key=lambda f: -f.score)
+def reported_rows(dets, vis_threshold: float = DEFAULT_VIS_THRESHOLD):
+    """The rows of one image's detections [K, 15] scoring ≥ ``vis_threshold``, by score descending (equal
+    scores in their order): the vis filter, the one place it is written (arrays stay arrays, for Triton)."""
+    return detections.by_score(detections.at_least(dets, vis_threshold))
 
 
-def image_record(image, width: int, height: int, faces: list[Face],
-                 vis_threshold: float = DEFAULT_VIS_THRESHOLD) -> dict:
-    """The record of one processed image (see the module docstring)."""
+def reported_faces(dets: np.ndarray, vis_threshold: float = DEFAULT_VIS_THRESHOLD) -> list[Face]:
+    """:func:`reported_rows` as Faces."""
+    return faces_from_array(reported_rows(dets, vis_threshold))
+
+
+def image_record(image, width: int, height: int, faces: list[Face]) -> dict:
+    """The record of one processed image (see the module docstring); ``faces`` as :func:`reported_faces`
+    gives them."""
     return {"image": image, "width": int(width), "height": int(height),
-            "faces": [face.to_dict() for face in visible(faces, vis_threshold)]}
+            "faces": [face.to_dict() for face in faces]}
+
+
+def report(image, width: int, height: int, dets: np.ndarray,
+           vis_threshold: float = DEFAULT_VIS_THRESHOLD) -> tuple[dict, list[Face]]:
+    """Detections → (the image's record, its reported faces): the one step from a detector's arrays to what
+    the SDK, the service and jobs report (``image`` is the record's name, ``width`` × ``height`` the image)."""
+    faces = reported_faces(dets, vis_threshold)
+    return image_record(image, width, height, faces), faces
 
 
 def error_record(image, message: str) -> dict:

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 import torch
 
+from retinaface_trt import detections
 from runtime.options import check_resize
 
 MEAN_BGR = (104.0, 117.0, 123.0)
@@ -53,7 +54,7 @@ class Transform:
     def detections_to_original(self, dets: np.ndarray) -> np.ndarray:
         """Detections [K, 15] (box, score, five points) with boxes and points mapped; the score unchanged."""
         out = np.array(dets, dtype=np.float32, copy=True)
-        coords = np.r_[0:4, 5:15]
+        coords = list(detections.COORDINATES)
         out[:, coords] = self.boxes_to_original(out[:, coords])
         return out
 

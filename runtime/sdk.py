@@ -14,7 +14,7 @@ Errors (bad base64, not an image, too large, bad weights, a released engine) rai
 from __future__ import annotations
 
 from retinaface_trt.errors import RetinaFaceError
-from runtime.face import DEFAULT_VIS_THRESHOLD, faces_from_array, image_record, to_json
+from runtime.face import DEFAULT_VIS_THRESHOLD, report, to_json
 from runtime.image_io import base64_bytes, decode_for, resolve_decoder
 from runtime.options import check_probability
 
@@ -56,8 +56,8 @@ class Engine:
         data = base64_bytes(image_base64, max_pixels=self.detector.max_pixels)
         bgr = decode_for(data, self.decoder, self.detector.device, "base64 input", self.detector.max_pixels)
         dets = self.detector.detect_arrays([bgr])[0]
-        faces = faces_from_array(dets[dets[:, 4] >= self.vis_threshold])    # objects only for reported faces
-        return to_json(image_record(name, bgr.shape[1], bgr.shape[0], faces, self.vis_threshold))
+        record, _ = report(name, bgr.shape[1], bgr.shape[0], dets, self.vis_threshold)
+        return to_json(record)
 
     def release(self) -> None:
         """Free the model and all GPU memory it held. Safe to call twice."""

@@ -2,7 +2,7 @@
 
 Records are :mod:`runtime.face`'s: ``{"image", "width", "height", "faces"}`` with the faces scoring at least the
 vis threshold, or ``{..., "error"}`` for an input that could not be processed. Face objects are made only for the
-faces that are reported (:func:`runtime.face.faces_from_array` on the rows at or above the threshold).
+faces that are reported (:func:`runtime.face.report`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.face import DEFAULT_VIS_THRESHOLD, error_record, faces_from_array, image_record
+from runtime.face import DEFAULT_VIS_THRESHOLD, error_record, report
 
 # Images of one canvas size wait this long for more of their size before running as a smaller batch, in seconds.
 MAX_WAIT_S = 0.01
@@ -105,8 +105,7 @@ def default_read_threads(workers: int = 1) -> int:
 def detected(task: Task, image: np.ndarray, dets: np.ndarray, settings: JobSettings) -> Outcome:
     """The outcome of ``task`` from its BGR ``image`` [H, W, 3] and its detections float32 [K, 15]
     (:meth:`runtime.detector.Detector.detect_arrays`, by score)."""
-    faces = faces_from_array(dets[dets[:, 4] >= settings.vis_threshold])
-    record = image_record(task.path, image.shape[1], image.shape[0], faces, settings.vis_threshold)
+    record, faces = report(task.path, image.shape[1], image.shape[0], dets, settings.vis_threshold)
     copy = annotated_copy(task.path, image, faces) if settings.annotate else None
     return Outcome(task.index, record, copy)
 

@@ -12,7 +12,8 @@ import json
 
 import numpy as np
 
-from runtime.face import Face
+from retinaface_trt import detections
+from runtime.face import Face, reported_rows
 from runtime.postprocess import detect_faces_batch
 from runtime.options import DetectionOptions
 
@@ -56,10 +57,10 @@ def postprocess(outputs: tuple[np.ndarray, np.ndarray, np.ndarray], transforms: 
     dets, counts = detect_faces_batch(loc, conf, landms, priors, width, height, options, cfg.variance)
     faces = []
     for rows, count, row in zip(dets.numpy(), counts.tolist(), transforms):
-        rows = rows[:count][rows[:count, 4] >= vis_threshold]
+        rows = reported_rows(rows[:count], vis_threshold)
         transform = Transform(*(float(v) for v in row))   # Python floats: the arithmetic of the Detector
-        faces.append((transform.boxes_to_original(rows[:, :4]), rows[:, 4].copy(),
-                      transform.boxes_to_original(rows[:, 5:15])))
+        faces.append((transform.boxes_to_original(detections.boxes(rows)), detections.scores(rows).copy(),
+                      transform.boxes_to_original(detections.landmarks(rows))))
     return faces
 
 
