@@ -36,7 +36,7 @@ import numpy as np
 import torch
 
 from retinaface_trt import detections
-from runtime.options import DetectionOptions
+from retinaface_trt.thresholds import Thresholds
 
 
 def _xp(array):
@@ -149,7 +149,7 @@ def _disable_triton(error: Exception) -> None:
 
 
 def detect_faces_batch(loc: torch.Tensor, conf: torch.Tensor, landms: torch.Tensor, priors: torch.Tensor,
-                       width: int, height: int, options: DetectionOptions = DetectionOptions(),
+                       width: int, height: int, options: Thresholds = Thresholds(),
                        variances=(0.1, 0.2)) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch's raw outputs → (detections float32 [N, D, 15], counts int64 [N]) on the outputs' device.
 
@@ -163,14 +163,14 @@ def detect_faces_batch(loc: torch.Tensor, conf: torch.Tensor, landms: torch.Tens
 
 
 def detect_faces(loc, conf, landms, priors, width: int, height: int,
-                 options: DetectionOptions = DetectionOptions(), variances=(0.1, 0.2)) -> torch.Tensor:
+                 options: Thresholds = Thresholds(), variances=(0.1, 0.2)) -> torch.Tensor:
     """One image's outputs (loc [P, 4], conf [P, 2], landms [P, 10]) → its detections [K, 15] only."""
     dets, counts = detect_faces_batch(loc[None], conf[None], landms[None], priors, width, height, options,
                                       variances)
     return dets[0, :int(counts[0])]
 
 
-def _depth(options: DetectionOptions, priors: int) -> tuple[int, int]:
+def _depth(options: Thresholds, priors: int) -> tuple[int, int]:
     """(K candidates decoded at most, D detections kept at most), fixed for an input size."""
     k = min(options.top_k, priors)
     return k, min(options.keep_top_k, k)

@@ -55,7 +55,7 @@ class BackendRequest:
                   weights use it; an existing engine keeps the precision it was built with)
     input_size:   (W, H) of engines built automatically from weights (stretch / letterbox sizes)
     engine_cache: folder of engines built from weights (default :func:`runtime.backends.tensorrt.cache.default_engine_cache`)
-    postprocess:  a ``network.postprocess.PostprocessSettings`` to build the network with decoding and NMS
+    postprocess:  a :class:`retinaface_trt.thresholds.Thresholds` to build the network with decoding and NMS
                   inside (fixed ``input_size``), or None for the raw outputs
     threads:      CPU threads for the network and the pipeline's own work (None: one per core)
     int8:         a ``runtime.calibration.Int8Settings`` for precision "int8" (the executor runs the explicit

@@ -41,7 +41,7 @@ class ExecutorBackend:
     fold_batchnorm: fold BatchNorm into the convolutions (default True; False runs every layer as TensorRT
                     documents it, the executor's reference mode)
     channels_last:  NHWC activations (default: for fp16 on CUDA; see above)
-    postprocess:    a ``network.postprocess.PostprocessSettings``: decoding and NMS inside the network, as
+    postprocess:    a :class:`retinaface_trt.thresholds.Thresholds`: decoding and NMS inside the network, as
                     ``build --with-postprocess`` builds it, for a fixed ``input_size`` (W, H); ``infer`` then
                     returns (dets [N, D, 15], count [N])
     int8:           a ``runtime.calibration.Int8Settings``, needed by (and only by) ``precision="int8"``
@@ -65,7 +65,8 @@ class ExecutorBackend:
         arrays = _load(weights)
         self.device, self.precision = resolve_device(device), precision
         self.cfg = config_for_weights(arrays)
-        self.postprocess_in_network, self.postprocess_settings = postprocess is not None, postprocess
+        self.postprocess_in_network = postprocess is not None
+        self.postprocess_settings = postprocess.in_engine() if postprocess is not None else None
         # The in-network NMS has outputs of data-dependent size, which the executor sizes on the host.
         self.capturable = self.device.type == "cuda" and not self.postprocess_in_network
         self.input_dtype = DTYPES[precision]

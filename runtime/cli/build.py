@@ -71,16 +71,17 @@ _THRESHOLD_FLAGS = ("confidence_threshold", "nms_threshold", "top_k", "keep_top_
 
 
 def postprocess_settings(args: argparse.Namespace):
-    """The PostprocessSettings of ``--with-postprocess`` (defaults where a flag is not given), or None."""
+    """The engine's Thresholds of ``--with-postprocess`` (defaults where a flag is not given), or None."""
     given = {name: getattr(args, name) for name in _THRESHOLD_FLAGS if getattr(args, name) is not None}
     if not args.with_postprocess:
         if given:
             flags = ", ".join("--" + name.replace("_", "-") for name in given)
             raise RetinaFaceError(f"{flags} only apply to an engine built --with-postprocess; add it or drop them")
         return None
-    from network import PostprocessSettings
+    from retinaface_trt.thresholds import Thresholds
 
-    return PostprocessSettings(**given)
+    thresholds = Thresholds(**given)         # a --top-k given is refused past the engine's limit, not clipped
+    return (thresholds.check_engine() if "top_k" in given else thresholds).in_engine()
 
 
 def build_options(args: argparse.Namespace):

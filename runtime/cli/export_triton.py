@@ -33,10 +33,10 @@ def add_parser(subparsers) -> None:
 
 def export_options(args):
     """The :class:`ExportOptions` given by the flags."""
-    from runtime.options import DetectionOptions
+    from retinaface_trt.thresholds import Thresholds
     from runtime.serve.triton.repository import ExportOptions
 
-    detection = DetectionOptions(args.confidence_threshold, args.top_k, args.nms_threshold, args.keep_top_k)
+    detection = Thresholds(**{name: getattr(args, name) for name in Thresholds.names()})
     return ExportOptions(resize=args.resize, input_size=args.input_size, detection=detection,
                          vis_threshold=args.vis_threshold, max_pixels=args.max_pixels, max_batch=args.max_batch,
                          max_delay_us=args.max_delay_ms * 1000, instances=args.instances, precision=args.precision)

@@ -20,11 +20,12 @@ from pathlib import Path
 
 from retinaface_trt.errors import RetinaFaceError
 from runtime.backends import BACKENDS, PRECISIONS
+from retinaface_trt.thresholds import Thresholds
 from runtime.face import DEFAULT_VIS_THRESHOLD
 from runtime.options import (DEVICES_HELP, DEFAULT_INPUT_SIZE, DEFAULT_MAX_PIXELS, RESIZE_POLICIES, MAX_INPUT_SIDE,
-                             DetectionOptions, check_count, check_device, check_non_negative, check_probability)
+                             check_count, check_device, check_non_negative, check_probability)
 
-_DEFAULTS = DetectionOptions()
+_DEFAULTS = Thresholds()
 POSTPROCESS = ("pipeline", "network")     # runtime.detector.POSTPROCESS (that module imports torch)
 
 

@@ -46,9 +46,9 @@ def add_parser(subparsers) -> None:
 
 def serve_settings(args: argparse.Namespace) -> defaults.ServeSettings:
     """The :class:`ServeSettings` given by the service and pipeline flags."""
-    from runtime.options import DetectionOptions
+    from retinaface_trt.thresholds import Thresholds
 
-    detection = DetectionOptions(args.confidence_threshold, args.top_k, args.nms_threshold, args.keep_top_k)
+    detection = Thresholds(**{name: getattr(args, name) for name in Thresholds.names()})
     return defaults.ServeSettings(max_batch=args.max_batch, max_delay_ms=args.max_delay_ms,
                                   max_queue=args.max_queue, max_body_mib=args.max_body_mib,
                                   shutdown_timeout_s=args.shutdown_timeout, vis_threshold=args.vis_threshold,

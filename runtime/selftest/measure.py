@@ -126,13 +126,13 @@ def _pairs(mine: torch.Tensor, theirs: torch.Tensor, iou: torch.Tensor) -> Candi
 # One run ---------------------------------------------------------------------------------------------
 def pipeline(outputs, cfg, height: int, width: int, options=None) -> tuple[list, list[int]]:
     """detect.py's post-processing of raw outputs: ([dets [K, 15] per image], [K per image])."""
-    from runtime.options import DetectionOptions
+    from retinaface_trt.thresholds import Thresholds
     from runtime.postprocess import detect_faces_batch
     from runtime.priors import prior_tensor
 
     loc, conf, landms = (t.float() for t in outputs)
     dets, counts = detect_faces_batch(loc, conf, landms, prior_tensor(cfg, height, width), width, height,
-                                      options or DetectionOptions(), cfg.variance)
+                                      options or Thresholds(), cfg.variance)
     counts = [int(c) for c in counts]
     return [dets[i, :c] for i, c in enumerate(counts)], counts
 
@@ -154,17 +154,14 @@ def compare_outputs(shape, outputs, reference, cfg) -> RunResult:
 def compare_detections(shape, outputs, reference, cfg, settings) -> RunResult:
     """An engine with post-processing inside (``outputs`` = (dets [N, D, 15], count [N])) against the pipeline's
     post-processing of the reference outputs with the engine's thresholds (``settings``:
-    :class:`network.PostprocessSettings`)."""
-    from runtime.options import DetectionOptions
+    a :class:`retinaface_trt.thresholds.Thresholds`)."""
     from runtime.priors import prior_tensor
 
     _, height, width = shape
     dets, count = outputs
     counts = [int(c) for c in count.reshape(-1)]
     engine = [dets[i, :max(c, 0)].float() for i, c in enumerate(counts)]
-    options = DetectionOptions(settings.confidence_threshold, settings.top_k, settings.nms_threshold,
-                               settings.keep_top_k)
-    expected, expected_counts = pipeline(reference, cfg, height, width, options)
+    expected, expected_counts = pipeline(reference, cfg, height, width, settings)
     rows = decoded_rows(reference, prior_tensor(cfg, height, width), width, height, cfg.variance)
     return RunResult(tuple(shape), None, face_agreement(engine, expected), row_agreement(engine, rows),
                      {"engine": counts, "pipeline": expected_counts})

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Mapping
 
 from network import DETECTION_NAMES, INPUT_NAME, OUTPUT_NAMES
-from network.postprocess import PostprocessSettings
+from retinaface_trt.thresholds import Thresholds
 from retinaface_trt.errors import RetinaFaceError
 from runtime.backends.tensorrt import compat as trt_compat
 from runtime.backends.tensorrt import sidecar
@@ -274,7 +274,7 @@ class TensorRTBackend:
         h, w = info["input_shape"][2:]
         self.fixed_input_size = (w, h) if w > 0 and h > 0 else None
         self.postprocess_in_network = "postprocess" in info
-        self.postprocess_settings = PostprocessSettings(**info["postprocess"]) if self.postprocess_in_network else None
+        self.postprocess_settings = Thresholds(**info["postprocess"]) if self.postprocess_in_network else None
         self.capturable = not self.postprocess_in_network
 
     def _open(self, plan: bytes) -> None:

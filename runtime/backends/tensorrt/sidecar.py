@@ -109,13 +109,13 @@ def _outputs(v) -> bool:
 
 
 def _postprocess(v) -> bool:
-    from network.postprocess import PostprocessSettings
+    from retinaface_trt.thresholds import Thresholds
 
     try:
-        PostprocessSettings(**v)
+        Thresholds(**v).check_engine()      # what an engine was built with is within its limits
+        return True
     except (TypeError, RetinaFaceError):
         return False
-    return True
 
 
 def _choice(*values) -> Callable:

@@ -15,7 +15,7 @@ import numpy as np
 from retinaface_trt import detections
 from runtime.face import Face, reported_rows
 from runtime.postprocess import detect_faces_batch
-from runtime.options import DetectionOptions
+from retinaface_trt.thresholds import Thresholds
 
 
 def parameters(model_config) -> dict[str, str]:
@@ -43,7 +43,7 @@ def prepare(encoded, resize: str, input_size: tuple[int, int], max_pixels: int) 
 
 
 def postprocess(outputs: tuple[np.ndarray, np.ndarray, np.ndarray], transforms: np.ndarray, cfg,
-                input_size: tuple[int, int], options: DetectionOptions, vis_threshold: float) -> list:
+                input_size: tuple[int, int], options: Thresholds, vis_threshold: float) -> list:
     """Network outputs (loc [N, P, 4], conf [N, P, 2], landms [N, P, 10]) → per image (boxes [K, 4],
     scores [K], landmarks [K, 10]) in original pixels, score ≥ ``vis_threshold``, by score descending."""
     import torch

@@ -193,12 +193,12 @@ def test_postprocess_gives_the_detectors_faces(letterboxed, detector):
     import torch
 
     from runtime.face import reported_faces
-    from runtime.options import DetectionOptions
+    from retinaface_trt.thresholds import Thresholds
     from runtime.serve.triton.steps import faces_from_outputs, pad, postprocess
 
     data, batch, transforms = letterboxed
     outputs = tuple(t.numpy() for t in detector.backend.infer(torch.from_numpy(batch)))
-    per_image = postprocess(outputs, transforms, detector.backend.cfg, PIPELINE["input_size"], DetectionOptions(), 0.6)
+    per_image = postprocess(outputs, transforms, detector.backend.cfg, PIPELINE["input_size"], Thresholds(), 0.6)
     boxes, scores, landmarks, counts = pad(per_image)
     expected = reported_faces(detector.detect_arrays([cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)])[0], 0.6)
     assert counts.tolist() == [[len(expected)], [len(expected)]] and len(expected) > 10

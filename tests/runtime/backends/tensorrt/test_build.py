@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from network import PostprocessSettings
+from retinaface_trt.thresholds import Thresholds
 from retinaface_trt import fileio
 from retinaface_trt.errors import RetinaFaceError
 from runtime.backends.tensorrt import build as trt_build
@@ -106,7 +106,7 @@ def test_every_setting_whose_default_matters_is_set(tmp_path, cuda):
 
 
 def test_postprocessing_engine_has_dets_and_count_and_records_the_thresholds(tmp_path, cuda):
-    settings = PostprocessSettings(confidence_threshold=0.5, keep_top_k=100)
+    settings = Thresholds(confidence_threshold=0.5, keep_top_k=100).in_engine()
     path, _ = build(tmp_path, cuda, BuildOptions(postprocess=settings))
     info = read_sidecar(path)
     assert info["outputs"] == {"dets": [-1, 100, 15], "count": [-1]}
@@ -115,7 +115,7 @@ def test_postprocessing_engine_has_dets_and_count_and_records_the_thresholds(tmp
 
 def test_postprocessing_needs_a_fixed_size():
     with pytest.raises(RetinaFaceError, match="--with-postprocess needs a fixed input size"):
-        BuildOptions(min_size=(320, 320), max_size=(640, 640), postprocess=PostprocessSettings()).validate()
+        BuildOptions(min_size=(320, 320), max_size=(640, 640), postprocess=Thresholds().in_engine()).validate()
 
 
 def test_fp16_on_10_builds_a_half_graph(tmp_path, cuda):
