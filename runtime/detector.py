@@ -35,7 +35,8 @@ from runtime.priors import prior_tensor
 
 
 class Detector:
-    """detect.py-style face detection with a backend from :mod:`runtime.backends`.
+    """detect.py-style face detection with a backend from :mod:`runtime.backends` (a
+    :class:`runtime.backends.base.Backend`: its attributes say what it can do).
 
     resize:      ``original`` (detect.py), ``stretch`` or ``letterbox`` (see :mod:`runtime.preprocess`)
     input_size:  (W, H) of the network input for ``stretch`` / ``letterbox``; default (640, 640)
@@ -60,7 +61,7 @@ class Detector:
         self.postprocess = _check_postprocess(postprocess, backend, thresholds)
         self.device = torch.device(backend.device)
         on_gpu = self.device.type == "cuda"
-        graphs = getattr(backend, "capturable", False) if cuda_graphs is None else bool(cuda_graphs)
+        graphs = backend.capturable if cuda_graphs is None else bool(cuda_graphs)
         self._graphs = GraphCache.stages({"place": self._placed, "detect": self._detected}) \
             if graphs and on_gpu else None
         self._host = Buffers("cpu", pinned=on_gpu)          # uploads and results, page-locked on a GPU
@@ -122,11 +123,16 @@ class Detector:
         results: list = [None] * len(prepared)
         by_canvas = sorted(range(len(prepared)), key=lambda i: (plans[i].canvas, plans[i].image))
         for _, group in groupby(by_canvas, key=lambda i: plans[i].canvas):
-            for chunk in _chunks(list(group), getattr(self.backend, "max_batch", None)):
+            for chunk in _chunks(list(group), self.backend.max_batch):
                 sizes = [(plans[j], [prepared[i] for i in same]) for j, same in _same_size(chunk, plans)]
                 for index, dets in zip(chunk, self._run(sizes)):
                     results[index] = dets
         return results
+
+    @property
+    def cuda_graphs(self) -> bool:
+        """Whether the chain is replayed as CUDA graphs (see the class docstring)."""
+        return self._graphs is not None
 
     def close(self) -> None:
         """Release the backend (and the GPU memory it holds). Safe to call twice."""
@@ -148,8 +154,7 @@ class Detector:
     def _detected(self, canvas: torch.Tensor):
         """uint8 canvas [N, h, w, 3] on the device → (dets [N, D, 15] in network pixels, counts [N])."""
         backend = self.backend
-        batch = network_input(canvas, getattr(backend, "input_dtype", torch.float32),
-                              getattr(backend, "input_channels_last", False))
+        batch = network_input(canvas, backend.input_dtype, backend.input_channels_last)
         if self.postprocess == "network":
             return backend.infer(batch)          # (dets [N, D, 15], count [N]) from the network itself
         loc, conf, landms = backend.infer(batch)
@@ -160,7 +165,7 @@ class Detector:
     def _detect_tensor(self, images: torch.Tensor) -> list[np.ndarray]:
         self._checked(images[0], "image 0")
         plan = self._plan(images.shape[1:])
-        return [dets for chunk in torch.split(images, getattr(self.backend, "max_batch", None) or len(images))
+        return [dets for chunk in torch.split(images, self.backend.max_batch or len(images))
                 for dets in self._run([(plan, chunk)])]
 
     def _plan(self, shape) -> Layout:
@@ -227,14 +232,14 @@ class Detector:
         return to_bgr8(image, source, self.max_pixels)
 
     def _check_fixed_size(self) -> None:
-        fixed = getattr(self.backend, "fixed_input_size", None)
+        fixed = self.backend.fixed_input_size
         if fixed is not None and self.resize != "original" and tuple(fixed) != self.input_size:
             raise RetinaFaceError(f"the {self.backend.name} engine takes {fixed[0]}x{fixed[1]} inputs, but "
                                   f"input size {self.input_size[0]}x{self.input_size[1]} was asked for; "
                                   f"pass --input-size {fixed[0]}x{fixed[1]}")
 
     def _check_input(self, plan: Layout) -> None:
-        fixed = getattr(self.backend, "fixed_input_size", None)
+        fixed = self.backend.fixed_input_size
         if fixed is not None and tuple(fixed) != plan.canvas:
             width, height = plan.canvas
             raise RetinaFaceError(f"the {self.backend.name} engine takes {fixed[0]}x{fixed[1]} inputs, got a "
@@ -248,7 +253,7 @@ def _check_postprocess(postprocess: str, backend, thresholds: Thresholds) -> str
     """``postprocess`` if the backend can do it with these thresholds; else one RetinaFaceError line."""
     if postprocess not in POSTPROCESS:
         raise RetinaFaceError(f"unknown post-processing {postprocess!r}; expected one of: {', '.join(POSTPROCESS)}")
-    in_network = getattr(backend, "postprocess_in_network", False)
+    in_network = backend.postprocess_in_network
     if postprocess == "pipeline" and in_network:
         raise RetinaFaceError(f"the {backend.name} model decodes and suppresses inside the network; use "
                               "--postprocess network (or a model built without --with-postprocess)")

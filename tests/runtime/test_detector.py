@@ -44,7 +44,7 @@ def test_original_batch_runs_each_size_separately(crowd_reference):
     sizes = []
 
     class SizeRecorder(ReplayBackend):
-        def infer(self, batch):
+        def infer_impl(self, batch):
             sizes.append(tuple(batch.shape))
             n, _, h, w = batch.shape
             p = sum(-(-h // s) * -(-w // s) * 2 for s in (8, 16, 32))

@@ -29,6 +29,7 @@ from typing import Mapping
 from network import DETECTION_NAMES, INPUT_NAME, OUTPUT_NAMES
 from retinaface_trt.thresholds import Thresholds
 from retinaface_trt.errors import RetinaFaceError
+from runtime.backends.base import Backend
 from runtime.backends.tensorrt import compat as trt_compat
 from runtime.backends.tensorrt import sidecar
 
@@ -218,7 +219,7 @@ class _Handles:
 _TORCH_TYPES = {"FLOAT": "float32", "INT32": "int32", "HALF": "float16", "INT64": "int64"}
 
 
-class TensorRTBackend:
+class TensorRTBackend(Backend):
     """Runs one serialized RetinaFace engine on one CUDA device (see the module docstring for the lifecycle).
 
     Attributes: ``name`` ("tensorrt"), ``cfg`` (:class:`network.config.RetinaFaceConfig`), ``device``
@@ -247,6 +248,7 @@ class TensorRTBackend:
     """
 
     name = "tensorrt"
+    resize_hint = "rebuild with --min-size/--max-size"
 
     def __init__(self, engine_path: str | Path, device="cuda", trt=None, cuda: TorchCuda | None = None):
         self.info, plan = sidecar.check_engine_file(engine_path)    # first: a damaged file is named as such
@@ -320,7 +322,7 @@ class TensorRTBackend:
         return shapes
 
     # Running ------------------------------------------------------------------------------------------
-    def infer(self, batch):
+    def infer_impl(self, batch):
         """Run ``batch``; see the class docstring for the contract. Returns views valid until the next call."""
         self._check(batch)
         with self._cuda.scope(self.device):
@@ -347,18 +349,12 @@ class TensorRTBackend:
     def _check(self, batch) -> None:
         import torch
 
-        if self._handles.context is None:
-            raise RetinaFaceError("this TensorRT backend was closed; create a new one")
         if not (isinstance(batch, torch.Tensor) and batch.dim() == 4 and batch.shape[1] == 3
                 and batch.dtype == torch.float32 and self._cuda.is_on(batch, self.device)):
             found = (f"{tuple(batch.shape)} {batch.dtype} on {batch.device}" if isinstance(batch, torch.Tensor)
                      else type(batch).__name__)
             raise RetinaFaceError(f"the TensorRT backend expects a float32 tensor [N, 3, H, W] on {self.device}, "
                                   f"found {found}")
-        if self.fixed_input_size and tuple(batch.shape[2:]) != self.fixed_input_size[::-1]:
-            w, h = self.fixed_input_size
-            raise RetinaFaceError(f"this engine was built for {w}x{h} inputs, found {batch.shape[3]}x"
-                                  f"{batch.shape[2]}; resize to {w}x{h} or rebuild with --min-size/--max-size")
 
     # Diagnostics --------------------------------------------------------------------------------------
     def layer_times(self, batch, repeats: int = 10) -> dict[str, float]:
@@ -367,6 +363,7 @@ class TensorRTBackend:
         Runs on a second execution context (so the main one stays as ``infer`` left it, CUDA-graph-safe),
         synchronising after each run; the outputs of the last ``infer`` are overwritten.
         """
+        self.check_batch(batch)
         self._check(batch)
         if repeats < 1:
             raise RetinaFaceError(f"repeats must be ≥ 1, found {repeats}")
@@ -384,21 +381,15 @@ class TensorRTBackend:
 
     def layer_information(self) -> str:
         """TensorRT's per-layer description of the engine (JSON text) at the profile's optimal shape."""
-        if self._handles.context is None:
-            raise RetinaFaceError("this TensorRT backend was closed; create a new one")
+        self.check_batch(None)
         with self._cuda.scope(self.device):
             self._set_shape(self._profile[1])
             return engine_information(self._trt, self._handles.engine, self._handles.context)
 
     # Lifecycle ----------------------------------------------------------------------------------------
-    def close(self) -> None:
-        """Release the execution context, engine, runtime and buffers; safe to call twice."""
+    def close_impl(self) -> None:
+        """Release the execution context, engine, runtime and buffers."""
         self._finalizer()
         self._views, self._shape = (), None
         self._cuda.release(self.device)
 
-    def __enter__(self) -> "TensorRTBackend":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
