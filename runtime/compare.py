@@ -39,7 +39,7 @@ def open_paths(weights, onnx=None, engines=(), device: str = "cpu", int8=None) -
 
     from runtime.backends.pytorch import PyTorchBackend
 
-    opened = [("pytorch", PyTorchBackend(weights)), ("executor", create_backend("torch", weights, None, device))]
+    opened = [("pytorch", PyTorchBackend(weights)), ("executor", create_backend("executor", weights, None, device))]
     skipped = []
     try:
         opened.append(("onnxruntime", create_backend("onnxruntime", weights, onnx, device)))
@@ -51,7 +51,7 @@ def open_paths(weights, onnx=None, engines=(), device: str = "cpu", int8=None) -
         except RetinaFaceError as error:
             skipped.append(f"tensorrt {engine}: {error}")
     if int8 is not None:
-        opened.append((INT8_PATH, create_backend("torch", weights, None, device, precision="int8", int8=int8)))
+        opened.append((INT8_PATH, create_backend("executor", weights, None, device, precision="int8", int8=int8)))
     return opened, skipped
 
 

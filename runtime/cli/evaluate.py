@@ -81,4 +81,4 @@ def _int8_record(int8, detector) -> dict | None:
     """The INT8 settings for summary.json, and whether the INT8 network was emulated (the executor) or an engine."""
     if int8 is None:
         return None
-    return {**int8.describe(), "emulated": detector.backend.name == "torch"}
+    return {**int8.describe(), "emulated": detector.backend.name == "executor"}
