@@ -236,7 +236,7 @@ def _onnxruntime_backend(request: BackendRequest):
 register("tensorrt", _tensorrt_backend, needs=("tensorrt",))
 register("executor", _executor_backend)
 register("onnxruntime", _onnxruntime_backend, needs=("onnxruntime", "onnx"))
-#OVREG
+register("openvino", "runtime.backends.openvino", needs=("openvino", "onnx"))
 
 # ``auto``'s choice for float32 weights on a CPU: the first installed, fastest first (measured on 640×640
 # ``detect``, docs/benchmarks.md). Each computes the float32 network to rounding (tests compare them).
