@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from network.backbones import BACKBONES
+from network.backbones import backbone_builder
 from network.blocks import fpn, head, ssh
 from network.config import RetinaFaceConfig, config_for_weights
 from network.layers import LayerBuilder
@@ -52,7 +52,7 @@ def populate_network(trt: Any, network: Any, weights: Mapping[str, np.ndarray],
     x = network.add_input(input_name, trt.float32, tuple(input_shape))
     if half:
         x = net.cast(x, trt.float16, "input.half")
-    features = fpn(net, BACKBONES[cfg.name](net, x))
+    features = fpn(net, backbone_builder(cfg.name)(net, x))
     features = [ssh(net, f, f"ssh{i}") for i, f in enumerate(features, start=1)]
     loc = head(net, features, "BboxHead", 4)
     conf = net.softmax(head(net, features, "ClassHead", 2), axis=2, name="ClassHead.softmax")

@@ -29,8 +29,7 @@ from retinaface_trt.errors import RetinaFaceError
 
 log = logging.getLogger("retinaface_trt")
 
-FLOAT_PRECISIONS = ("fp32", "fp16")
-PRECISIONS = FLOAT_PRECISIONS + ("int8",)          # int8 needs calibration images (runtime.calibration)
+from network.config import FLOAT_PRECISIONS, PRECISIONS, check_precision  # noqa: F401 - listed once, there
 ALIASES = {"torch": "executor"}                   # old name → registered name
 
 
@@ -108,8 +107,7 @@ def create_backend(name: str = "auto", weights=None, engine=None, device: str | 
                    threads: int | None = None, int8=None):
     """Build the backend called ``name`` from a weights file (.pth/.wts, or a state_dict) or an engine file."""
     name = canonical_name(name)
-    if precision not in PRECISIONS:
-        raise RetinaFaceError(f"unknown precision {precision!r}; expected one of: {', '.join(PRECISIONS)}")
+    check_precision(precision)
     from runtime.calibration import check_int8_request
 
     check_int8_request(precision, int8)

@@ -19,6 +19,7 @@ import argparse
 from pathlib import Path
 
 from retinaface_trt.errors import RetinaFaceError
+from network.config import BACKBONES
 from runtime.backends import BACKENDS, PRECISIONS
 from retinaface_trt.thresholds import Thresholds
 from runtime.face import DEFAULT_VIS_THRESHOLD
@@ -59,7 +60,7 @@ device = argparse_type(check_device, "device")
 
 
 # detect.py's --network values → the configuration names of network.config (and the weights' own names).
-NETWORK_NAMES = {"mobile0.25": "mobilenet0.25", "mobilenet0.25": "mobilenet0.25", "resnet50": "resnet50"}
+NETWORK_NAMES = {"mobile0.25": "mobilenet0.25", **{name: name for name in BACKBONES}}
 
 
 def alias(parser, action: argparse.Action, *names: str) -> None:

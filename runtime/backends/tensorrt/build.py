@@ -28,6 +28,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from network import INPUT_NAME
+from network.config import PRECISIONS
 from retinaface_trt.thresholds import Thresholds
 from retinaface_trt import __version__
 from retinaface_trt.errors import RetinaFaceError
@@ -79,8 +80,8 @@ class BuildOptions:
             raise RetinaFaceError(f"the profile must satisfy 0 < min <= opt <= max per dimension, found "
                                   f"min {p['min']}, opt {p['opt']}, max {p['max']} (NCHW); fix "
                                   "--opt-batch/--max-batch or --min-size/--input-size/--max-size")
-        if self.precision not in ("fp32", "fp16", "int8"):
-            raise RetinaFaceError(f"--precision must be fp32, fp16 or int8, not {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise RetinaFaceError(f"--precision must be {', '.join(PRECISIONS)}, not {self.precision!r}")
         from runtime.calibration import check_int8_request
 
         check_int8_request(self.precision, self.int8)
