@@ -52,6 +52,10 @@ def _at_most(value: int, limit: int, name: str) -> int:
     return value
 
 
+DETECTOR = options.DetectorFlags()
+VIS = options.VisThresholdFlag()
+
+
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("detect", help="detect faces in images (detect.py pipeline)",
                               description="Detect faces in image files, folders and glob patterns with the "
@@ -61,10 +65,8 @@ def add_parser(subparsers) -> None:
                                      "-s/--save_image) are accepted too: see docs/detection.md. Large folders and "
                                      "several GPUs: docs/scaling.md.")
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
-    options.add_model_args(p)
-    options.add_pipeline_args(p)
-    options.add_int8_args(p)
-    options.add_vis_threshold_arg(p)
+    DETECTOR.add(p)
+    VIS.add(p)
     p.add_argument("--json", dest="json_path", metavar="OUT.json",
                    help="write one record per image (- for standard output)")
     p.add_argument("--save-dir", metavar="DIR",
@@ -114,13 +116,14 @@ def _run_jobs(args, jobs, recorded, store, stack) -> tuple["Tally", float]:
     from runtime.jobs.workers import WorkerLost
 
     todo = [Task(i, path, error) for i, ((path, error), done) in enumerate(zip(jobs, recorded)) if not done]
-    runner = stack.enter_context(_runner(args)) if todo else None       # the model is loaded here
+    detector = DETECTOR.parse(args)
+    runner = stack.enter_context(_runner(args, detector)) if todo else None       # the model is loaded here
     if runner is not None:
-        options.check_network(args, runner.cfg)
+        detector.model.check_network(runner.cfg)
     if args.save_dir:  # created only once the model loaded: a failed start leaves nothing behind
         from retinaface_trt.fileio import make_dirs
         make_dirs(args.save_dir)
-    output, start = _InOrder(jobs, recorded, store, args, len(todo)), time.perf_counter()
+    output, start = _InOrder(jobs, recorded, store, Outputs.of(args), len(todo)), time.perf_counter()
     try:
         with output.json():
             for outcome in runner.run(todo) if runner else ():
@@ -133,23 +136,23 @@ def _run_jobs(args, jobs, recorded, store, stack) -> tuple["Tally", float]:
     return output.tally, time.perf_counter() - start
 
 
-def _runner(args):
+def _runner(args, detector: options.DetectorSettings):
     """The detector of this process (``--device``) or one worker process per device (``--devices``), as a
     context manager with ``cfg`` and ``run(tasks)`` (:mod:`runtime.jobs`)."""
     from runtime.jobs.tasks import JobSettings, default_read_threads
 
     names = _devices(args)
     workers = len(names) if names else 1
-    settings = JobSettings(batch=args.batch, vis_threshold=args.vis_threshold, annotate=bool(args.save_dir),
+    settings = JobSettings(batch=args.batch, vis_threshold=VIS.parse(args), annotate=bool(args.save_dir),
                            read_threads=args.read_threads or default_read_threads(workers))
     if names:
         from runtime.jobs.workers import DetectorFactory, WorkerPool
 
-        return WorkerPool(names, DetectorFactory(options.detector_options(args)), settings)
+        return WorkerPool(names, DetectorFactory(detector.options()), settings)
     from runtime.detector import Detector
     from runtime.jobs.pipeline import InProcess
 
-    return InProcess(Detector.from_options(**options.detector_options(args)), settings)
+    return InProcess(Detector.from_options(**detector.options()), settings)
 
 
 def _devices(args) -> list[str] | None:
@@ -247,17 +250,31 @@ class Tally:
     recorded_failed: int = 0
 
 
+@dataclass(frozen=True)
+class Outputs:
+    """Where records and annotated copies go (detect's output flags)."""
+
+    json_path: str | None
+    force: bool
+    save_dir: str | None
+    quiet: bool
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> "Outputs":
+        return cls(args.json_path, args.force, args.save_dir, args.quiet)
+
+
 class _InOrder:
     """Writes the records in input order as outcomes arrive in any order: annotated copy, then ``--json-lines``
     line, then ``--json`` entry; a recorded input's stored record takes its place in ``--json``. Holds only the
     outcomes that arrived before an earlier input's (bounded by the images the runner has in flight)."""
 
-    def __init__(self, jobs, recorded: list[bool], store, args, todo: int):
+    def __init__(self, jobs, recorded: list[bool], store, outputs: Outputs, todo: int):
         from runtime.progress import Progress
 
-        self.jobs, self.recorded, self.store, self.args = jobs, recorded, store, args
+        self.jobs, self.recorded, self.store, self.outputs = jobs, recorded, store, outputs
         self.tally, self.used_names = Tally(), set()
-        self.progress = Progress(todo, "detect", enabled=todo > 1 and not args.quiet, unit="images")
+        self.progress = Progress(todo, "detect", enabled=todo > 1 and not outputs.quiet, unit="images")
         self._waiting: dict = {}
         self._position = 0
         self._write_json = None
@@ -265,12 +282,12 @@ class _InOrder:
     @contextlib.contextmanager
     def json(self):
         """While open, records also go to ``--json`` (written in full when it closes without an error)."""
-        if not self.args.json_path:
+        if not self.outputs.json_path:
             yield
             return
         from runtime.jobs.records import json_array
 
-        with json_array(self.args.json_path, force=self.args.force) as self._write_json:
+        with json_array(self.outputs.json_path, force=self.outputs.force) as self._write_json:
             yield
 
     def add(self, outcome) -> None:
@@ -298,7 +315,7 @@ class _InOrder:
         path, record = self.jobs[outcome.index][0], outcome.record
         if outcome.annotated is not None:
             try:
-                _save_annotated(path, outcome.annotated, self.args.save_dir, self.used_names)
+                _save_annotated(path, outcome.annotated, self.outputs.save_dir, self.used_names)
             except RetinaFaceError as failure:    # the copy failed: so did this input
                 record = error_record(path, str(failure))
         if "error" in record:
@@ -314,7 +331,7 @@ class _InOrder:
 
     def _stored(self, path: str) -> None:
         entry = self.store.entry(path)
-        if self.args.save_dir and not entry.failed:
+        if self.outputs.save_dir and not entry.failed:
             _annotated_name(path, self.used_names)     # the name its copy got in the earlier run stays taken
         if self._write_json:
             self._write_json(self.store.record(path))
