@@ -32,6 +32,7 @@ class Backend:
     input_channels_last:    the pipeline hands over NHWC-strided input (a channels-last network)
     postprocess_in_network: decoding and NMS are inside the model: ``infer`` returns detections
     postprocess_settings:   the :class:`retinaface_trt.thresholds.Thresholds` inside the model, or None
+    profiles_layers:        it has ``layer_times(batch, repeats) -> {layer: ms}`` (TensorRT's profiler)
     resize_hint:            how to make a model of another fixed size (the end of the size error's line)
 
     ``infer(batch)``: float [N, 3, H, W] (BGR minus mean) on ``device`` → (loc [N, P, 4], conf [N, P, 2]
@@ -50,6 +51,7 @@ class Backend:
     input_channels_last: bool = False
     postprocess_in_network: bool = False
     postprocess_settings = None
+    profiles_layers: bool = False
     resize_hint: str = "use a model made for this size"
     _closed: bool = False
 

@@ -248,6 +248,7 @@ class TensorRTBackend(Backend):
     """
 
     name = "tensorrt"
+    profiles_layers = True
     resize_hint = "rebuild with --min-size/--max-size"
 
     def __init__(self, engine_path: str | Path, device="cuda", trt=None, cuda: TorchCuda | None = None):
