@@ -175,3 +175,11 @@ def test_no_module_outside_the_cli_imports_it():
     inward = [f"{source} imports {target}" for source, targets in import_graph().items() for target in targets
               if target.startswith("runtime.cli") and not source.startswith("runtime.cli")]
     assert inward == []
+
+
+def test_only_the_cli_knows_argparse():
+    """Settings objects cross into the library, never the argparse namespace."""
+    users = [name for name, tree in _trees() if not name.startswith("runtime.cli") for node in ast.walk(tree)
+             if isinstance(node, (ast.Import, ast.ImportFrom))
+             and "argparse" in ([a.name for a in node.names] if isinstance(node, ast.Import) else [node.module])]
+    assert users == []
