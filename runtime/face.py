@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -75,12 +76,21 @@ def image_record(image, width: int, height: int, faces: list[Face]) -> dict:
             "faces": [face.to_dict() for face in faces]}
 
 
+class Report(NamedTuple):
+    """What is reported of one image: its ``record``, its ``faces`` and their detection ``rows`` [K, 15]."""
+
+    record: dict
+    faces: list[Face]
+    rows: np.ndarray
+
+
 def report(image, width: int, height: int, dets: np.ndarray,
-           vis_threshold: float = DEFAULT_VIS_THRESHOLD) -> tuple[dict, list[Face]]:
-    """Detections → (the image's record, its reported faces): the one step from a detector's arrays to what
-    the SDK, the service and jobs report (``image`` is the record's name, ``width`` × ``height`` the image)."""
-    faces = reported_faces(dets, vis_threshold)
-    return image_record(image, width, height, faces), faces
+           vis_threshold: float = DEFAULT_VIS_THRESHOLD) -> Report:
+    """Detections → the image's :class:`Report`: the one step from a detector's arrays to what the SDK, the
+    service, jobs and videos report (``image`` is the record's name, ``width`` × ``height`` the image)."""
+    rows = reported_rows(dets, vis_threshold)
+    faces = faces_from_array(rows)
+    return Report(image_record(image, width, height, faces), faces, rows)
 
 
 def error_record(image, message: str) -> dict:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from retinaface_trt import detections
 from runtime.face import DEFAULT_VIS_THRESHOLD, error_record, report
 
 # Images of one canvas size wait this long for more of their size before running as a smaller batch, in seconds.
@@ -32,11 +33,13 @@ class Task:
 @dataclass(frozen=True)
 class Outcome:
     """The final form of one task: its record (see the module doc) and, when annotated copies are asked for and
-    the image was read, the encoded copy (bytes in the format of the input's extension)."""
+    the image was read, the encoded copy (bytes in the format of the input's extension: annotated, or anonymised);
+    with crops asked for, the reported faces aligned by :mod:`runtime.align`, as PNG bytes, by score."""
 
     index: int
     record: dict
     annotated: bytes | None = None
+    crops: tuple[bytes, ...] = ()
 
     @property
     def failed(self) -> bool:
@@ -51,6 +54,8 @@ class JobSettings:
     read_threads:  threads reading and decoding images ahead of the detector
     vis_threshold: faces reported from this score (records and copies)
     annotate:      make annotated copies (drawn and encoded by the reading threads' sibling pool)
+    anonymize:     a :class:`runtime.anonymize.AnonymizeSettings`: the copies hide the faces instead
+    crop_size:     make aligned crops of this side (None: none)
     max_wait_s:    how long images wait for more of their size before running as a smaller batch
 
     Decoded images alive at once, per device, whatever the number of tasks (:meth:`image_bound`): ``prefetch``
@@ -62,6 +67,8 @@ class JobSettings:
     read_threads: int = 2
     vis_threshold: float = DEFAULT_VIS_THRESHOLD
     annotate: bool = False
+    anonymize: object = None
+    crop_size: int | None = None
     max_wait_s: float = MAX_WAIT_S
 
     @property
@@ -105,9 +112,14 @@ def default_read_threads(workers: int = 1) -> int:
 def detected(task: Task, image: np.ndarray, dets: np.ndarray, settings: JobSettings) -> Outcome:
     """The outcome of ``task`` from its BGR ``image`` [H, W, 3] and its detections float32 [K, 15]
     (:meth:`runtime.detector.Detector.detect_arrays`, by score)."""
-    record, faces = report(task.path, image.shape[1], image.shape[0], dets, settings.vis_threshold)
-    copy = annotated_copy(task.path, image, faces) if settings.annotate else None
-    return Outcome(task.index, record, copy)
+    shown = report(task.path, image.shape[1], image.shape[0], dets, settings.vis_threshold)
+    copy = annotated_copy(task.path, image, shown.faces, settings.anonymize, shown.rows) if settings.annotate else None
+    crops = ()
+    if settings.crop_size:
+        from runtime.align import encoded_crops
+
+        crops = tuple(encoded_crops(image, detections.landmarks(shown.rows), settings.crop_size))
+    return Outcome(task.index, shown.record, copy, crops)
 
 
 def failed(task: Task, message: str) -> Outcome:
@@ -116,8 +128,13 @@ def failed(task: Task, message: str) -> Outcome:
     return Outcome(task.index, error_record(task.path, named))
 
 
-def annotated_copy(path: str, bgr: np.ndarray, faces) -> bytes:
-    """``bgr`` with ``faces`` drawn as detect.py draws them, encoded in the format of ``path``'s extension."""
+def annotated_copy(path: str, bgr: np.ndarray, faces, anonymize=None, dets=None) -> bytes:
+    """``bgr`` with ``faces`` drawn as detect.py draws them (or, with ``anonymize``, an AnonymizeSettings, the
+    boxes of ``dets`` [K, 15] hidden), encoded in the format of ``path``'s extension."""
     from runtime.draw import draw_faces, encode_like
 
+    if anonymize is not None:
+        from runtime.anonymize import anonymized
+
+        return encode_like(os.path.basename(path), anonymized(bgr, detections.boxes(dets), anonymize))
     return encode_like(os.path.basename(path), draw_faces(bgr, faces))

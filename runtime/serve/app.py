@@ -136,8 +136,7 @@ async def _detect_record(service: Service, request: Request) -> dict:
     parsed, bgr = await run_in_threadpool(_parse_and_decode, service, kind, body, dict(request.query_params))
     dets = await asyncio.wrap_future(service.batcher.submit(bgr))
     overrides = parsed.overrides
-    record, _ = report(parsed.name, bgr.shape[1], bgr.shape[0], overrides.select(dets), overrides.vis_threshold)
-    return record
+    return report(parsed.name, bgr.shape[1], bgr.shape[0], overrides.select(dets), overrides.vis_threshold).record
 
 
 def _parse_and_decode(service: Service, kind: str, body: bytes, query: dict):
