@@ -160,7 +160,7 @@ def _concat(b: _Builder, tensors, name: str):
 def _nms(b: _Builder, rows, values, settings: Thresholds, candidates: int):
     """INMSLayer over the K candidate boxes [N, K, 4] (corners, pixels) and scores [N, K, 1] → [M, 3]."""
     trt = b.trt
-    boxes = b.take(rows, list(range(detections.BOX.start, detections.BOX.stop)), 2, "nms.boxes")
+    boxes = b.take(rows, list(detections.BOX_COLUMNS), 2, "nms.boxes")
     scores = b.reshape(values, (0, 0, 1), "nms.scores")
     layer = b.network.add_nms(boxes, scores, b.scalar(settings.keep_top_k, np.int32, "nms.max_boxes"))
     layer.set_input(3, b.scalar(settings.nms_threshold, np.float32, "nms.iou_threshold"))

@@ -21,8 +21,9 @@ BOX = slice(0, 4)                # x1, y1, x2, y2
 SCORE = 4                        # the face probability in [0, 1] (the network's conf[:, 1])
 LANDMARKS = slice(5, 15)         # five (x, y) pairs, interleaved
 POINTS = 5
+BOX_COLUMNS = tuple(range(BOX.start, BOX.stop))
 # Every coordinate column (the box, then the landmarks): what a change of pixel grid maps, the score aside.
-COORDINATES = tuple(range(BOX.start, BOX.stop)) + tuple(range(LANDMARKS.start, LANDMARKS.stop))
+COORDINATES = BOX_COLUMNS + tuple(range(LANDMARKS.start, LANDMARKS.stop))
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 
 
