@@ -6,15 +6,14 @@ A :class:`Face` is in pixels of the original image. The JSON record of one image
 A CLI input that failed gives ``{"image": ..., "width": null, "height": null, "faces": [], "error": "<message>"}``.
 
 Detections arrive as rows of :mod:`retinaface_trt.detections`; :func:`report` is the one step from them to
-the reported faces and the record (the vis threshold is applied there, once, and Face objects are made only
-for the faces reported).
+the record (the vis threshold is applied there, once; the record is made from the array at once, and Face
+objects only when asked for, for the faces reported).
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import numpy as np
 
@@ -76,12 +75,33 @@ def image_record(image, width: int, height: int, faces: list[Face]) -> dict:
             "faces": [face.to_dict() for face in faces]}
 
 
-class Report(NamedTuple):
-    """What is reported of one image: its ``record``, its ``faces`` and their detection ``rows`` [K, 15]."""
+def array_record(image, width: int, height: int, rows: np.ndarray) -> dict:
+    """:func:`image_record` of ``faces_from_array(rows)``, the same dict, made from reported rows [K, 15]
+    (:func:`reported_rows`) at once: one ``tolist``, no :class:`Face` per face."""
+    rows = np.asarray(rows, dtype=np.float32).astype(np.float64)      # the Python floats Face holds
+    boxes = detections.boxes(rows)
+    boxes[:, 2:] -= boxes[:, :2]                                        # x2, y2 → w, h (a view: rows change)
+    faces = [{"score": score, "box": dict(zip("xywh", box)),
+              "landmarks": [{"id": i, "x": x, "y": y} for i, (x, y) in enumerate(points)]}
+             for box, score, points in zip(boxes.tolist(), detections.scores(rows).tolist(),
+                                           detections.landmark_points(rows).tolist())]
+    return {"image": image, "width": int(width), "height": int(height), "faces": faces}
 
-    record: dict
-    faces: list[Face]
-    rows: np.ndarray
+
+class Report:
+    """What is reported of one image: its ``record``, the detection ``rows`` [K, 15] of its reported faces, and
+    those ``faces`` (made on first use: the records need none)."""
+
+    __slots__ = ("record", "rows", "_faces")
+
+    def __init__(self, record: dict, rows: np.ndarray):
+        self.record, self.rows, self._faces = record, rows, None
+
+    @property
+    def faces(self) -> list[Face]:
+        if self._faces is None:
+            self._faces = faces_from_array(self.rows)
+        return self._faces
 
 
 def report(image, width: int, height: int, dets: np.ndarray,
@@ -89,8 +109,7 @@ def report(image, width: int, height: int, dets: np.ndarray,
     """Detections → the image's :class:`Report`: the one step from a detector's arrays to what the SDK, the
     service, jobs and videos report (``image`` is the record's name, ``width`` × ``height`` the image)."""
     rows = reported_rows(dets, vis_threshold)
-    faces = faces_from_array(rows)
-    return Report(image_record(image, width, height, faces), faces, rows)
+    return Report(array_record(image, width, height, rows), rows)
 
 
 def error_record(image, message: str) -> dict:

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from retinaface_trt.errors import RetinaFaceError
+from runtime import device as _device
 from runtime.backends.base import Backend
 from runtime.device import SeenCounter, float32_convolutions, resolve_device
 
@@ -99,7 +100,7 @@ class ExecutorBackend(Backend):
         """[N, 3, H, W] (float32 or ``input_dtype``) on ``device`` → (loc [N, P, 4], conf [N, P, 2],
         landms [N, P, 10]) float32 on ``device``; with post-processing inside, (dets [N, D, 15], count [N])."""
         input_name, output_names = self._names
-        with float32_convolutions(repeated=self._shapes_seen(tuple(batch.shape)) > 1):
+        with float32_convolutions(repeated=self._shapes_seen(tuple(batch.shape)) >= _device.CUDNN_TUNE_AFTER):
             outputs = self._program({input_name: batch})
         return tuple(outputs[name] for name in output_names)
 

@@ -164,7 +164,9 @@ class PipelineFlags(FlagGroup):
         group = parser.add_argument_group("pipeline")
         group.add_argument("--resize", default=self.resize_default, choices=RESIZE_POLICIES,
                            help=f"original: each image at its own size (detect.py); stretch / letterbox: to "
-                                f"--input-size (default {self.resize_default})")
+                                f"--input-size; padded: at its own size on one of a few canvas sizes, padded with "
+                                f"the mean (many sizes at full speed; see docs/detection.md) "
+                                f"(default {self.resize_default})")
         group.add_argument("--input-size", type=size, default=DEFAULT_INPUT_SIZE, metavar="WxH",
                            help="network input for stretch / letterbox (default %dx%d)" % DEFAULT_INPUT_SIZE)
         self.thresholds.add(group)

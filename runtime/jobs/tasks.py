@@ -1,8 +1,8 @@
 """What flows through a job: a :class:`Task` (one input) becomes an :class:`Outcome` (its JSON record).
 
 Records are :mod:`runtime.face`'s: ``{"image", "width", "height", "faces"}`` with the faces scoring at least the
-vis threshold, or ``{..., "error"}`` for an input that could not be processed. Face objects are made only for the
-faces that are reported (:func:`runtime.face.report`).
+vis threshold, or ``{..., "error"}`` for an input that could not be processed, made from the detections array at
+once (:func:`runtime.face.report`); Face objects only for annotated copies.
 """
 
 from __future__ import annotations
@@ -57,10 +57,14 @@ class JobSettings:
     anonymize:     a :class:`runtime.anonymize.AnonymizeSettings`: the copies hide the faces instead
     crop_size:     make aligned crops of this side (None: none)
     max_wait_s:    how long images wait for more of their size before running as a smaller batch
+    pixel_budget:  pixels of the decoded images alive at once, and of one batch, per device; None: this
+                   machine's (:func:`runtime.budget.pixel_budget`); one larger image still runs, alone
+    in_flight:     batches with the detector at once (one on the device while the next is staged and uploaded)
 
     Decoded images alive at once, per device, whatever the number of tasks (:meth:`image_bound`): ``prefetch``
     submitted and one in the reader's hands, ``queued`` handed on, one being taken by the batcher, ``hold``
-    waiting there for more of their size and one batch being detected.
+    waiting there for more of their size, ``in_flight`` batches being detected and one more being started while
+    the oldest one's records are made; and their pixels stay within ``pixel_budget`` whatever their sizes.
     """
 
     batch: int | None = None
@@ -70,6 +74,8 @@ class JobSettings:
     anonymize: object = None
     crop_size: int | None = None
     max_wait_s: float = MAX_WAIT_S
+    pixel_budget: int | None = None
+    in_flight: int = 2
 
     @property
     def prefetch(self) -> int:
@@ -94,7 +100,7 @@ class JobSettings:
 
     def image_bound(self) -> int:
         """The most decoded images that exist at once in one device's pipeline (see the class doc)."""
-        return (self.prefetch + 1) + self.queued + 1 + self.hold + (self.batch or 1)
+        return (self.prefetch + 1) + self.queued + 1 + self.hold + (self.in_flight + 1) * (self.batch or 1)
 
 
 def default_batch(device) -> int:
