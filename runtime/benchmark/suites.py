@@ -150,8 +150,12 @@ def compile_suite(inputs: Inputs) -> Suite:
 
 
 def _float_batch(inputs: Inputs, count: int, backend=None) -> torch.Tensor:
-    """``count`` images stretched to the input size as a network input (in ``backend``'s format, if given)."""
+    """``count`` images stretched to the input size as a network input (in ``backend``'s format, if given; the
+    default backend's otherwise)."""
+    from runtime.backends.base import Backend
     from runtime.preprocess import layout, network_input, place
+
+    backend = backend or Backend
 
     plan = layout((inputs.images[0].shape[1], inputs.images[0].shape[0]), "stretch", inputs.input_size)
     return network_input(place(inputs.device_batch(count), plan), backend.input_dtype,
