@@ -251,7 +251,8 @@ class Int8Flags(FlagGroup):
                            help="folder of calibration images (subfolders included), pre-processed as the network's "
                                 "inputs")
         group.add_argument("--calibration-count",
-                           type=argparse_type(lambda t: check_count("the value", t, low=MIN_IMAGES), "calibration_count"),
+                           type=argparse_type(lambda t: check_count("the value", t, low=MIN_IMAGES),
+                                              "calibration_count"),
                            default=DEFAULT_COUNT, metavar="N",
                            help=f"images used, evenly spread over the folder (default {DEFAULT_COUNT}, at least "
                                 f"{MIN_IMAGES})")

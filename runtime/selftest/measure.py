@@ -107,7 +107,8 @@ def _paired_iou(a: torch.Tensor, b: torch.Tensor, chunk: int = 1024) -> torch.Te
     """IoU of a[i] with b[i] (the project's one IoU, :func:`runtime.postprocess.box_iou`, in chunks)."""
     from runtime.postprocess import box_iou
 
-    parts = [box_iou(record.boxes(a[i:i + chunk]), record.boxes(b[i:i + chunk])).diagonal() for i in range(0, len(a), chunk)]
+    parts = [box_iou(record.boxes(a[i:i + chunk]), record.boxes(b[i:i + chunk])).diagonal()
+             for i in range(0, len(a), chunk)]
     return torch.nan_to_num(torch.cat(parts) if parts else a.new_zeros(0), nan=0.0)
 
 

@@ -411,8 +411,12 @@ def test_records_do_not_pile_up_whatever_the_number_of_images(replayed, crowd_co
         for i in range(count):
             os.symlink(small, folder / f"{i:04d}.png")
         live = LiveCount()
-        monkeypatch.setattr(tasks, "report", lambda *a, **k: (lambda r: setattr(r, "record", live.track(Record(r.record)))
-                                                              or r)(real(*a, **k)))
+        def tracked(*args, **kwargs):
+            shown = real(*args, **kwargs)
+            shown.record = live.track(Record(shown.record))
+            return shown
+
+        monkeypatch.setattr(tasks, "report", tracked)
         assert replayed(str(folder), "--json", str(tmp_path / f"o{count}.json"), "--batch", "4", "-q") == 0
         assert len(json.loads((tmp_path / f"o{count}.json").read_text())) == count
         peaks.append(live.peak)

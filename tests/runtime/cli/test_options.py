@@ -31,7 +31,8 @@ def test_the_detector_flags_parse_into_typed_settings_mapping_every_flag():
 
     parser = argparse.ArgumentParser()
     group = options.DetectorFlags().add(parser)
-    args = parser.parse_args(["--weights", "w.pth", "--top-k", "10", "--input-size", "320x240", "--network", "resnet50"])
+    args = parser.parse_args(["--weights", "w.pth", "--top-k", "10", "--input-size", "320x240",
+                              "--network", "resnet50"])
     settings = group.parse(args)
     assert settings.pipeline.thresholds == Thresholds(top_k=10) and settings.model.network == "resnet50"
     mapped = settings.options()

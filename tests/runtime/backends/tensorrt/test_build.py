@@ -192,7 +192,8 @@ def test_weak_fp16_keeps_every_float_layer_of_the_postprocessing_in_float32(tmp_
 @pytest.mark.parametrize("version, precision", [("10.16.1.11", "fp16"), ("8.6.1", "fp32")])
 def test_postprocessing_is_not_constrained_where_nothing_runs_below_float32(tmp_path, cuda, version, precision):
     """Strongly typed (10.x fp16: the graph is typed) or without a reduced-precision flag (fp32)."""
-    options = BuildOptions(precision=precision, input_size=(320, 256), postprocess=Thresholds(keep_top_k=200).in_engine())
+    options = BuildOptions(precision=precision, input_size=(320, 256),
+                           postprocess=Thresholds(keep_top_k=200).in_engine())
     _, trt = build(tmp_path, cuda, options, version=version)
     network, config = trt.builds[0]["network"], trt.builds[0]["config"]
     assert network.precisions == {} and network.output_types == {}

@@ -152,4 +152,5 @@ def test_onnx_route_refuses_postprocessing():
     from runtime.backends.tensorrt.build_onnx import build_serialized_from_onnx
 
     with pytest.raises(RetinaFaceError, match="hand-built network only"):
-        build_serialized_from_onnx(_onnx_trt("10.16.1.11"), b"m", BuildOptions(postprocess=Thresholds().in_engine()), H100)
+        build_serialized_from_onnx(_onnx_trt("10.16.1.11"), b"m", BuildOptions(postprocess=Thresholds().in_engine()),
+                                   H100)
