@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from retinaface_trt.errors import RetinaFaceError
+from retinaface_trt.extras import install_hint
 
 log = logging.getLogger("retinaface_trt")
 
@@ -154,7 +155,7 @@ def _tensorrt_backend(request: BackendRequest):
     engine was built with another TensorRT version or GPU and the weights are at hand). An engine that
     fails its file checks (size, sha256, sidecar schema) is an error, never silently replaced."""
     if not tensorrt_available():
-        raise RetinaFaceError("TensorRT is not installed: pip install 'retinaface-trt[tensorrt]' "
+        raise RetinaFaceError(f"TensorRT is not installed: {install_hint('tensorrt')} "
                               "(or use --backend torch, which needs no TensorRT)")
     from runtime.backends.tensorrt.engine import TensorRTBackend
     from runtime.backends.tensorrt.sidecar import EngineMismatchError

@@ -18,7 +18,7 @@ def test_unknown_backend_is_refused():
 
 def test_tensorrt_missing_names_the_install_command(monkeypatch):
     monkeypatch.setattr(backends, "tensorrt_available", lambda: False)
-    with pytest.raises(RetinaFaceError, match=r"pip install 'retinaface-trt\[tensorrt\]'"):
+    with pytest.raises(RetinaFaceError, match=r"pip install '\.\[tensorrt\]' in the retinaface-trt checkout"):
         backends.create_backend("tensorrt", engine="model.engine")
 
 

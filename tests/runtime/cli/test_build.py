@@ -18,7 +18,7 @@ def test_build_without_tensorrt_exits_1_with_install_command(no_tensorrt, mnet_p
     code = main(["build", str(mnet_pth), "-o", str(tmp_path / "m.engine")])
     err = capsys.readouterr().err
     assert (code, err.count("\n")) == (1, 1)
-    assert "TensorRT is not installed" in err and "pip install 'retinaface-trt[tensorrt]'" in err
+    assert "TensorRT is not installed" in err and "pip install '.[tensorrt]' in the retinaface-trt checkout" in err
 
 
 def test_build_does_not_suggest_a_backend_flag_it_does_not_have(no_tensorrt, mnet_pth, tmp_path, capsys):
