@@ -81,8 +81,9 @@ def add_model_args(parser, *, engine: bool = True, default_device: str = "auto")
     if engine:
         group.add_argument("--engine", help="a serialized TensorRT engine, or an .onnx model")
     group.add_argument("--backend", default="auto", choices=BACKENDS,
-                       help="what runs the network (default auto: TensorRT for an engine on a GPU, ONNX Runtime "
-                            "for an .onnx file, else the executor)")
+                       help="what runs the network (default auto: TensorRT for an engine on a GPU; ONNX Runtime "
+                            "for an .onnx file, and for fp32 weights on a CPU when the onnx extra is installed; "
+                            "else the executor)")
     device_action = add_device_arg(group, default_device)
     group.add_argument("--cpu", dest=device_action.dest, action="store_const", const="cpu",
                        default=argparse.SUPPRESS, help=argparse.SUPPRESS)

@@ -75,6 +75,15 @@ def test_too_few_images_says_how_many_there_are(crop_folder):
         cal.calibration_images(settings(crop_folder, count=50))
 
 
+def test_fewer_images_than_the_minimum_ask_for_more_images_not_a_count_below_it(tmp_path):
+    for n in range(4):
+        _file(tmp_path, f"{n}.jpg")
+    with pytest.raises(RetinaFaceError) as error:
+        cal.calibration_images(settings(tmp_path))
+    assert "holds 4 images, fewer than the 16 asked for" in str(error.value)
+    assert "at least 16: add 12 or more images" in str(error.value) and "--calibration-count 4" not in str(error.value)
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads folders without read permission")
 def test_an_unreadable_folder_is_one_error(tmp_path):
     locked = tmp_path / "locked"

@@ -34,9 +34,10 @@ def test_build_writes_nothing_without_tensorrt(no_tensorrt, mnet_pth, tmp_path):
 
 def test_the_output_is_checked_before_anything_else(no_tensorrt, mnet_pth, tmp_path, capsys):
     """Issue 13: `build -o` is checked for writing before TensorRT is even looked for."""
-    code = main(["build", str(mnet_pth), "-o", str(tmp_path / "missing" / "m.engine")])
+    (tmp_path / "plain").write_bytes(b"")
+    code = main(["build", str(mnet_pth), "-o", str(tmp_path / "plain" / "m.engine")])
     err = capsys.readouterr().err
-    assert code == 1 and "folder" in err and "does not exist" in err and "TensorRT" not in err
+    assert code == 1 and "plain is a file, not a folder" in err and "TensorRT" not in err
 
 
 def test_an_existing_engine_needs_force(no_tensorrt, mnet_pth, tmp_path, capsys):
