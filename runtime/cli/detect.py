@@ -33,7 +33,7 @@ from runtime.options import IMAGE_SUFFIXES
 
 DEFAULT_SAVE_DIR = os.path.join("out", "annotated")   # where detect.py's -s/--save_image puts the copies
 MAX_BATCH = 1024
-STDOUT_NAMES = ("-", "/dev/stdout")
+STDOUT_NAMES = options.STDOUT_NAMES
 
 
 def _check_devices(text: str) -> list[str]:
@@ -65,14 +65,12 @@ def add_parser(subparsers) -> None:
     options.add_pipeline_args(p)
     options.add_int8_args(p)
     options.add_vis_threshold_arg(p)
-    p.add_argument("--json", dest="json_path", metavar="OUT.json",
-                   help="write one record per image (- for standard output)")
+    options.add_json_arg(p, "one record per image")
     p.add_argument("--save-dir", metavar="DIR",
                    help="write annotated copies here (created if missing; copies of earlier runs with the same "
                         "names are replaced)")
     p.add_argument("-s", "--save_image", dest="save_dir", action="store_const", const=DEFAULT_SAVE_DIR,
                    default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
     _add_folder_args(p)
     p.set_defaults(run=run)
 
@@ -217,10 +215,9 @@ def _folder_images(folder: str) -> list[tuple[str, str | None]]:
 
 def _check_outputs(args) -> None:
     """Every output is known to be writable before any work starts (see retinaface_trt.fileio)."""
-    from retinaface_trt.fileio import check_output_dir, check_writable
+    from retinaface_trt.fileio import check_output_dir
 
-    if args.json_path:
-        check_writable(args.json_path, args.force)
+    options.check_json_path(args)
     if args.save_dir:
         check_output_dir(args.save_dir)
 

@@ -57,7 +57,11 @@ def add_parser(subparsers) -> None:
     compare.add_argument("--atol", type=options.non_negative, default=1e-4,
                          help="exit 1 when an output differs more (1e-4; not applied to the INT8 path, whose "
                               "outputs differ by design: judge it by its matched faces)")
-    compare.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    compare.add_argument("--precision", choices=("fp32", "int8"), default=None,
+                         help="int8: add the INT8 network emulated on the executor (with --calibration-images; "
+                              "docs/int8.md); the float paths always run (default: fp32 only, unless "
+                              "--calibration-images is given)")
+    options.add_json_arg(compare, "the paths, pairs and agreement", switch=True)
     options.add_int8_args(compare)
     compare.set_defaults(run=run_compare)
 
@@ -78,7 +82,9 @@ def run_compare(args) -> int:
                                  to_records)
 
     fixed = args.input_size
-    int8 = options.int8_settings(args, "stretch" if fixed else "original", fixed or DEFAULT_INPUT_SIZE, precision=None)
+    int8 = options.int8_settings(args, "stretch" if fixed else "original", fixed or DEFAULT_INPUT_SIZE,
+                                 precision=args.precision)
+    options.check_json_path(args)
     paths, skipped = open_paths(args.weights, args.onnx, args.engine, args.device, int8)
     for line in skipped:
         print(f"skipped {line}", file=sys.stderr)
@@ -90,9 +96,14 @@ def run_compare(args) -> int:
         for _, backend in paths:
             backend.close()
     summary = agreement(reports)
-    print(json.dumps({"paths": [n for n, _ in paths], "skipped": skipped, "pairs": to_records(reports),
-                      "agreement": summary}, indent=2)
-          if args.json else format_table(reports) + "\n\n" + format_agreement(summary))
+    if args.json_path:
+        from retinaface_trt.fileio import write_text_atomic
+
+        write_text_atomic(args.json_path, json.dumps({"paths": [n for n, _ in paths], "skipped": skipped,
+                                                      "pairs": to_records(reports), "agreement": summary},
+                                                     indent=2) + "\n", force=args.force)
+    if not args.json_path or not options.is_stdout(args.json_path):
+        print(format_table(reports) + "\n\n" + format_agreement(summary))
     worst = max((r.max_abs() for r in reports if INT8_PATH not in (r.a, r.b)), default=0.0)
     if worst > args.atol:
         print(f"retinaface-trt compare: outputs differ by up to {worst:.3g}, more than --atol {args.atol:g}",

@@ -136,6 +136,40 @@ def add_vis_threshold_arg(parser) -> None:
     alias(parser, action, "--vis_thres")
 
 
+STDOUT_NAMES = ("-", "/dev/stdout")
+
+
+def add_json_arg(parser, what: str, *, switch: bool = False) -> None:
+    """``--json OUT.json`` (``-``: standard output) and ``--force``, the same in every command. ``switch``: the
+    command had ``--json`` as a switch printing JSON, so ``--json`` alone still means standard output."""
+    extra = dict(nargs="?", const="-") if switch else {}
+    alone = "; --json alone: standard output" if switch else ""
+    parser.add_argument("--json", dest="json_path", metavar="OUT.json", **extra,
+                        help=f"write {what} as JSON to this file (- for standard output{alone}); missing folders "
+                             "are created")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --json file")
+
+
+def is_stdout(path: str) -> bool:
+    return path in STDOUT_NAMES
+
+
+def check_json_path(args: argparse.Namespace) -> None:
+    """``--json``'s file checked before any work (see retinaface_trt.fileio.check_writable); an image file name is
+    refused, as it is an input that ``--json`` took where the switch form was meant."""
+    path = getattr(args, "json_path", None)
+    if not path or is_stdout(path):
+        return
+    from runtime.options import IMAGE_SUFFIXES
+
+    if path.lower().endswith(IMAGE_SUFFIXES):
+        raise RetinaFaceError(f"--json {path}: that is an image, not a JSON file name; put --json after the "
+                              "images, or write --json - (standard output) or --json OUT.json")
+    from retinaface_trt.fileio import check_writable
+
+    check_writable(path, args.force)
+
+
 def add_cuda_device_arg(parser) -> None:
     """``--device``: the CUDA device TensorRT works on (a CPU is no choice there, unlike detect's --device)."""
     parser.add_argument("--device", default="cuda", metavar="N|cuda:N",
