@@ -78,7 +78,8 @@ class Detector:
         from runtime.backends import create_backend
 
         if weights is None and engine is None:
-            raise RetinaFaceError("no model given: pass weights (.pth/.wts) or a TensorRT engine")
+            raise RetinaFaceError("no model given: pass weights= (a .pth/.wts file; --weights on the command line) "
+                                  "or engine= (a TensorRT engine or an .onnx model; --engine)")
         in_network = options.get("postprocess", "pipeline") == "network"
         backend = create_backend(backend, weights=weights, engine=engine, device=device, precision=precision,
                                  input_size=options.get("input_size", DEFAULT_INPUT_SIZE), engine_cache=engine_cache,

@@ -1,10 +1,16 @@
 """A minimal progress bar on stderr, redrawn in place: ``detect  3/10 [######              ] 30%``, followed by
-the throughput and the time left when a ``unit`` is given (``  41.5 images/s, 0:02:13 left``)."""
+the throughput and the time left when a ``unit`` is given (``  41.5 images/s, 0:02:13 left``).
+
+Only a terminal gets the bar redrawn in place (carriage returns, erase-line sequences). Anything else (a file, a
+pipe, a CI log) gets plain lines, one every ``LOG_INTERVAL_S`` seconds at most and one for the last step, so that a
+log holds no control characters and does not grow with every image."""
 
 from __future__ import annotations
 
 import sys
 import time
+
+LOG_INTERVAL_S = 10.0
 
 
 class Progress:
@@ -19,10 +25,12 @@ class Progress:
                  unit: str | None = None, interval_s: float = 0.1, clock=time.monotonic):
         self.total, self.label, self.enabled, self.width = total, label, enabled and total > 0, width
         self.stream = stream or sys.stderr
-        self.unit, self.interval_s, self._clock = unit, interval_s, clock
+        self.tty = _is_terminal(self.stream)
+        self.unit, self._clock = unit, clock
+        self.interval_s = interval_s if self.tty else max(interval_s, LOG_INTERVAL_S)
         self.done = 0
         self._start = self._drawn = clock()
-        self._drawn -= interval_s       # the first step is drawn
+        self._drawn -= self.interval_s       # the first step is drawn
 
     def advance(self, steps: int = 1) -> None:
         self.done = min(self.total, self.done + steps)
@@ -31,13 +39,14 @@ class Progress:
 
     def write(self, line: str) -> None:
         """Print ``line`` on its own line without breaking the bar."""
-        if self.enabled:
+        if self.enabled and self.tty:
             self.stream.write("\r\033[K")
         print(line, file=self.stream)
-        self._draw()
+        if self.tty:
+            self._draw()
 
     def finish(self) -> None:
-        if self.enabled:
+        if self.enabled and self.tty:
             self.stream.write("\n")
             self.stream.flush()
 
@@ -51,8 +60,8 @@ class Progress:
         self._drawn = self._clock()
         filled = self.width * self.done // self.total
         bar = "#" * filled + " " * (self.width - filled)
-        line = f"\r{self.label} {self.done}/{self.total} [{bar}] {100 * self.done // self.total}%"
-        self.stream.write(line + self._speed())
+        line = f"{self.label} {self.done}/{self.total} [{bar}] {100 * self.done // self.total}%" + self._speed()
+        self.stream.write("\r" + line if self.tty else line + "\n")
         self.stream.flush()
 
     def _speed(self) -> str:
@@ -61,3 +70,10 @@ class Progress:
         rate = self.rate()
         left = round((self.total - self.done) / rate) if rate > 0 else 0
         return f"  {rate:.1f} {self.unit}/s, {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d} left"
+
+
+def _is_terminal(stream) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):   # no isatty, or a closed stream
+        return False

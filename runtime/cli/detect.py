@@ -108,20 +108,21 @@ def run(args) -> int:
 def _run_jobs(args, jobs, recorded, store, stack) -> tuple["Tally", float]:
     """Detect what is not recorded yet and write every input's record in input order; return what was done
     and the seconds it took once the model was loaded."""
-    from runtime.jobs.tasks import Task
+    from runtime.jobs.tasks import Task, failed
     from runtime.jobs.workers import WorkerLost
 
     todo = [Task(i, path, error) for i, ((path, error), done) in enumerate(zip(jobs, recorded)) if not done]
-    runner = stack.enter_context(_runner(args)) if todo else None       # the model is loaded here
+    # the model is loaded here, and only when an input may be an image: a missing file is said at once
+    runner = stack.enter_context(_runner(args)) if any(t.error is None for t in todo) else None
     if runner is not None:
         options.check_network(args, runner.cfg)
-    if args.save_dir:  # created only once the model loaded: a failed start leaves nothing behind
+    if args.save_dir and runner:  # created only once the model loaded: a failed start leaves nothing behind
         from retinaface_trt.fileio import make_dirs
         make_dirs(args.save_dir)
     output, start = _InOrder(jobs, recorded, store, args, len(todo)), time.perf_counter()
     try:
         with output.json():
-            for outcome in runner.run(todo) if runner else ():
+            for outcome in runner.run(todo) if runner else (failed(t, t.error) for t in todo):
                 output.add(outcome)
             output.close()
     except WorkerLost as lost:
@@ -195,6 +196,8 @@ def expand_inputs(inputs: list[str]) -> list[tuple[str, str | None]]:
             jobs.extend((m, None) for m in matches if os.path.isfile(m))
             if not matches:
                 jobs.append((item, f"{item}: no file matches this pattern"))
+        elif not os.path.exists(item):
+            jobs.append((item, f"{item}: no such file; check the path"))
         else:
             jobs.append((item, None))
     return jobs
@@ -323,7 +326,7 @@ def _finish(tally: Tally, elapsed_s: float, args) -> int:
     """Print the summary line (unless --quiet) and the failure count; return the exit status."""
     failed = tally.failed + tally.recorded_failed
     if not args.quiet:
-        print(summary_line(tally, elapsed_s, args.json_lines), file=sys.stderr)
+        print(summary_line(tally, elapsed_s, args.json_lines, args.save_dir), file=sys.stderr)
     if failed:
         earlier = f" ({tally.recorded_failed} recorded earlier)" if tally.recorded_failed else ""
         print(f"retinaface-trt detect: {failed} of {tally.images + tally.recorded} inputs failed{earlier}",
@@ -331,13 +334,15 @@ def _finish(tally: Tally, elapsed_s: float, args) -> int:
     return 1 if failed else 0
 
 
-def summary_line(tally: Tally, elapsed_s: float, store: str | None = None) -> str:
+def summary_line(tally: Tally, elapsed_s: float, store: str | None = None, save_dir: str | None = None) -> str:
     """``N images, M faces, X ms/image``: the inputs processed by this run, faces as reported (score ≥
-    --vis-threshold), time per input (read, detect, write); ``; K already in OUT.jsonl`` for those skipped."""
+    --vis-threshold), time per input (read, detect, write); ``; K already in OUT.jsonl`` for those skipped;
+    ``; annotated copies in DIR`` with ``--save-dir`` (or ``-s``, whose folder the user did not name)."""
     images, faces = tally.images, tally.faces
     line = (f"{images} image{'s' * (images != 1)}, {faces} face{'s' * (faces != 1)}, "
             f"{1000 * elapsed_s / max(1, images):.1f} ms/image")
-    return line + (f"; {tally.recorded} already in {store}" if tally.recorded else "")
+    line += f"; {tally.recorded} already in {store}" if tally.recorded else ""
+    return line + (f"; annotated copies in {save_dir}" if save_dir else "")
 
 
 def _save_annotated(path: str, data: bytes, save_dir: str, used_names: set) -> None:

@@ -253,6 +253,10 @@ def check_network(args: argparse.Namespace, cfg) -> None:
 
 def detector_options(args: argparse.Namespace) -> dict:
     """The keyword arguments of ``Detector.from_options`` given by the model and pipeline groups."""
+    if args.weights is None and getattr(args, "engine", None) is None:
+        engine = " or --engine E (a TensorRT engine or an .onnx model)" if hasattr(args, "engine") else ""
+        raise RetinaFaceError(f"no model given: pass --weights W (a .pth or .wts file, e.g. "
+                              f"weights/mobilenet0.25_Final.pth){engine}")
     return dict(weights=args.weights, engine=getattr(args, "engine", None), backend=args.backend,
                 device=args.device, precision=args.precision, engine_cache=args.engine_cache,
                 resize=args.resize, input_size=args.input_size, confidence_threshold=args.confidence_threshold,

@@ -164,6 +164,14 @@ def test_one_summary_line_by_default(detect, crowd_copy, tmp_path, capsys):
     assert re.fullmatch(rf"2 images, {faces} faces, \d+\.\d ms/image", last), last
 
 
+def test_the_summary_says_where_dash_s_wrote_the_copies(detect, crowd_copy, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert detect(str(crowd_copy), "-s") == 0
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.endswith(f"; annotated copies in {os.path.join('out', 'annotated')}"), last
+    assert (tmp_path / "out" / "annotated" / crowd_copy.name).is_file()
+
+
 @pytest.mark.parametrize("where", ["before", "after"])
 def test_quiet_prints_nothing_on_success(detect, crowd_copy, capsys, where):
     argv = [str(crowd_copy), str(crowd_copy), "-q"] if where == "after" else [str(crowd_copy), str(crowd_copy)]
