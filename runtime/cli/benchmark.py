@@ -19,7 +19,7 @@ from runtime.options import DEFAULT_INPUT_SIZE
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("benchmark", help="time the model, the pipeline and the SDK per backend",
-                              description=__doc__.split("\n\n")[0])
+                              description=options.description(__doc__))
     p.add_argument("--weights", required=True, help=".pth or .wts weights")
     p.add_argument("--backend", action="append", choices=BACKENDS,
                    help="repeatable (default: auto, the backend detect would use)")

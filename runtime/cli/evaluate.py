@@ -24,7 +24,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--list", type=Path, help="evaluate only the images listed ('/<event>/<name>.jpg' lines)")
     parser.add_argument("--scale-manifest", type=Path,
                         help="manifest.tsv of resized images: map boxes back to original pixels")
-    options.add_model_args(parser, default_device="cpu")
+    options.add_model_args(parser)
     options.add_pipeline_args(parser)
     options.add_int8_args(parser)
     parser.add_argument("--out", type=Path, default=Path("out/evaluate"),

@@ -15,11 +15,11 @@ from runtime.cli import options
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("export-triton", help="write a Triton model repository (ensemble of pre, network, post)",
-                              description=__doc__.split("\n\n")[0])
-    options.add_model_args(p, default_device="cpu")
+                              description=options.description(__doc__))
+    options.add_model_args(p)
     p.add_argument("-o", "--output", required=True, metavar="REPO", help="the repository folder to write")
     options.add_pipeline_args(p, resize_default="letterbox")
-    options.add_vis_threshold_arg(p)
+    options.add_vis_threshold_arg(p, drawn=False)
     triton = p.add_argument_group("triton")
     triton.add_argument("--max-batch", type=options.count,
                         help="max_batch_size of every model (default: the engine's largest batch; 16 with --weights)")
@@ -42,11 +42,21 @@ def export_options(args):
                          max_delay_us=args.max_delay_ms * 1000, instances=args.instances, precision=args.precision)
 
 
+def _instance_device(device: str) -> str:
+    """``--device auto`` (every command's default): GPU instances where this machine has a GPU, else CPU ones."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def run(args) -> int:
     from runtime.serve.triton.repository import write_repository
 
     path = write_repository(args.output, engine=args.engine, weights=args.weights, options=export_options(args),
-                            force=args.force, backend=args.backend, device=args.device, engine_cache=args.engine_cache)
+                            force=args.force, backend=args.backend, device=_instance_device(args.device),
+                            engine_cache=args.engine_cache)
     route = "TensorRT plan" if args.engine or args.backend == "tensorrt" else "Python backend"
     print(f"wrote Triton model repository {path} ({route}); serve it with: tritonserver --model-repository "
           f"{path}")

@@ -1,4 +1,4 @@
-"""``retinaface-trt export-onnx CHECKPOINT OUT.onnx`` and ``retinaface-trt compare --weights W IMAGE...``."""
+"""``retinaface-trt export-onnx --weights CHECKPOINT OUT.onnx`` and ``retinaface-trt compare --weights W IMAGE...``."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ def add_parser(subparsers) -> None:
     export = subparsers.add_parser("export-onnx", help="export the PyTorch model to ONNX",
                                    description="Export RetinaFace (.pth or .wts weights) to an ONNX file with "
                                                "inputs 'input' and outputs 'loc', 'conf', 'landms'.")
-    export.add_argument("checkpoint", help=".pth or .wts weights")
+    options.add_weights_arg(export, "checkpoint", help=".pth or .wts weights")
     export.add_argument("output", help="the .onnx file to write")
     shape = export.add_mutually_exclusive_group()
     shape.add_argument("--input-size", type=options.size, metavar="WxH",
@@ -49,7 +49,7 @@ def add_parser(subparsers) -> None:
     compare.add_argument("--engine", action="append", default=[], help="TensorRT engine (repeatable)")
     compare.add_argument("--input-size", type=options.size, metavar="WxH",
                          help="stretch images to this size (default: each image's own size, or a fixed model's)")
-    options.add_device_arg(compare, default="cpu")
+    options.add_device_arg(compare)
     compare.add_argument("--score-threshold", type=options.probability, default=0.5,
                          help="faces compared from this score (0.5)")
     compare.add_argument("--match-iou", type=options.probability, default=0.5,
@@ -69,6 +69,7 @@ def add_parser(subparsers) -> None:
 def run_export(args) -> int:
     from wts_export.onnx_export import export_onnx
 
+    args.checkpoint = options.take_weights(args)
     size = args.input_size or DEFAULT_INPUT_SIZE
     path = export_onnx(args.checkpoint, args.output, size, dynamic=args.dynamic,
                        opset=args.opset, simplify=args.simplify, force=args.force)

@@ -14,6 +14,7 @@ from runtime.cli import options
 from runtime.serve import settings as defaults
 
 _SERVICE = defaults.ServeSettings()
+CPU_MAX_BATCH = 1      # docs/serving.md's load figure: on a 2-core CPU, batches cost more per image than one image
 
 
 _port = options.argparse_type(defaults.check_port, "port")
@@ -21,17 +22,18 @@ _port = options.argparse_type(defaults.check_port, "port")
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("serve", help="HTTP service: base64 or image bytes in, the SDK's JSON out",
-                              description=__doc__.split("\n\n")[0])
+                              description=options.description(__doc__))
     options.add_model_args(p)
     options.add_pipeline_args(p)
-    options.add_vis_threshold_arg(p)
+    options.add_vis_threshold_arg(p, drawn=False)
     group = p.add_argument_group("service")
     group.add_argument("--host", default=defaults.DEFAULT_HOST,
                        help=f"address to listen on (default {defaults.DEFAULT_HOST}: this machine only)")
     group.add_argument("--port", type=_port, default=defaults.DEFAULT_PORT,
                        help=f"TCP port, 0 for any free one (default {defaults.DEFAULT_PORT})")
-    group.add_argument("--max-batch", type=options.count, default=_SERVICE.max_batch,
-                       help=f"images per detect_batch call (default {_SERVICE.max_batch})")
+    group.add_argument("--max-batch", type=options.count, default=None,
+                       help=f"images per detect_batch call (default {_SERVICE.max_batch} on a GPU, {CPU_MAX_BATCH} on a "
+                            "CPU, where a batch costs more per image than one image: docs/serving.md)")
     group.add_argument("--max-delay-ms", type=options.count_or_zero, default=_SERVICE.max_delay_ms,
                        help=f"wait this long for more requests to batch, in ms (default {_SERVICE.max_delay_ms})")
     group.add_argument("--max-queue", type=options.count, default=_SERVICE.max_queue,
@@ -49,10 +51,18 @@ def serve_settings(args: argparse.Namespace) -> defaults.ServeSettings:
     from runtime.options import DetectionOptions
 
     detection = DetectionOptions(args.confidence_threshold, args.top_k, args.nms_threshold, args.keep_top_k)
-    return defaults.ServeSettings(max_batch=args.max_batch, max_delay_ms=args.max_delay_ms,
+    return defaults.ServeSettings(max_batch=args.max_batch or _default_max_batch(args.device),
+                                  max_delay_ms=args.max_delay_ms,
                                   max_queue=args.max_queue, max_body_mib=args.max_body_mib,
                                   shutdown_timeout_s=args.shutdown_timeout, vis_threshold=args.vis_threshold,
                                   detection=detection)
+
+
+def _default_max_batch(device: str) -> int:
+    """--max-batch when not given: batching pays on a GPU only."""
+    from runtime.device import resolve_device
+
+    return _SERVICE.max_batch if resolve_device(device).type == "cuda" else CPU_MAX_BATCH
 
 
 def run(args) -> int:
