@@ -86,6 +86,7 @@ def run_compare(args) -> int:
     int8 = options.int8_settings(args, "stretch" if fixed else "original", fixed or DEFAULT_INPUT_SIZE,
                                  precision=args.precision)
     options.check_json_path(args)
+    _check_images(args.images)
     paths, skipped = open_paths(args.weights, args.onnx, args.engine, args.device, int8)
     for line in skipped:
         print(f"skipped {line}", file=sys.stderr)
@@ -111,6 +112,16 @@ def run_compare(args) -> int:
               file=sys.stderr)
         return 1
     return 0
+
+
+def _check_images(images) -> None:
+    """Every image is there before the models load (each path is loaded and exported first)."""
+    import os
+
+    for image in images:
+        if not os.path.isfile(image):
+            what = "is a folder; compare takes image files" if os.path.isdir(image) else "no such file; check the path"
+            raise RetinaFaceError(f"{image}: {what}")
 
 
 def _network_input(image_path: str, size):
