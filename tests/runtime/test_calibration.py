@@ -192,8 +192,9 @@ def test_a_damaged_cache_is_one_error(tmp_path, crop_folder, mnet_pth, mnet_arra
 
 def test_an_unwritable_cache_is_refused_before_calibrating(tmp_path, crop_folder, mnet_pth, mnet_arrays, monkeypatch):
     monkeypatch.setattr(cal, "calibrate", lambda *a, **k: pytest.fail("calibrated for nothing"))
-    with pytest.raises(RetinaFaceError, match="does not exist"):
-        plan_of(mnet_pth, mnet_arrays, settings(crop_folder, cache=tmp_path / "missing" / "c.json"))
+    (tmp_path / "plain").write_text("x")       # a missing folder would be made; a file in the path cannot be
+    with pytest.raises(RetinaFaceError, match="plain is a file, not a folder"):
+        plan_of(mnet_pth, mnet_arrays, settings(crop_folder, cache=tmp_path / "plain" / "c.json"))
 
 
 def test_an_image_that_does_not_decode_is_one_error_and_no_cache_is_written(tmp_path, crop_folder, mnet_pth,
