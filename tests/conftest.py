@@ -83,3 +83,14 @@ def read_only(monkeypatch):
         folders[str(folder.resolve())] = code
         return folder
     return add
+
+
+def pytest_report_header(config):
+    """Which CPU kernels this run uses: float comparisons must hold whichever they are (tests/README.md)."""
+    import os
+
+    import torch
+
+    forced = {name: os.environ[name] for name in ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA") if name in os.environ}
+    return (f"CPU kernels: PyTorch {torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads"
+            + (f"; forced by {forced}" if forced else ""))

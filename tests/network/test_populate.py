@@ -10,8 +10,12 @@ from retinaface_trt.errors import RetinaFaceError
 from wts_export.checkpoint import load_state_dict
 from wts_export.model import build_model
 from tests.helpers import NetworkRun, random_resnet50_state_dict
+from tests.tolerances import retinaface_tolerance
 from wts_export.wts import read_wts, write_wts
 
+# Against the original implementation's stored outputs: the figure the README states (measured 1.5e-5). Against
+# the PyTorch model computed here, the float32 bound of the network's arithmetic (tests/tolerances.py), since both
+# sides run on this CPU's kernels.
 TOLERANCE = 1e-4
 
 
@@ -56,16 +60,17 @@ def test_matches_pytorch_model_at_sizes_not_multiple_of_32(mnet_executor, mnet_t
         expected = mnet_torch(x)
     got = mnet_executor(x)
     assert [g.shape for g in got] == [e.shape for e in expected]
-    errors = max_errors(got, expected)
-    assert all(e <= TOLERANCE for e in errors.values()), errors
+    errors, bound = max_errors(got, expected), retinaface_tolerance(mnet_executor.network, expected)
+    assert all(e <= bound for e in errors.values()), (errors, bound)
 
 
 def test_batch_of_two_gives_per_image_results(mnet_executor):
     x = torch.randn(2, 3, 96, 160, generator=torch.Generator().manual_seed(1)) * 50
     together = mnet_executor(x)
     for i in range(2):
-        alone = mnet_executor(x[i:i + 1])
-        assert max(max_errors([t[i:i + 1] for t in together], alone).values()) <= 1e-5
+        alone = mnet_executor(x[i:i + 1])       # a batch of one may take another kernel than a batch of two
+        bound = retinaface_tolerance(mnet_executor.network, alone)
+        assert max(max_errors([t[i:i + 1] for t in together], alone).values()) <= bound
 
 
 def test_static_and_dynamic_shapes_agree(mnet_wts, mnet_executor):
@@ -79,10 +84,10 @@ def test_resnet50_random_weights_match_pytorch():
     x = torch.randn(1, 3, 200, 328, generator=torch.Generator().manual_seed(3)) * 50
     with torch.inference_mode():
         expected = model(x)
-    got = NetworkRun(weights)(x)
+    run = NetworkRun(weights)
+    got, bound = run(x), retinaface_tolerance(run.network, expected)
     for name, g, e in zip(("loc", "conf", "landms"), got, expected):
-        relative = float((g - e).abs().max() / e.abs().max().clamp_min(1e-6))
-        assert relative <= TOLERANCE, (name, relative)
+        assert float((g - e).abs().max()) <= bound, (name, float((g - e).abs().max()), bound)
 
 
 def test_every_weight_is_used_exactly_once(mnet_wts):

@@ -1,8 +1,10 @@
 """Parity in float32 on CPU: the executor (hand-built network) vs ONNX Runtime vs PyTorch.
 
 MobileNet-0.25 with the real weights on the crowd photo, ResNet-50 with seeded random weights; at
-640×640 with fixed-size models, at an odd size and at batch 2 with dynamic models. Every output within
-ATOL of every other path's; detections (score ≥ 0.5) the same faces, scores within 1e-4.
+640×640 with fixed-size models, at an odd size and at batch 2 with dynamic models. Every output within the
+float32 bound of the network's arithmetic of every other path's (tests/tolerances.py: the three paths run other
+kernels, whose summation order differs per instruction set); detections (score ≥ 0.5) the same faces, scores
+within the softmax's share of that bound.
 """
 
 from __future__ import annotations
@@ -17,10 +19,8 @@ from runtime.backends.pytorch import PyTorchBackend
 from runtime.compare import compare_batch
 from wts_export.onnx_export import export_onnx
 from runtime.preprocess import to_network_input
-from tests.helpers import random_resnet50_state_dict
-
-ATOL = 1e-4
-SCORE_ATOL = 1e-4
+from tests.helpers import NetworkRun, random_resnet50_state_dict
+from tests.tolerances import retinaface_tolerance, score_tolerance
 
 
 def _paths(weights, onnx_path):
@@ -66,41 +66,46 @@ def _random(batch, height, width, seed):
     return torch.randn(batch, 3, height, width, generator=torch.Generator().manual_seed(seed)) * 60
 
 
-def _check(reports):
+def _check(reports, weights, batch):
+    reference = NetworkRun(weights)
+    bound = retinaface_tolerance(reference.network, reference(batch))
     for r in reports:
-        assert r.max_abs() <= ATOL, (r.a, r.b, r.abs)
+        assert r.max_abs() <= bound, (r.a, r.b, r.abs, bound)
         assert r.faces_a == r.faces_b == r.matched, (r.a, r.b, r.faces_a, r.faces_b, r.matched)
-        assert r.worst_score <= SCORE_ATOL, (r.a, r.b, r.worst_score)
+        assert r.worst_score <= score_tolerance(bound), (r.a, r.b, r.worst_score, bound)
     return reports
 
 
 def test_mobilenet_640_fixed_model(mnet_weights, onnx_dir, crowd_reference):
     model = export_onnx(mnet_weights, onnx_dir / "mnet640.onnx")
     batch = torch.from_numpy(crowd_reference["input_640x640_bgr_minus_mean"])
-    reports = _check(compare_batch(_paths(mnet_weights, model), batch, "crowd@640"))
+    reports = _check(compare_batch(_paths(mnet_weights, model), batch, "crowd@640"), mnet_weights, batch)
     assert reports[0].faces_a == 24      # RETINAFACE_FACTS.md: 24 faces ≥ 0.5 when stretched to 640×640
 
 
-def test_mobilenet_odd_size_dynamic_model(mnet_dynamic_paths, shared_dir):
+def test_mobilenet_odd_size_dynamic_model(mnet_weights, mnet_dynamic_paths, shared_dir):
     batch = to_network_input([_crowd(shared_dir, 517, 333)])
-    reports = _check(compare_batch(mnet_dynamic_paths, batch, "crowd@517x333"))
+    reports = _check(compare_batch(mnet_dynamic_paths, batch, "crowd@517x333"), mnet_weights, batch)
     assert reports[0].faces_a > 10
 
 
-def test_mobilenet_batch_2_dynamic_model(mnet_dynamic_paths, shared_dir):
+def test_mobilenet_batch_2_dynamic_model(mnet_weights, mnet_dynamic_paths, shared_dir):
     batch = to_network_input([_crowd(shared_dir, 640, 640), _crowd(shared_dir, 640, 640, flip=True)])
-    reports = _check(compare_batch(mnet_dynamic_paths, batch, "crowd@640 x2"))
+    reports = _check(compare_batch(mnet_dynamic_paths, batch, "crowd@640 x2"), mnet_weights, batch)
     assert reports[0].faces_a > 40
 
 
 def test_resnet50_640_fixed_model(r50_weights, onnx_dir):
     model = export_onnx(r50_weights, onnx_dir / "r50_640.onnx")
-    _check(compare_batch(_paths(r50_weights, model), _random(1, 640, 640, seed=1), "r50@640"))
+    batch = _random(1, 640, 640, seed=1)
+    _check(compare_batch(_paths(r50_weights, model), batch, "r50@640"), r50_weights, batch)
 
 
-def test_resnet50_odd_size_dynamic_model(r50_dynamic_paths):
-    _check(compare_batch(r50_dynamic_paths, _random(1, 97, 131, seed=2), "r50@131x97"))
+def test_resnet50_odd_size_dynamic_model(r50_weights, r50_dynamic_paths):
+    batch = _random(1, 97, 131, seed=2)
+    _check(compare_batch(r50_dynamic_paths, batch, "r50@131x97"), r50_weights, batch)
 
 
-def test_resnet50_batch_2_dynamic_model(r50_dynamic_paths):
-    _check(compare_batch(r50_dynamic_paths, _random(2, 128, 160, seed=3), "r50@160x128 x2"))
+def test_resnet50_batch_2_dynamic_model(r50_weights, r50_dynamic_paths):
+    batch = _random(2, 128, 160, seed=3)
+    _check(compare_batch(r50_dynamic_paths, batch, "r50@160x128 x2"), r50_weights, batch)

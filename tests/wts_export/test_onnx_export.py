@@ -12,7 +12,16 @@ from runtime.cli.main import main
 from retinaface_trt.errors import RetinaFaceError
 from wts_export.onnx_export import export_onnx, model_backbone, read_model_facts
 
-REFERENCE_ATOL = 1e-4
+REFERENCE_ATOL = 1e-4      # against the original implementation's stored outputs: the README's figure
+
+
+@pytest.fixture(scope="module")
+def mnet_network(mnet_pth):
+    """The hand-built network definition, for the float32 bound of its arithmetic (tests/tolerances.py)."""
+    from tests.helpers import NetworkRun
+    from wts_export.weights import load_weights
+
+    return NetworkRun(load_weights(mnet_pth)).network
 
 
 @pytest.fixture(scope="module")
@@ -105,25 +114,31 @@ def test_opset_9_is_refused_with_the_minimum(mnet_pth, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_opset_11_export_runs_at_an_odd_size(mnet_pth, tmp_path):
+def test_opset_11_export_runs_at_an_odd_size(mnet_pth, mnet_network, tmp_path):
     import torch
 
+    from tests.tolerances import retinaface_tolerance
     from wts_export.onnx_export import torch_model
 
     path = export_onnx(mnet_pth, tmp_path / "m11.onnx", dynamic=True, opset=11)
     x = torch.randn(1, 3, 97, 131, generator=torch.Generator().manual_seed(0)) * 60
     with torch.inference_mode():
-        expected = torch_model(mnet_pth)(x)
+        expected = [t.numpy() for t in torch_model(mnet_pth)(x)]
+    bound = retinaface_tolerance(mnet_network, expected)       # ONNX Runtime's kernels against PyTorch's
     for got, want in zip(_run(path, x.numpy()), expected):
-        np.testing.assert_allclose(got, want.numpy(), rtol=0, atol=1e-4)
+        np.testing.assert_allclose(got, want, rtol=0, atol=bound)
 
 
-def test_simplified_model_has_fewer_nodes_and_same_outputs(mnet_pth, dynamic_onnx, tmp_path):
+def test_simplified_model_has_fewer_nodes_and_same_outputs(mnet_pth, mnet_network, dynamic_onnx, tmp_path):
+    from tests.tolerances import retinaface_tolerance
+
     path = export_onnx(mnet_pth, tmp_path / "slim.onnx", dynamic=True, simplify=True)
     x = np.random.default_rng(1).normal(0, 60, (1, 3, 96, 160)).astype(np.float32)
     assert len(onnx.load(str(path)).graph.node) < len(onnx.load(str(dynamic_onnx)).graph.node)
-    for got, want in zip(_run(path, x), _run(dynamic_onnx, x)):
-        np.testing.assert_allclose(got, want, rtol=0, atol=1e-5)
+    expected = _run(dynamic_onnx, x)
+    bound = retinaface_tolerance(mnet_network, expected)        # fused nodes may sum in another order
+    for got, want in zip(_run(path, x), expected):
+        np.testing.assert_allclose(got, want, rtol=0, atol=bound)
 
 
 def test_existing_output_needs_force(mnet_pth, tmp_path):
