@@ -131,3 +131,11 @@ def test_tensorrt_on_the_cpu_is_refused_before_an_engine_is_built(mnet_pth, monk
     monkeypatch.setattr(cache, "ensure_engine", lambda *a, **k: pytest.fail("an engine was built for --device cpu"))
     with pytest.raises(RetinaFaceError, match="the tensorrt backend runs on an NVIDIA GPU, not on cpu"):
         backends.create_backend("tensorrt", weights=mnet_pth, device="cpu")
+
+
+@pytest.mark.parametrize("precision, warned", [("fp16", True), ("fp32", False)])
+def test_fp16_on_a_cpu_is_said_to_be_slow(mnet_pth, caplog, precision, warned):
+    with caplog.at_level("WARNING", logger="retinaface_trt"):
+        backends.create_backend("torch", weights=str(mnet_pth), device="cpu", precision=precision).close()
+    said = [r.getMessage() for r in caplog.records if "fp16 on a CPU" in r.getMessage()]
+    assert len(said) == int(warned) and (not warned or "use --precision fp32 on a CPU" in said[0])
