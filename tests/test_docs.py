@@ -22,8 +22,8 @@ Two checks:
   ``<!-- doc-test: json-of: COMMAND -->``
       the JSON block is compared with what COMMAND prints: every key of the example with an equal value, lists
       of the example as prefixes of the real ones (an example may show the first face of many), a record for the
-      first of a printed list, and numbers equal to the printed digits (half a unit of the last digit, plus 1e-4
-      for the differences between backends that docs/onnx.md states).
+      first of a printed list, and numbers equal to the printed digits (half a unit of the last digit, plus 5e-4
+      for the differences between backends, which docs/onnx.md measures at about 1.3e-4 px).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 MARKER = "<!-- doc-test:"
 FENCE = re.compile(r"^(```+)[\w-]*\n(.*?)^\1$", re.MULTILINE | re.DOTALL)
 INLINE = re.compile(r"(?<!`)`([^`\n]+)`(?!`)")
-ROUTE_TOLERANCE = 1e-4      # docs/onnx.md: the routes agree to this in pixels and score
+ROUTE_TOLERANCE = 5e-4      # docs/onnx.md: the routes (executor, ONNX Runtime) agree within about 1.3e-4 px
 STOP = {"|", "||", "&&", ";", ">", "2>", "#", "--", "\\"}
 
 
