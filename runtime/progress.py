@@ -1,5 +1,6 @@
 """A minimal progress bar on stderr, redrawn in place: ``detect  3/10 [######              ] 30%``, followed by
-the throughput and the time left when a ``unit`` is given (``  41.5 images/s, 0:02:13 left``).
+the throughput and the time left when a ``unit`` is given (``  41.5 images/s, 0:02:13 left``). Without a known
+total (a live stream) the line is the count and the throughput: ``detect 1234 frames  29.8 frames/s``.
 
 Only a terminal gets the bar redrawn in place (carriage returns, erase-line sequences). Anything else (a file, a
 pipe, a CI log) gets plain lines, one every ``LOG_INTERVAL_S`` seconds at most and one for the last step, so that a
@@ -14,16 +15,17 @@ LOG_INTERVAL_S = 10.0
 
 
 class Progress:
-    """Counts ``total`` steps; draws only when ``enabled`` (the CLI enables it for more than one image).
+    """Counts ``total`` steps (None: unknown); draws only when ``enabled`` (the CLI enables it for more than one
+    image).
 
     unit:       name of a step (``images``): the line then ends with the steps per second since the bar was made
                 and the time left at that rate
     interval_s: the bar is redrawn at most this often (seconds), and always for the last step
     """
 
-    def __init__(self, total: int, label: str = "", enabled: bool = True, stream=None, width: int = 30,
+    def __init__(self, total: int | None, label: str = "", enabled: bool = True, stream=None, width: int = 30,
                  unit: str | None = None, interval_s: float = 0.1, clock=time.monotonic):
-        self.total, self.label, self.enabled, self.width = total, label, enabled and total > 0, width
+        self.total, self.label, self.enabled, self.width = total, label, enabled and (total is None or total > 0), width
         self.stream = stream or sys.stderr
         self.tty = _is_terminal(self.stream)
         self.unit, self._clock = unit, clock
@@ -33,7 +35,7 @@ class Progress:
         self._drawn -= self.interval_s       # the first step is drawn
 
     def advance(self, steps: int = 1) -> None:
-        self.done = min(self.total, self.done + steps)
+        self.done = self.done + steps if self.total is None else min(self.total, self.done + steps)
         if self.done == self.total or self._clock() - self._drawn >= self.interval_s:
             self._draw()
 
@@ -58,9 +60,12 @@ class Progress:
         if not self.enabled:
             return
         self._drawn = self._clock()
-        filled = self.width * self.done // self.total
-        bar = "#" * filled + " " * (self.width - filled)
-        line = f"{self.label} {self.done}/{self.total} [{bar}] {100 * self.done // self.total}%" + self._speed()
+        if self.total is None:
+            line = f"{self.label} {self.done} {self.unit or 'steps'}" + self._speed()
+        else:
+            filled = self.width * self.done // self.total
+            bar = "#" * filled + " " * (self.width - filled)
+            line = f"{self.label} {self.done}/{self.total} [{bar}] {100 * self.done // self.total}%" + self._speed()
         self.stream.write("\r" + line if self.tty else line + "\n")
         self.stream.flush()
 
@@ -68,6 +73,8 @@ class Progress:
         if self.unit is None or self.done == 0:
             return ""
         rate = self.rate()
+        if self.total is None:
+            return f"  {rate:.1f} {self.unit}/s"
         left = round((self.total - self.done) / rate) if rate > 0 else 0
         return f"  {rate:.1f} {self.unit}/s, {left // 3600}:{left // 60 % 60:02d}:{left % 60:02d} left"
 

@@ -6,6 +6,8 @@ Example::
 
     with Engine(weights="weights/mobilenet0.25_Final.pth", device="cpu") as engine:
         record = json.loads(engine.infer(base64_text))
+        for line in engine.video("clip.mp4", every=2):      # one JSON record per detected frame
+            ...
 
 Errors (bad base64, not an image, too large, bad weights, a released engine) raise
 :class:`retinaface_trt.errors.RetinaFaceError` with a one-line message.
@@ -58,6 +60,19 @@ class Engine:
         dets = self.detector.detect_arrays([bgr])[0]
         faces = faces_from_array(dets[dets[:, 4] >= self.vis_threshold])    # objects only for reported faces
         return to_json(image_record(name, bgr.shape[1], bgr.shape[0], faces, self.vis_threshold))
+
+    def video(self, source: str, every: int = 1, timeout_s: float | None = None):
+        """The JSON records (strings) of a video's detected frames, as they are done: ``source`` is a video file, a
+        stream URL or a camera index; every ``every``-th frame; ``timeout_s`` for a stalled source (default
+        :data:`runtime.video.DEFAULT_TIMEOUT_S`). The record is :func:`runtime.video.frame_record`'s. A damaged or
+        stalled source raises RetinaFaceError after its last good frame."""
+        from runtime.video import DEFAULT_TIMEOUT_S, detect_video, frame_record
+
+        if self.detector is None:
+            raise RetinaFaceError("this Engine was released; create a new one")
+        for item in detect_video(self.detector, source, every, vis_threshold=self.vis_threshold,
+                                 timeout_s=timeout_s or DEFAULT_TIMEOUT_S):
+            yield to_json(frame_record(source, item, item.image.shape[1], item.image.shape[0]))
 
     def release(self) -> None:
         """Free the model and all GPU memory it held. Safe to call twice."""

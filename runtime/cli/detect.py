@@ -12,6 +12,10 @@ written in input order whatever finishes first. ``--json-lines`` appends each re
 makes a re-run of the command skip the inputs recorded there (see :mod:`runtime.jobs.records`). Memory does not
 grow with the number of inputs, beyond their paths.
 
+Videos, streams and cameras go to :mod:`runtime.cli.video` (one JSON line per frame); ``--crops`` (aligned faces,
+:mod:`runtime.align`) and ``--anonymize`` (copies with the faces hidden instead of drawn, :mod:`runtime.anonymize`)
+apply to images and videos alike.
+
 ``--save-dir`` may be a folder of an earlier run: the annotated copies of this run's inputs replace files of
 the same names and nothing else there is touched; a folder holding this run's inputs is refused (the copies
 would replace the originals).
@@ -60,7 +64,9 @@ def add_parser(subparsers) -> None:
                                      "--confidence_threshold, --top_k, --nms_threshold, --keep_top_k, --vis_thres, "
                                      "-s/--save_image) are accepted too: see docs/detection.md. Large folders and "
                                      "several GPUs: docs/scaling.md.")
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files, folders or glob patterns")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image files, folders or glob patterns; or video files, stream URLs (rtsp://, http://) or a "
+                        "camera index")
     options.add_model_args(p)
     options.add_pipeline_args(p)
     options.add_int8_args(p)
@@ -72,6 +78,9 @@ def add_parser(subparsers) -> None:
     p.add_argument("-s", "--save_image", dest="save_dir", action="store_const", const=DEFAULT_SAVE_DIR,
                    default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     _add_folder_args(p)
+    from runtime.cli.video import add_video_args
+
+    add_video_args(p)
     p.set_defaults(run=run)
 
 
@@ -92,7 +101,14 @@ def _add_folder_args(parser) -> None:
 
 
 def run(args) -> int:
+    from runtime.cli import video
+    from runtime.video import is_video_source
+
+    video.prepare(args)
     _check_flags(args)
+    videos = [item for item in args.inputs if is_video_source(item)]
+    if videos:
+        return video.run_videos(args, videos)
     _check_outputs(args)
     jobs = expand_inputs(args.inputs)  # [(path, error or None)], in input order
     _check_save_dir_holds_no_input(args.save_dir, jobs)
@@ -116,9 +132,10 @@ def _run_jobs(args, jobs, recorded, store, stack) -> tuple["Tally", float]:
     runner = stack.enter_context(_runner(args)) if any(t.error is None for t in todo) else None
     if runner is not None:
         options.check_network(args, runner.cfg)
-    if args.save_dir and runner:  # created only once the model loaded: a failed start leaves nothing behind
-        from retinaface_trt.fileio import make_dirs
-        make_dirs(args.save_dir)
+    for folder in (args.save_dir, args.crops) if runner else ():  # only once the model loaded: a failed start
+        if folder:                                                   # leaves nothing behind
+            from retinaface_trt.fileio import make_dirs
+            make_dirs(folder)
     output, start = _InOrder(jobs, recorded, store, args, len(todo)), time.perf_counter()
     try:
         with output.json():
@@ -139,8 +156,11 @@ def _runner(args):
 
     names = _devices(args)
     workers = len(names) if names else 1
+    from runtime.cli.video import anonymize_settings
+
     settings = JobSettings(batch=args.batch, vis_threshold=args.vis_threshold, annotate=bool(args.save_dir),
-                           read_threads=args.read_threads or default_read_threads(workers))
+                           read_threads=args.read_threads or default_read_threads(workers),
+                           anonymize=anonymize_settings(args), crop_size=args.crop_size if args.crops else None)
     if names:
         from runtime.jobs.workers import DetectorFactory, WorkerPool
 
@@ -221,8 +241,9 @@ def _check_outputs(args) -> None:
     from retinaface_trt.fileio import check_output_dir
 
     options.check_json_path(args)
-    if args.save_dir:
-        check_output_dir(args.save_dir)
+    for folder in (args.save_dir, args.crops):
+        if folder:
+            check_output_dir(folder)
 
 
 def _check_save_dir_holds_no_input(save_dir, jobs) -> None:
@@ -256,7 +277,7 @@ class _InOrder:
         from runtime.progress import Progress
 
         self.jobs, self.recorded, self.store, self.args = jobs, recorded, store, args
-        self.tally, self.used_names = Tally(), set()
+        self.tally, self.used_names, self.crop_names = Tally(), set(), set()
         self.progress = Progress(todo, "detect", enabled=todo > 1 and not args.quiet, unit="images")
         self._waiting: dict = {}
         self._position = 0
@@ -300,6 +321,11 @@ class _InOrder:
             try:
                 _save_annotated(path, outcome.annotated, self.args.save_dir, self.used_names)
             except RetinaFaceError as failure:    # the copy failed: so did this input
+                record = error_record(path, str(failure))
+        if outcome.crops and "error" not in record:
+            try:
+                _save_crops(path, outcome.crops, self.args.crops, self.crop_names)
+            except RetinaFaceError as failure:
                 record = error_record(path, str(failure))
         if "error" in record:
             self.progress.write(f"retinaface-trt detect: error: {record['error']}")
@@ -352,6 +378,15 @@ def _save_annotated(path: str, data: bytes, save_dir: str, used_names: set) -> N
     from retinaface_trt.fileio import write_bytes_atomic
 
     write_bytes_atomic(os.path.join(save_dir, _annotated_name(path, used_names)), data, force=True)
+
+
+def _save_crops(path: str, crops, crops_dir: str, used_names: set) -> None:
+    """Write the aligned crops of ``path`` (PNG bytes, by score) as ``<stem>_<k>.png`` into ``crops_dir``."""
+    from retinaface_trt.fileio import write_bytes_atomic
+
+    stem = os.path.splitext(_annotated_name(path, used_names))[0]
+    for k, data in enumerate(crops):
+        write_bytes_atomic(os.path.join(crops_dir, f"{stem}_{k}.png"), data, force=True)
 
 
 def _annotated_name(path: str, used_names: set) -> str:

@@ -32,11 +32,13 @@ class Task:
 @dataclass(frozen=True)
 class Outcome:
     """The final form of one task: its record (see the module doc) and, when annotated copies are asked for and
-    the image was read, the encoded copy (bytes in the format of the input's extension)."""
+    the image was read, the encoded copy (bytes in the format of the input's extension: annotated, or anonymised);
+    with crops asked for, the reported faces aligned by :mod:`runtime.align`, as PNG bytes, by score."""
 
     index: int
     record: dict
     annotated: bytes | None = None
+    crops: tuple[bytes, ...] = ()
 
     @property
     def failed(self) -> bool:
@@ -51,6 +53,8 @@ class JobSettings:
     read_threads:  threads reading and decoding images ahead of the detector
     vis_threshold: faces reported from this score (records and copies)
     annotate:      make annotated copies (drawn and encoded by the reading threads' sibling pool)
+    anonymize:     a :class:`runtime.anonymize.AnonymizeSettings`: the copies hide the faces instead
+    crop_size:     make aligned crops of this side (None: none)
     max_wait_s:    how long images wait for more of their size before running as a smaller batch
 
     Decoded images alive at once, per device, whatever the number of tasks (:meth:`image_bound`): ``prefetch``
@@ -62,6 +66,8 @@ class JobSettings:
     read_threads: int = 2
     vis_threshold: float = DEFAULT_VIS_THRESHOLD
     annotate: bool = False
+    anonymize: object = None
+    crop_size: int | None = None
     max_wait_s: float = MAX_WAIT_S
 
     @property
@@ -105,10 +111,16 @@ def default_read_threads(workers: int = 1) -> int:
 def detected(task: Task, image: np.ndarray, dets: np.ndarray, settings: JobSettings) -> Outcome:
     """The outcome of ``task`` from its BGR ``image`` [H, W, 3] and its detections float32 [K, 15]
     (:meth:`runtime.detector.Detector.detect_arrays`, by score)."""
-    faces = faces_from_array(dets[dets[:, 4] >= settings.vis_threshold])
+    shown = dets[dets[:, 4] >= settings.vis_threshold]
+    faces = faces_from_array(shown)
     record = image_record(task.path, image.shape[1], image.shape[0], faces, settings.vis_threshold)
-    copy = annotated_copy(task.path, image, faces) if settings.annotate else None
-    return Outcome(task.index, record, copy)
+    copy = annotated_copy(task.path, image, faces, settings.anonymize, shown) if settings.annotate else None
+    crops = ()
+    if settings.crop_size:
+        from runtime.align import encoded_crops
+
+        crops = tuple(encoded_crops(image, shown[:, 5:15], settings.crop_size))
+    return Outcome(task.index, record, copy, crops)
 
 
 def failed(task: Task, message: str) -> Outcome:
@@ -117,8 +129,13 @@ def failed(task: Task, message: str) -> Outcome:
     return Outcome(task.index, error_record(task.path, named))
 
 
-def annotated_copy(path: str, bgr: np.ndarray, faces) -> bytes:
-    """``bgr`` with ``faces`` drawn as detect.py draws them, encoded in the format of ``path``'s extension."""
+def annotated_copy(path: str, bgr: np.ndarray, faces, anonymize=None, dets=None) -> bytes:
+    """``bgr`` with ``faces`` drawn as detect.py draws them (or, with ``anonymize``, an AnonymizeSettings, the
+    boxes of ``dets`` [K, 15] hidden), encoded in the format of ``path``'s extension."""
     from runtime.draw import draw_faces, encode_like
 
+    if anonymize is not None:
+        from runtime.anonymize import anonymized
+
+        return encode_like(os.path.basename(path), anonymized(bgr, dets[:, :4], anonymize))
     return encode_like(os.path.basename(path), draw_faces(bgr, faces))

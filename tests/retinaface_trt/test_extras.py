@@ -94,6 +94,14 @@ def test_help_detect_and_export_wts_need_no_extra(shared_dir, mnet_pth, tmp_path
     assert result.returncode == 0 and (tmp_path / "m.wts").stat().st_size > 0, result.stderr
 
 
+def test_detect_on_a_video_without_the_video_extra(mnet_pth, tmp_path):
+    result = run_without(["av"], "detect", tmp_path / "clip.mp4", "--weights", mnet_pth, "--backend", "torch",
+                         "--json-lines", tmp_path / "f.jsonl", "--save-dir", tmp_path / "copies")
+    line = _one_error_line(result, "video")
+    assert line.startswith("retinaface-trt detect: error: detect on videos needs") and "av is not installed" in line
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_python_dash_m_runs_the_cli():
     version = subprocess.run([sys.executable, "-m", "retinaface_trt", "--version"], cwd=REPO, capture_output=True,
                              text=True, timeout=60)
