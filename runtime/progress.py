@@ -30,7 +30,7 @@ class Progress:
         self.tty = _is_terminal(self.stream)
         self.unit, self._clock = unit, clock
         self.interval_s = interval_s if self.tty else max(interval_s, LOG_INTERVAL_S)
-        self.done = 0
+        self.done = self._drawn_done = 0
         self._start = self._drawn = clock()
         self._drawn -= self.interval_s       # the first step is drawn
 
@@ -51,6 +51,8 @@ class Progress:
         if self.enabled and self.tty:
             self.stream.write("\n")
             self.stream.flush()
+        elif self.enabled and self._drawn_done != self.done:     # a log's last line has the final count
+            self._draw()
 
     def rate(self) -> float:
         """Steps per second since the bar was made."""
@@ -59,7 +61,7 @@ class Progress:
     def _draw(self) -> None:
         if not self.enabled:
             return
-        self._drawn = self._clock()
+        self._drawn, self._drawn_done = self._clock(), self.done
         if self.total is None:
             line = f"{self.label} {self.done} {self.unit or 'steps'}" + self._speed()
         else:

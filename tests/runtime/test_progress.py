@@ -44,3 +44,15 @@ def test_a_file_gets_no_control_characters_and_a_line_per_interval():
 def test_a_terminal_gets_the_bar_redrawn_in_place():
     text = run(Terminal())
     assert text.count("\r") >= 5 and "\r\x1b[K" in text and "detect 5/5 " in text and text.endswith("\n")
+
+
+def test_a_stream_of_unknown_length_ends_its_log_with_the_final_count():
+    clock, stream = Clock(), io.StringIO()
+    bar = Progress(None, "detect", stream=stream, unit="frames", clock=clock)
+    for _ in range(5):
+        clock.now += 0.5
+        bar.advance()
+    bar.finish()
+    lines = stream.getvalue().splitlines()
+    assert lines[0].startswith("detect 1 frames") and lines[-1].startswith("detect 5 frames  2.0 frames/s")
+    assert "\r" not in stream.getvalue()
