@@ -130,16 +130,19 @@ class LayerBuilder:
         """Nearest resize of ``x`` to the exact shape of ``like`` (PyTorch ``interpolate(size=...)``).
 
         The source index is floor(dst · in / out), which is right for any input size, not only multiples of
-        32. A shape only known at run time comes from a shape tensor of ``like``.
+        32. A shape only known at run time comes from a shape tensor of ``like``, cast to Int32 when
+        ``IShapeLayer`` gives Int64 (10.x, 11.x): the 10.0-10.3 headers ask the resize for an Int32 shape
+        tensor, 8.6 has nothing else, later versions take either.
         """
         target = tuple(like.shape)
         layer = self.network.add_resize(x)
         if all(d >= 0 for d in target):
             layer.shape = target
         else:
-            shape = self.network.add_shape(like)
-            shape.name = f"{name}.size"
-            layer.set_input(1, shape.get_output(0))
+            shape = self._named(self.network.add_shape(like), f"{name}.size")
+            if shape.dtype != self.trt.int32:
+                shape = self.cast(shape, self.trt.int32, f"{name}.size.int32")
+            layer.set_input(1, shape)
         layer.resize_mode = self.trt.InterpolationMode.NEAREST
         layer.coordinate_transformation = self.trt.ResizeCoordinateTransformation.ASYMMETRIC
         layer.nearest_rounding = self.trt.ResizeRoundMode.FLOOR

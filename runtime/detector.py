@@ -63,6 +63,8 @@ class Detector:
             if graphs and on_gpu else None
         self._host = Buffers("cpu", pinned=on_gpu)          # uploads and results, page-locked on a GPU
         self._uploads = Buffers(self.device)                 # the device copies of the uploads
+        self._staged: dict = {}                              # (device type, staging name) → bytes held
+        self._copies = torch.cuda.Stream(self.device) if on_gpu else None     # the uploads' stream
         self._lock = threading.Lock()
         self._check_fixed_size()
 
@@ -166,18 +168,26 @@ class Detector:
     def _run(self, sizes: list[tuple[Layout, object]]) -> list[np.ndarray]:
         """[(layout, images of that size)] sharing one canvas size → detections in original pixels, in order.
 
-        ``images`` is a list of host arrays or a uint8 tensor [n, H, W, 3].
+        ``images`` is a list of host arrays or a uint8 tensor [n, H, W, 3]. The images are staged and uploaded
+        before the lock is taken (:meth:`_upload`): a second thread's batch is copied to the device while this
+        one's runs there.
         """
-        with self._lock, _on(self.device):
-            canvases = []
-            for plan, images in sizes:
-                batch = self._upload(images)
-                canvases.append(self._stage("place", self._placed, batch) if plan.resizes else batch)
-            canvas = canvases[0] if len(canvases) == 1 else torch.cat(canvases)
-            dets, counts = self._download(*self._stage("detect", self._detected, canvas))
-            # dets views a pinned buffer that the next call of this shape overwrites: copy out under the lock
-            plans = [plan for plan, images in sizes for _ in range(len(images))]
-            return [plan.transform.detections_to_original(dets[i, :counts[i]]) for i, plan in enumerate(plans)]
+        with _on(self.device):
+            uploads = [(plan, *self._upload(images)) for plan, images in sizes]
+            with self._lock:
+                canvases = []
+                for plan, batch, copied in uploads:
+                    if copied is not None:
+                        torch.cuda.current_stream(self.device).wait_event(copied)
+                        if self._graphs is not None:    # a graph reads the very tensor it was captured with, for
+                            # ever: the lock's buffer, never a thread's staging one (its next upload would race)
+                            batch = self._uploads.get("upload", tuple(batch.shape), torch.uint8).copy_(batch)
+                    canvases.append(self._stage("place", self._placed, batch) if plan.resizes else batch)
+                canvas = canvases[0] if len(canvases) == 1 else torch.cat(canvases)
+                dets, counts = self._download(*self._stage("detect", self._detected, canvas))
+                # dets views a pinned buffer that the next call of this shape overwrites: copy out under the lock
+                plans = [plan for plan, images in sizes for _ in range(len(images))]
+                return [plan.transform.detections_to_original(dets[i, :counts[i]]) for i, plan in enumerate(plans)]
 
     def _stage(self, name: str, fn, batch: torch.Tensor):
         """``fn(batch)``, replayed from a CUDA graph per (stage, shape) where graphs are on."""
@@ -185,18 +195,38 @@ class Detector:
             return fn(batch)
         return self._graphs[name]((name,) + tuple(batch.shape), batch)
 
-    def _upload(self, images) -> torch.Tensor:
-        """The images as one uint8 [N, H, W, 3] tensor on the device (host ones through pinned memory)."""
+    def _upload(self, images) -> tuple[torch.Tensor, object]:
+        """The images as one uint8 [N, H, W, 3] tensor on the device, and the CUDA event that its copy records
+        (None when there is nothing to wait for). Host images on a GPU are stacked into this thread's page-locked
+        staging memory and copied on the detector's upload stream, into this thread's device memory: both are
+        reused by this thread's next call only, which comes after this call waited for its results."""
         if isinstance(images, torch.Tensor):
-            return images.to(self.device)
+            return images.to(self.device), None
         if any(isinstance(image, torch.Tensor) for image in images):
-            return torch.stack([torch.as_tensor(image).to(self.device) for image in images])
+            return torch.stack([torch.as_tensor(image).to(self.device) for image in images]), None
         shape = (len(images),) + images[0].shape
         if self.device.type != "cuda":
-            return torch.from_numpy(np.stack(images))
-        staged = self._host.get("upload", shape, torch.uint8)
+            return torch.from_numpy(np.stack(images)), None
+        staged = self._staging(self._host, shape)
         np.stack(images, out=staged.numpy())
-        return self._uploads.get("upload", shape, torch.uint8).copy_(staged, non_blocking=True)
+        on_device = self._staging(self._uploads, shape)
+        with torch.cuda.stream(self._copies):
+            on_device.copy_(staged, non_blocking=True)
+            copied = torch.cuda.Event()
+            copied.record(self._copies)
+        return on_device, copied
+
+    def _staging(self, buffers: Buffers, shape: tuple) -> torch.Tensor:
+        """A uint8 tensor of ``shape`` over this thread's staging memory in ``buffers`` (grown to the largest
+        batch it has held, in powers of two: one allocation per thread and growth, whatever the sizes)."""
+        needed = int(np.prod(shape))
+        name = ("stage", threading.get_ident())
+        held = self._staged.get((buffers.device.type, name), 0)
+        if held < needed:
+            held = 1 << (needed - 1).bit_length()
+            self._staged[(buffers.device.type, name)] = held
+            buffers.drop(name)
+        return buffers.get(name, (held,), torch.uint8)[:needed].view(shape)
 
     def _download(self, dets: torch.Tensor, counts: torch.Tensor) -> tuple[np.ndarray, list[int]]:
         """One copy of the detections to the host (pinned on a GPU), then one wait for it."""

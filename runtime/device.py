@@ -54,6 +54,11 @@ def cpu_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+# The call of a shape from which cuDNN runs it (autotuned): earlier calls of that shape run PyTorch's own kernels
+# (see float32_convolutions).
+CUDNN_TUNE_AFTER = 2
+
+
 @contextlib.contextmanager
 def float32_convolutions(repeated: bool = True):
     """Convolutions in IEEE float32 for the duration (PyTorch allows TF32 in cuDNN's by default).
@@ -189,3 +194,8 @@ class Buffers:
                 self._buffers.popitem(last=False)
         self._buffers.move_to_end(key)
         return self._buffers[key]
+
+    def drop(self, name) -> None:
+        """Forget every buffer of ``name`` (its memory is freed once nothing uses it)."""
+        for key in [key for key in self._buffers if key[0] == name]:
+            del self._buffers[key]

@@ -65,6 +65,20 @@ def image_record(image, width: int, height: int, faces: list[Face],
             "faces": [face.to_dict() for face in visible(faces, vis_threshold)]}
 
 
+def array_record(image, width: int, height: int, dets: np.ndarray,
+                 vis_threshold: float = DEFAULT_VIS_THRESHOLD) -> dict:
+    """:func:`image_record` of ``faces_from_array(dets)``, the same dict, made from the array [K, 15] at once
+    (one ``tolist``, no :class:`Face` per face): the records of ``detect`` and the SDK."""
+    rows = np.asarray(dets, dtype=np.float32).astype(np.float64)     # the Python floats Face holds
+    rows = rows[rows[:, 4] >= float(vis_threshold)]
+    rows = rows[np.argsort(-rows[:, 4], kind="stable")]               # as visible(): by score, stable
+    rows[:, 2:4] -= rows[:, 0:2]                                                 # x2, y2 → w, h
+    return {"image": image, "width": int(width), "height": int(height), "faces": [
+        {"score": r[4], "box": {"x": r[0], "y": r[1], "w": r[2], "h": r[3]},
+         "landmarks": [{"id": i, "x": r[5 + 2 * i], "y": r[6 + 2 * i]} for i in range(5)]}
+        for r in rows.tolist()]}
+
+
 def error_record(image, message: str) -> dict:
     """The record of an input that could not be processed."""
     return {"image": image, "width": None, "height": None, "faces": [], "error": message}

@@ -127,6 +127,14 @@ def header_size(stream: IO[bytes]) -> tuple[int, int] | None:
     return _text_header_size(head) or _tiff_header_size(stream, head[:16]) or _pillow_header_size(stream, head[:16])
 
 
+def declared_pixels(path: str | os.PathLike) -> int | None:
+    """W × H as the header of the image file ``path`` declares it (only the header is read); None when the file
+    has no header of a supported format; RetinaFaceError when it is not a regular file or cannot be opened."""
+    with _open_regular(os.fspath(path), 0) as handle:
+        size = header_size(handle)
+    return None if size is None else size[0] * size[1]
+
+
 def to_bgr8(image: np.ndarray, source: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Convert a decoded OpenCV image (any depth, 1/3/4 channels) to BGR uint8 [H, W, 3] and check its size."""
     check_size(image, source, max_pixels)

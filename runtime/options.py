@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from retinaface_trt.errors import RetinaFaceError
 
 DEVICES_HELP = "cpu, cuda, cuda:N or auto (cuda when available)"
-RESIZE_POLICIES = ("original", "stretch", "letterbox")
+RESIZE_POLICIES = ("original", "stretch", "letterbox", "padded")
 # File name endings of the image formats OpenCV reads: what a folder of images holds (detect's folders,
 # calibration images).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm", ".pnm")

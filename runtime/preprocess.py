@@ -9,7 +9,13 @@ Conventions:
 * Policies: ``original`` runs at the image's own size (detect.py's default); ``stretch`` resizes to the
   fixed input size ignoring aspect (the fixed 640×640 engine of the deployment notes); ``letterbox`` keeps the
   aspect ratio, centres the resized image and pads with the mean colour, so padded pixels are exactly 0 after
-  mean subtraction. :func:`layout` decides the geometry once, for the host and the device alike.
+  mean subtraction; ``padded`` keeps the image at its own size, at the top left of the smallest canvas of
+  :data:`CANVAS_SIDES` that holds it, padded with the mean colour at the right and bottom: images of many sizes
+  share a few canvas sizes (one batch, one CUDA graph, one cuDNN plan each) and detections need no mapping back
+  (``original`` pixels). It is not ``original``'s arithmetic: the network sees the padding (zeros after the mean)
+  where ``original`` sees its own zero padding, so the features of the last 32 pixels at the right and bottom
+  edges differ; how much the faces differ on real photos is measured in tests/runtime/test_padded.py.
+  :func:`layout` decides the geometry once, for the host and the device alike.
 * Resizing is ``cv2.resize(..., INTER_LINEAR)``: on the host OpenCV itself, on a GPU an integer emulation of
   it, equal to OpenCV pixel for pixel (tested): half-pixel source coordinates, 11-bit weights, OpenCV's
   rounding and truncations; at the borders a column's weight is clamped to its edge pixel but a row keeps its
@@ -31,6 +37,10 @@ import torch
 from runtime.options import check_resize
 
 MEAN_BGR = (104.0, 117.0, 123.0)
+# The canvas sides of ``padded`` (multiples of 32, each at most 1.25× the one before from 256 on); beyond the last,
+# a side is rounded up to a multiple of 1024.
+CANVAS_SIDES = (64, 128, 192, 256, 320, 384, 448, 512, 640, 768, 896, 1024, 1280, 1536, 1792, 2048, 2560, 3072,
+                3584, 4096, 5120, 6144, 7168, 8192)
 _COEF_BITS = 11
 
 
@@ -53,9 +63,14 @@ class Transform:
     def detections_to_original(self, dets: np.ndarray) -> np.ndarray:
         """Detections [K, 15] (box, score, five points) with boxes and points mapped; the score unchanged."""
         out = np.array(dets, dtype=np.float32, copy=True)
-        coords = np.r_[0:4, 5:15]
-        out[:, coords] = self.boxes_to_original(out[:, coords])
+        if self == _IDENTITY:         # original and padded: network pixels are original pixels
+            return out
+        out[:, _COORDS] = self.boxes_to_original(out[:, _COORDS])
         return out
+
+
+_IDENTITY = Transform()
+_COORDS = np.r_[0:4, 5:15]
 
 
 @dataclass(frozen=True)
@@ -94,9 +109,19 @@ def layout(image_size: tuple[int, int], resize: str, input_size: tuple[int, int]
         return Layout(image_size, image_size, (0, 0), image_size)
     if resize == "stretch":
         return Layout(image_size, (in_w, in_h), (0, 0), (in_w, in_h))
+    if resize == "padded":
+        return Layout(image_size, image_size, (0, 0), (canvas_side(width), canvas_side(height)))
     ratio = min(in_w / width, in_h / height)
     new_w, new_h = max(1, min(in_w, round(width * ratio))), max(1, min(in_h, round(height * ratio)))
     return Layout(image_size, (new_w, new_h), ((in_w - new_w) // 2, (in_h - new_h) // 2), (in_w, in_h))
+
+
+def canvas_side(side: int) -> int:
+    """The smallest side of :data:`CANVAS_SIDES` that holds ``side`` pixels (a multiple of 1024 beyond them)."""
+    for canvas in CANVAS_SIDES:
+        if canvas >= side:
+            return canvas
+    return -(-side // 1024) * 1024
 
 
 def resize_image(bgr: np.ndarray, resize: str, input_size: tuple[int, int]) -> tuple[np.ndarray, Transform]:

@@ -5,7 +5,8 @@ Starts the server itself (a child process on a free port of 127.0.0.1, with the 
 ``--``) unless ``--url`` names a running one, sends ``--warmup`` requests, then each level's ``--requests``.
 
 Usage:
-    python tools/serve_load.py [--image IMG] [--requests 60] [--clients 1,4,16] [--json OUT] -- SERVE_FLAGS...
+    python tools/serve_load.py [--image IMG] [--requests 60] [--clients 1,4,16] [--client asyncio|threads]
+        [--base64-json] [--check-sdk] [--json OUT] -- SERVE_FLAGS...
     python tools/serve_load.py --url http://127.0.0.1:8000 [...]
 Example (the figure in docs/serving.md):
     python tools/serve_load.py --image ../shared/images/crowd_1024x624.jpg -- \\
@@ -32,21 +33,74 @@ def parse(argv):
     parser.add_argument("--warmup", type=int, default=4, help="untimed requests first (default 4)")
     parser.add_argument("--clients", default="1,4,16", help="comma-separated levels (default 1,4,16)")
     parser.add_argument("--url", help="a running server (default: start one with the flags after --)")
+    parser.add_argument("--client", choices=("asyncio", "threads"), default="asyncio",
+                        help="asyncio: one connection per client on one asyncio loop (default); threads: httpx, one "
+                             "thread per client")
+    parser.add_argument("--base64-json", action="store_true",
+                        help='post {"image": "<base64>"} as application/json instead of the image bytes')
+    parser.add_argument("--check-sdk", action="store_true",
+                        help="count an answer as failed unless it is the SDK's record for the image up to rounding "
+                             "(numbers within 1e-3 relative; the SDK built in this process with the serve flags' "
+                             "--weights, --device, --backend, --precision, --resize and --input-size)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("serve", nargs="*", help="flags of `retinaface-trt serve` (after --)")
     return parser.parse_args(argv)
 
 
 def measure(url: str, args) -> list:
+    from runtime.serve.load import run_level_asyncio
+
     body, kind = args.image.read_bytes(), MEDIA[args.image.suffix.lower()]
-    run_level(f"{url}/v1/detect", body, kind, clients=1, requests=args.warmup)
+    if args.base64_json:
+        import base64
+
+        body, kind = json.dumps({"image": base64.b64encode(body).decode()}).encode(), "application/json"
+    check = sdk_check(args) if args.check_sdk else None
+    level = run_level_asyncio if args.client == "asyncio" else run_level
+    options = {"check": check} if check else {}
+    level(f"{url}/v1/detect", body, kind, clients=1, requests=args.warmup, **options)
     results = []
     for clients in (int(c) for c in args.clients.split(",")):
-        result = run_level(f"{url}/v1/detect", body, kind, clients=clients, requests=args.requests)
+        result = level(f"{url}/v1/detect", body, kind, clients=clients, requests=args.requests, **options)
         print(f"{clients:>3} clients: {result.requests_per_s:6.2f} requests/s, p50 {result.p50_ms:6.0f} ms, "
               f"p99 {result.p99_ms:6.0f} ms, {result.failed} failed", file=sys.stderr, flush=True)
         results.append(result)
     return results
+
+
+def sdk_check(args):
+    """``check(status, answer)``: the answer's record equals ``Engine.infer``'s of the image (the serve flags'
+    model and pipeline options)."""
+    import base64
+
+    from runtime import Engine
+
+    flags = argparse.ArgumentParser(add_help=False)
+    for name in ("--weights", "--device", "--backend", "--precision", "--resize"):
+        flags.add_argument(name)
+    flags.add_argument("--input-size", type=lambda t: tuple(int(v) for v in t.split("x")))
+    known, _ = flags.parse_known_args(args.serve)
+    options = {key: value for key, value in vars(known).items() if value is not None}
+    with Engine(decoder="cv2", **options) as engine:
+        want = json.loads(engine.infer(base64.b64encode(args.image.read_bytes()).decode()))
+    return lambda status, data: status == 200 and same_record({**json.loads(data), "image": None}, want)
+
+
+def same_record(got, want, tolerance: float = 1e-3) -> bool:
+    """The same record, numbers within ``tolerance`` relative (absolute below 1): a micro-batch of several images
+    sums the convolutions in another order than the SDK's batch of one (float32: about 1e-7 relative; float16,
+    whose unit roundoff is 2^-11, about 1e-3), so its faces are the SDK's up to rounding."""
+    import math
+
+    if isinstance(want, dict):
+        return isinstance(got, dict) and got.keys() == want.keys() and all(
+            same_record(got[k], want[k], tolerance) for k in want)
+    if isinstance(want, list):
+        return isinstance(got, list) and len(got) == len(want) and all(
+            same_record(g, w, tolerance) for g, w in zip(got, want))
+    if isinstance(want, float) and isinstance(got, (int, float)):
+        return math.isclose(got, want, rel_tol=tolerance, abs_tol=tolerance)
+    return got == want
 
 
 def main(argv=None) -> int:

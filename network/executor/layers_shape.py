@@ -222,13 +222,14 @@ class IShapeLayer(ILayer):
 
 
 class ICastLayer(ILayer):
-    """Converts the input to ``to_type``."""
+    """Converts the input to ``to_type``; a shape tensor cast to an integer type stays a shape tensor."""
 
     _type = LayerType.CAST
     to_type = Attr(None, lambda v: coerce(v, DataType))
 
     def _infer(self, inputs):
-        return [TensorInfo(inputs[0].shape, self.to_type)]
+        value = inputs[0].value if self.to_type in (DataType.INT32, DataType.INT64) else None
+        return [TensorInfo(inputs[0].shape, self.to_type, value=value)]
 
     def _compile(self, inputs, device):
         dtype = TORCH_DTYPES[self.to_type]

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from retinaface_trt.errors import RetinaFaceError
+from runtime import device as _device
 from runtime.device import SeenCounter, float32_convolutions, resolve_device
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "int8": torch.float32}   # int8: float32 activations
@@ -99,7 +100,7 @@ class ExecutorBackend:
         if self._program is None:
             raise RetinaFaceError("this backend was closed; create a new one")
         input_name, output_names = self._names
-        with float32_convolutions(repeated=self._shapes_seen(tuple(batch.shape)) > 1):
+        with float32_convolutions(repeated=self._shapes_seen(tuple(batch.shape)) >= _device.CUDNN_TUNE_AFTER):
             outputs = self._program({input_name: batch})
         return tuple(outputs[name] for name in output_names)
 

@@ -14,7 +14,7 @@ import sys
 
 from runtime.backends import BACKENDS, FLOAT_PRECISIONS
 from runtime.cli import options
-from runtime.options import DEFAULT_INPUT_SIZE
+from runtime.options import DEFAULT_INPUT_SIZE, RESIZE_POLICIES
 
 
 def add_parser(subparsers) -> None:
@@ -40,6 +40,17 @@ def add_parser(subparsers) -> None:
     p.add_argument("--warmup", type=options.count_or_zero, help="untimed calls first (default 20 GPU, 3 CPU)")
     p.add_argument("--repeats", type=options.count, help="timed calls (default 100 GPU, 10 CPU)")
     p.add_argument("--threads", type=options.count, help="CPU threads for PyTorch and ONNX Runtime (default: one per core)")
+    folder = p.add_argument_group("a folder (instead of the rows above)")
+    folder.add_argument("--folder", nargs="+", metavar="INPUT",
+                        help="image files, folders or globs, as detect takes them: time detect's pipeline over them "
+                             "beside the decode-only throughput of the same files (same decoder, threads and pixel "
+                             "budget; docs/benchmarks.md)")
+    folder.add_argument("--resize", default="stretch", choices=RESIZE_POLICIES,
+                        help="resize policy of the --folder pass (default stretch, to --input-size)")
+    folder.add_argument("--read-threads", type=options.count, metavar="N",
+                        help="decoding threads (default: as detect, the CPUs this process may use, at most 8)")
+    folder.add_argument("--pixel-budget", type=options.count, default=None, metavar="MP",
+                        help="megapixels decoded at once (default: this machine's, as detect)")
     options.add_json_arg(p, "env, rows and failures")
     p.set_defaults(run=run)
 
@@ -56,6 +67,8 @@ def run(args) -> int:
         torch.set_num_threads(args.threads)       # also for the baseline, which builds no backend
     device = resolve_device(args.device)
     gpu = device.type == "cuda"
+    if args.folder:
+        return _folder(args, device)
     config = BenchmarkConfig(
         weights=args.weights, device=device, backends=tuple(args.backend or ["auto"]),
         precisions=tuple(args.precision or ["fp32"]), batch=args.batch or (128 if gpu else 4),
@@ -74,3 +87,58 @@ def run(args) -> int:
     for failure in result.failures:
         print(f"retinaface-trt benchmark: {failure}", file=sys.stderr)
     return 1 if result.failures else 0
+
+
+def _folder(args, device) -> int:
+    """``--folder``: per backend and precision, the decode-only pass and detect's pipeline over the same files."""
+    import os
+    import platform
+
+    import torch
+
+    from retinaface_trt.errors import RetinaFaceError
+    from retinaface_trt.fileio import check_writable, write_text_atomic
+    from runtime.benchmark.folder import folder_benchmark
+    from runtime.cli.detect import expand_inputs
+    from runtime.detector import Detector
+    from runtime.jobs.tasks import JobSettings, default_read_threads
+
+    paths = [path for path, error in expand_inputs(args.folder) if error is None]
+    if not paths:
+        raise RetinaFaceError(f"--folder {' '.join(args.folder)}: no image files there")
+    gpu = device.type == "cuda"
+    from runtime.budget import pixel_budget
+
+    budget = args.pixel_budget * 1_000_000 if args.pixel_budget else pixel_budget(device)
+    settings = JobSettings(batch=args.batch or (128 if gpu else 4), read_threads=args.read_threads or
+                           default_read_threads(), pixel_budget=budget)
+    warmup = min(len(paths), args.warmup if args.warmup is not None else 2 * settings.batch)
+    size = "" if args.resize == "original" else " {}x{}".format(*args.input_size)
+    print(f"method: {len(paths)} inputs; untimed pass over the first {warmup}; then decode only (reader, "
+          f"{settings.read_threads} threads, cv2.imdecode, {budget / 1e6:.0f} MP budget) and detect's pipeline "
+          f"(same reader, batch {settings.batch}, resize {args.resize}{size}, JSON records); wall clock "
+          f"(time.perf_counter); device {torch.cuda.get_device_name(device) if gpu else platform.processor() or 'cpu'}"
+          f", {os.cpu_count()} CPUs", flush=True)
+    rows, failures = [], []
+    for backend in args.backend or ["auto"]:
+        for precision in args.precision or ["fp32"]:
+            try:
+                with Detector.from_options(weights=args.weights, backend=backend, device=str(device),
+                                           precision=precision, threads=args.threads, resize=args.resize,
+                                           input_size=args.input_size) as detector:
+                    result = folder_benchmark(detector, paths, settings, warmup)
+            except (RetinaFaceError, RuntimeError, ImportError) as error:
+                failures.append(f"{backend} {precision}: {str(error).splitlines()[0]}")
+                continue
+            row = {"backend": backend, "precision": precision, "resize": args.resize, **result.as_dict()}
+            rows.append(row)
+            print(f"{backend:11} {precision}  decode {row['decode_images_per_s']:.1f} images/s  detect "
+                  f"{row['detect_images_per_s']:.1f} images/s  ratio {row['ratio']:.2f}  ({row['images']} images, "
+                  f"{row['faces']} faces, {row['failed']} failed, peak {row['peak_decoded_megapixels']} MP decoded)",
+                  flush=True)
+    if args.json_path:
+        write_text_atomic(args.json_path, json.dumps({"rows": rows, "failures": failures}, indent=1) + "\n",
+                          force=args.force)
+    for failure in failures:
+        print(f"retinaface-trt benchmark: {failure}", file=sys.stderr)
+    return 1 if failures else 0

@@ -62,7 +62,9 @@ def _add_postprocess_args(parser) -> None:
     group = parser.add_argument_group("decoding and NMS inside the engine")
     group.add_argument("--with-postprocess", action="store_true",
                        help="add decoding, top-k and NMS to the engine: its outputs are dets [N, keep-top-k, 15] "
-                            "and count [N] (fixed --input-size only)")
+                            "and count [N] (fixed --input-size only; not with --int8-route implicit). TensorRT 10.x is "
+                            "reported slower than 8.6 on data-dependent shapes such as NMS, and such engines are "
+                            "not replayed from CUDA graphs: time both ways (docs/tensorrt.md)")
     options.add_threshold_args(group, optional=True, note=" (with --with-postprocess; defaults: detect.py's, "
                                                          "top-k at most 3840, TensorRT's limit)")
 

@@ -95,6 +95,10 @@ def _add_folder_args(parser) -> None:
     group.add_argument("--devices", type=devices, metavar="DEVICES",
                        help="one worker process per device: cuda:0,cuda:1,… or all (every GPU); cpu entries too "
                             "(cpu,cpu); instead of --device")
+    group.add_argument("--pixel-budget", type=options.count, default=None, metavar="MP",
+                       help="megapixels of decoded images in flight at once, per device: bounds memory whatever "
+                            "the images' sizes (one larger image still runs, alone; default: this machine's pixel "
+                            "budget, from its free memory: docs/errors.md)")
     group.add_argument("--read-threads", type=options.count, default=None, metavar="N",
                        help="threads reading and decoding images, per device (default: the CPUs this process may "
                             "use, shared by the devices, at most 8)")
@@ -106,6 +110,7 @@ def run(args) -> int:
 
     video.prepare(args)
     _check_flags(args)
+    _check_batch(args)
     videos = [item for item in args.inputs if is_video_source(item)]
     if videos:
         return video.run_videos(args, videos)
@@ -160,6 +165,7 @@ def _runner(args):
 
     settings = JobSettings(batch=args.batch, vis_threshold=args.vis_threshold, annotate=bool(args.save_dir),
                            read_threads=args.read_threads or default_read_threads(workers),
+                           pixel_budget=args.pixel_budget and args.pixel_budget * 1_000_000,
                            anonymize=anonymize_settings(args), crop_size=args.crop_size if args.crops else None)
     if names:
         from runtime.jobs.workers import DetectorFactory, WorkerPool
@@ -169,6 +175,24 @@ def _runner(args):
     from runtime.jobs.pipeline import InProcess
 
     return InProcess(Detector.from_options(**options.detector_options(args)), settings)
+
+
+def _check_batch(args) -> None:
+    """``--batch`` bounded by the pixel budget of this machine (:mod:`runtime.budget`): N images of the input
+    size (``--resize stretch``/``letterbox``; with ``original`` the default input size stands for a photo) must
+    fit in it. Batches of larger images are split by the budget as they form."""
+    if not args.batch or args.batch == 1:
+        return
+    from runtime.budget import batch_fits, pixel_budget
+    from runtime.options import DEFAULT_INPUT_SIZE
+
+    width, height = args.input_size or DEFAULT_INPUT_SIZE
+    budget = pixel_budget(args.devices[0] if args.devices else args.device)
+    if not batch_fits(width * height, args.batch, budget):
+        raise RetinaFaceError(f"--batch {args.batch}: {args.batch} images of {width}×{height} take "
+                              f"{args.batch * width * height} pixels, more than this machine's pixel budget of "
+                              f"{budget} (half its free memory at 192 bytes a pixel, see docs/errors.md); "
+                              f"use --batch {max(1, budget // (width * height))} or less")
 
 
 def _devices(args) -> list[str] | None:

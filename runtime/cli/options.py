@@ -124,7 +124,8 @@ def add_pipeline_args(parser, resize_default: str = "original") -> None:
     group = parser.add_argument_group("pipeline")
     group.add_argument("--resize", default=resize_default, choices=RESIZE_POLICIES,
                        help=f"original: each image at its own size (detect.py); stretch / letterbox: to "
-                            f"--input-size (default {resize_default})")
+                            f"--input-size; padded: at its own size on one of a few canvas sizes, padded with the "
+                            f"mean (many sizes at full speed; see docs/detection.md) (default {resize_default})")
     group.add_argument("--input-size", type=size, default=DEFAULT_INPUT_SIZE, metavar="WxH",
                        help="network input for stretch / letterbox (default %dx%d)" % DEFAULT_INPUT_SIZE)
     group.add_argument("--origin_size", dest="resize", type=origin_size, default=argparse.SUPPRESS,

@@ -10,6 +10,7 @@ from pathlib import Path
 from runtime.backends import FLOAT_PRECISIONS
 from runtime.cli import options
 from runtime.selftest import BACKENDS
+from runtime.selftest.run import DEFAULT_BUDGET
 
 
 def add_parser(subparsers) -> None:
@@ -29,12 +30,21 @@ def add_parser(subparsers) -> None:
                           default=list(FLOAT_PRECISIONS),
                           help="the precisions to build (default: all; INT8 engines need calibration images: "
                                "tests/runtime/backends/tensorrt/test_int8_real.py checks them)")
+    selftest.add_argument("--full", action="store_true",
+                          help="every case: both backbones (or the checkpoint's) x the precisions x every kind "
+                               "(default: the engine most users build, 640x640 with a dynamic batch, per precision, "
+                               "its batch shapes alternating under CUDA graph replay: minutes)")
     selftest.add_argument("--cases", nargs="+", metavar="PATTERN",
-                          help="only cases matching a glob: a kind (fixed, dynamic-batch, dynamic-size, onnx, "
-                               "postprocess, version-compatible, ampere+, same-cc) or a whole name such as "
-                               "'resnet50/fp16/*' (default: all)")
+                          help="only cases matching a glob, from every case: a kind (fixed, dynamic-batch, "
+                               "dynamic-size, onnx, postprocess, version-compatible, ampere+, same-cc) or a whole "
+                               "name such as 'resnet50/fp16/*' (default: the default set, or --full)")
+    selftest.add_argument("--case-budget", type=options.argparse_type(_seconds, "seconds"), default=DEFAULT_BUDGET,
+                          metavar="SECONDS",
+                          help="time one case may take, its build included; a case over it fails and the run "
+                               "stops there, never hangs (default: %(default)g)")
     selftest.add_argument("--report", type=Path, metavar="OUT.json",
-                          help="write everything as JSON, for an issue report (checked writable first)")
+                          help="write everything as JSON, for an issue report (checked writable first; rewritten "
+                               "after each case, so an interrupted run keeps what ran)")
     selftest.add_argument("--force", action="store_true", help="overwrite an existing --report")
     selftest.set_defaults(run=run_selftest)
 
@@ -47,18 +57,30 @@ def run_selftest(args) -> int:
     from runtime.selftest import as_dict, format_table, run_selftest as run
 
     report = _checked_report(args.report, args.force) if args.report else None
-    result = run(weights=args.weights, backend=args.backend, device=args.device, precisions=args.precision,
-                 patterns=args.cases, progress=lambda line: print(f"selftest {line}", file=sys.stderr, flush=True))
-    print(format_table(result))
-    if report is not None:
+
+    def write(result) -> None:
+        if report is None:
+            return
         try:
             write_text_atomic(report, json.dumps(as_dict(result), indent=2) + "\n")
         except OSError as error:
             raise RetinaFaceError(f"cannot write the report {report}: {error.strerror or error}") from None
+
+    result = run(weights=args.weights, backend=args.backend, device=args.device, precisions=args.precision,
+                 patterns=args.cases, full=args.full, budget=args.case_budget, on_result=write,
+                 progress=lambda line: print(f"selftest {line}", file=sys.stderr, flush=True))
+    print(format_table(result))
+    if report is not None:
         print(f"report: {report}" + ("" if result.passed else f"; {_send_to()}"))
     elif not result.passed:
         print(f"rerun with --report OUT.json and {_send_to()}")
     return 0 if result.passed else 1
+
+
+def _seconds(text: str) -> int:
+    from runtime.options import check_count
+
+    return check_count("--case-budget", text)
 
 
 def _checked_report(path: Path, force: bool) -> Path:

@@ -70,7 +70,7 @@ class FaceDetection:
         decoded = list(self._pool.map(self._decode, range(len(paths)), paths, batch["bytes"]))
         readable = [item for item in decoded if item.image is not None]
         outcomes = [failed(item.task, item.error) for item in decoded if item.image is None]
-        outcomes = sorted(outcomes + (self.run(readable) if readable else []), key=lambda outcome: outcome.index)
+        outcomes = sorted(outcomes + (self.run.now(readable) if readable else []), key=lambda outcome: outcome.index)
         records = [outcome.record for outcome in outcomes]
         return {"image": np.array(paths, dtype=object),
                 "faces": np.array([len(record["faces"]) for record in records], dtype=np.int64),

@@ -6,6 +6,13 @@ the threads decode while the detector works), keeps at most ``prefetch`` of them
 in task order through a queue of ``queued`` items. So no more than ``prefetch + queued + 1`` decoded images exist
 in the reader at once, however many tasks the source has.
 
+With a :class:`runtime.budget.PixelBudget`, the reader also takes each image's pixels from the budget before
+submitting its decode (the pixels its header declares, read without decoding; when the header says nothing, the size
+of the last image decoded, corrected once this one is decoded) and the consumer gives them back when it is done with the image (:attr:`Decoded.pixels`): the
+pixels of all decoded images alive in a job are then bounded, whatever their sizes. While decodes are submitted
+the feeder only takes pixels that fit at once (it must keep handing on what is decoded, or the consumer could
+wait for an image that waits for pixels that only the consumer gives back).
+
 A source has one method, ``take(wait: bool) -> Task | None | END``: the next task; ``None`` when none is ready
 (``wait=False``: at once; ``wait=True``: after waiting a moment, so that the feeder can notice it is being closed);
 :data:`END` when there are no more. The reader waits for tasks only when it has nothing submitted, so images
@@ -31,11 +38,13 @@ _POLL_S = 0.1             # how often blocked threads look whether the reader is
 
 
 class Decoded(NamedTuple):
-    """A task read: ``image`` BGR uint8 [H, W, 3], or None with ``error`` (one line naming the input)."""
+    """A task read: ``image`` BGR uint8 [H, W, 3], or None with ``error`` (one line naming the input);
+    ``pixels``: what the image holds of the reader's pixel budget (to give back when done with it)."""
 
     task: Task
     image: np.ndarray | None
     error: str | None = None
+    pixels: int = 0
 
 
 class TaskList:
@@ -57,15 +66,20 @@ class ImageReader:
 
     ``get(timeout)`` returns the next :class:`Decoded` in task order, None when none came within ``timeout``
     seconds (None: wait as long as it takes), or :data:`END`. ``read(path, max_pixels=...)`` reads one image
-    (default :func:`runtime.image_io.read_image`; 0 pixels: no limit).
+    (default :func:`runtime.image_io.read_image`; 0 pixels: no limit). ``budget``: a
+    :class:`runtime.budget.PixelBudget` (see the module doc), with ``measure(path) -> pixels or None`` (default
+    :func:`runtime.image_io.declared_pixels`).
     """
 
     def __init__(self, source, read_threads: int = 2, prefetch: int = 4, queued: int = 1,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, read=None):
-        from runtime.image_io import read_image
+                 max_pixels: int = DEFAULT_MAX_PIXELS, read=None, budget=None, measure=None):
+        from runtime.image_io import declared_pixels, read_image
 
         self.source, self.prefetch = source, max(1, prefetch)
         self._read = read or read_image
+        self.budget, self._measure = budget, measure or declared_pixels
+        self._pending = None      # (task, pixels): the next task, waiting for its pixels
+        self._typical = 1         # pixels of the last image decoded
         self._max_pixels = max_pixels
         self._queue: queue.Queue = queue.Queue(maxsize=max(1, queued))
         self._closing = threading.Event()
@@ -113,21 +127,51 @@ class ImageReader:
     def _submit(self, submitted: collections.deque) -> bool:
         """Submit tasks until ``prefetch`` are submitted or none is ready; True once the source has ended."""
         while len(submitted) < self.prefetch:
-            task = self.source.take(wait=not submitted)
-            if task is END:
-                return True
-            if task is None:
-                return False
-            submitted.append(self._pool.submit(self._decode, task))
+            if self._pending is None:
+                task = self.source.take(wait=not submitted)
+                if task is END:
+                    return True
+                if task is None:
+                    return False
+                self._pending = (task, self._declared(task))
+            task, pixels = self._pending
+            if self.budget is not None and pixels and not (
+                    self.budget.try_take(pixels) if submitted else self.budget.take(pixels, timeout=_POLL_S)):
+                return False        # no room yet: hand on what is decoded (or look again whether closing)
+            self._pending = None
+            submitted.append(self._pool.submit(self._decode, task, pixels))
         return False
 
-    def _decode(self, task: Task) -> Decoded:
+    def _declared(self, task: Task) -> int:
+        """The pixels that ``task``'s image will take of the budget, as far as known before decoding it."""
+        if self.budget is None or task.error is not None:
+            return 0
+        try:
+            declared = self._measure(task.path)
+        except (RetinaFaceError, OSError):       # decoding reports it
+            declared = None
+        return declared or self._typical          # unknown: as large as the last image decoded
+
+    def _decode(self, task: Task, pixels: int = 0) -> Decoded:
         if task.error is not None:
             return Decoded(task, None, task.error)
         try:
-            return Decoded(task, self._read(task.path, max_pixels=self._max_pixels))
+            image = self._read(task.path, max_pixels=self._max_pixels)
         except (RetinaFaceError, OSError) as failure:     # one bad input is reported; the others still run
+            self._give(pixels)
             return Decoded(task, None, str(failure))
+        if self.budget is None:
+            return Decoded(task, image)
+        actual = self._typical = image.shape[0] * image.shape[1]
+        if actual > pixels:        # its header did not say (or said less): taken now, whether it fits or not
+            self.budget.force(actual - pixels)
+        elif actual < pixels:
+            self.budget.give(pixels - actual)
+        return Decoded(task, image, pixels=actual)
+
+    def _give(self, pixels: int) -> None:
+        if self.budget is not None and pixels:
+            self.budget.give(pixels)
 
     def _put(self, item) -> None:
         """Hand ``item`` on, waiting for room in the queue unless the reader is being closed."""

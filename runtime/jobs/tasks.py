@@ -1,8 +1,8 @@
 """What flows through a job: a :class:`Task` (one input) becomes an :class:`Outcome` (its JSON record).
 
 Records are :mod:`runtime.face`'s: ``{"image", "width", "height", "faces"}`` with the faces scoring at least the
-vis threshold, or ``{..., "error"}`` for an input that could not be processed. Face objects are made only for the
-faces that are reported (:func:`runtime.face.faces_from_array` on the rows at or above the threshold).
+vis threshold, or ``{..., "error"}`` for an input that could not be processed, made from the detections array at
+once (:func:`runtime.face.array_record`); Face objects only for annotated copies.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.face import DEFAULT_VIS_THRESHOLD, error_record, faces_from_array, image_record
+from runtime.face import DEFAULT_VIS_THRESHOLD, array_record, error_record, faces_from_array
 
 # Images of one canvas size wait this long for more of their size before running as a smaller batch, in seconds.
 MAX_WAIT_S = 0.01
@@ -56,10 +56,14 @@ class JobSettings:
     anonymize:     a :class:`runtime.anonymize.AnonymizeSettings`: the copies hide the faces instead
     crop_size:     make aligned crops of this side (None: none)
     max_wait_s:    how long images wait for more of their size before running as a smaller batch
+    pixel_budget:  pixels of the decoded images alive at once, and of one batch, per device; None: this
+                   machine's (:func:`runtime.budget.pixel_budget`); one larger image still runs, alone
+    in_flight:     batches with the detector at once (one on the device while the next is staged and uploaded)
 
     Decoded images alive at once, per device, whatever the number of tasks (:meth:`image_bound`): ``prefetch``
     submitted and one in the reader's hands, ``queued`` handed on, one being taken by the batcher, ``hold``
-    waiting there for more of their size and one batch being detected.
+    waiting there for more of their size, ``in_flight`` batches being detected and one more being started while
+    the oldest one's records are made; and their pixels stay within ``pixel_budget`` whatever their sizes.
     """
 
     batch: int | None = None
@@ -69,6 +73,8 @@ class JobSettings:
     anonymize: object = None
     crop_size: int | None = None
     max_wait_s: float = MAX_WAIT_S
+    pixel_budget: int | None = None
+    in_flight: int = 2
 
     @property
     def prefetch(self) -> int:
@@ -93,7 +99,7 @@ class JobSettings:
 
     def image_bound(self) -> int:
         """The most decoded images that exist at once in one device's pipeline (see the class doc)."""
-        return (self.prefetch + 1) + self.queued + 1 + self.hold + (self.batch or 1)
+        return (self.prefetch + 1) + self.queued + 1 + self.hold + (self.in_flight + 1) * (self.batch or 1)
 
 
 def default_batch(device) -> int:
@@ -112,9 +118,10 @@ def detected(task: Task, image: np.ndarray, dets: np.ndarray, settings: JobSetti
     """The outcome of ``task`` from its BGR ``image`` [H, W, 3] and its detections float32 [K, 15]
     (:meth:`runtime.detector.Detector.detect_arrays`, by score)."""
     shown = dets[dets[:, 4] >= settings.vis_threshold]
-    faces = faces_from_array(shown)
-    record = image_record(task.path, image.shape[1], image.shape[0], faces, settings.vis_threshold)
-    copy = annotated_copy(task.path, image, faces, settings.anonymize, shown) if settings.annotate else None
+    record = array_record(task.path, image.shape[1], image.shape[0], dets, settings.vis_threshold)
+    copy = None
+    if settings.annotate:
+        copy = annotated_copy(task.path, image, faces_from_array(shown), settings.anonymize, shown)
     crops = ()
     if settings.crop_size:
         from runtime.align import encoded_crops

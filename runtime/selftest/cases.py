@@ -16,7 +16,8 @@ ampere+             640×640, batch 1, ``--hardware-compatibility ampere+``  1×
 same-cc             640×640, batch 1, ``--hardware-compatibility same-cc``  1×640×640
 ==================  ===================================================  ===============================
 
-Each run shape runs on :attr:`Sizes.batches` (4) batches of different images. Names are
+Each run shape runs on :attr:`Sizes.batches` (4) batches of different images; a dynamic-batch case then
+alternates its shapes (:attr:`Case.replays`), under CUDA graph replay where it can. Names are
 ``backbone/precision/kind`` (``mobilenet0.25/fp16/dynamic-size``). :func:`select` picks cases by glob
 patterns: a pattern with a ``/`` matches the whole name, one without matches the kind.
 """
@@ -29,6 +30,12 @@ from dataclasses import dataclass, field
 from retinaface_trt.errors import RetinaFaceError
 
 KINDS = ("fixed", "dynamic-batch", "dynamic-size", "onnx", "postprocess", "version-compatible", "ampere+", "same-cc")
+# The default set (``selftest`` without ``--full`` or ``--cases``): the engine most users build (`build`'s and the
+# engine cache's: 640×640, a dynamic batch) in each precision, its batch shapes alternating under CUDA graph replay.
+# It answers "does this TensorRT compute what the executor computes" in minutes; ``--full`` runs every case.
+DEFAULT_KINDS = ("dynamic-batch",)
+BACKBONES_BY_DEFAULT = ("mobilenet0.25",)     # random weights: the small backbone (a checkpoint: its own)
+REPLAY_ROUNDS = 3                              # calls per shape while alternating: one capture, then replays
 
 
 @dataclass(frozen=True)
@@ -67,6 +74,16 @@ class Case:
     @property
     def postprocess(self) -> bool:
         return self.build.get("postprocess") is not None
+
+    @property
+    def replays(self) -> tuple[tuple[int, int, int, int], ...]:
+        """(N, H, W, batch index) of the calls that alternate between the run shapes of a dynamic-batch case,
+        every one compared with the reference (replayed from CUDA graphs where the engine can be captured on a
+        GPU: one capture per shape, then replays); () for other kinds."""
+        if self.kind != "dynamic-batch":
+            return ()
+        rounds = max(REPLAY_ROUNDS, self.batches)
+        return tuple((*shape, i % self.batches) for i in range(rounds) for shape in self.runs)
 
     def options(self, **changes):
         """The BuildOptions of this case (``changes`` override, e.g. the timing cache folder)."""
@@ -126,6 +143,19 @@ def _postprocess(width: int, height: int):
     defaults = PostprocessSettings()
     priors = len(prior_boxes(MOBILENET_0_25, height, width))     # the same steps for both backbones
     return PostprocessSettings(keep_top_k=min(defaults.keep_top_k, defaults.top_k, priors))
+
+
+def chosen_cases(backbones, precisions, sizes: Sizes = Sizes(), patterns=None, full: bool = False) -> list[Case]:
+    """The cases to run: those matching ``patterns`` (any case); else every case with ``full``; else the default
+    set, :data:`DEFAULT_KINDS` for the backbones of :data:`BACKBONES_BY_DEFAULT` among ``backbones`` (or the
+    first of ``backbones``, e.g. a checkpoint's)."""
+    pool = plan_cases(backbones, precisions, sizes)
+    if patterns:
+        return select(pool, patterns)
+    if full:
+        return pool
+    chosen = [b for b in backbones if b in BACKBONES_BY_DEFAULT] or list(backbones)[:1]
+    return [case for case in pool if case.kind in DEFAULT_KINDS and case.backbone in chosen]
 
 
 def select(cases: list[Case], patterns) -> list[Case]:

@@ -197,6 +197,7 @@ class _Runner:
     """Context-manager boilerplate of a stand-in engine."""
 
     postprocess_in_network = False
+    capturable = False            # the executor's program is not captured in CUDA graphs here
 
     def __enter__(self):
         return self

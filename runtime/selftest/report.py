@@ -1,14 +1,17 @@
 """The selftest's output: one table line per case on stdout, and everything as JSON for an issue report.
 
-JSON (``format`` 1): ``passed`` (every case that ran passed), ``summary`` (counts per status), ``backend``,
-``engines`` (what built them), ``environment`` (python, platform, torch and its CUDA, cuDNN, numpy, OpenCV,
-ONNX, ONNX Runtime, TensorRT, GPU, compute capability, device, NVIDIA driver, project version),
+JSON (``format`` 1): ``finished`` (False in the report rewritten after each case while the run goes on; an
+interrupted run leaves the cases done so far), ``passed`` (every case that ran passed), ``summary`` (counts per
+status), ``backend``, ``engines`` (what built them), ``environment`` (python, platform, torch and its CUDA, cuDNN,
+numpy, OpenCV, ONNX, ONNX Runtime, TensorRT, GPU, compute capability, device, NVIDIA driver, project version),
 ``weights`` (backbone, source, sha256, random), ``rules`` (:func:`runtime.selftest.checks.rules`), ``seconds``,
-``send_to`` and ``cases``: per case ``name``, ``backbone``, ``precision``, ``kind``, ``status``
-("passed" / "failed" / "skipped"), ``reason``, ``step`` (where a failed case stopped), ``build`` (seconds,
-engine bytes, the build options), ``runs`` (per input shape: errors, faces, candidates, counts),
-``errors`` / ``faces`` / ``candidates`` over the runs, ``checks`` (name, value, limit, at_most, passed) and
-``tensorrt_log`` (TensorRT's warnings and errors while the case ran).
+``send_to`` and ``cases``: per case ``name``, ``backbone``, ``precision``, ``kind``, ``status`` ("passed" /
+"failed" / "skipped"), ``reason``, ``step`` (where a failed case stopped), ``seconds`` and ``budget`` (how long
+the case took, how long it could), ``build`` (seconds, engine bytes, the build options), ``runs`` (per input
+shape: errors, faces, candidates, counts), ``replays`` (the same per call while a dynamic-batch case alternates
+its shapes) and ``graphs`` (those calls were CUDA graph replays), ``errors`` / ``faces`` / ``candidates`` over the
+runs, ``checks`` (name, value, limit, at_most, passed) and ``tensorrt_log`` (TensorRT's warnings and errors while
+the case ran).
 """
 
 from __future__ import annotations
@@ -84,7 +87,8 @@ def as_dict(result) -> dict:
     """The whole run as JSON-ready data (see the module docstring); a NaN or infinite number becomes its
     name ("nan", "inf"), so the file is strict JSON."""
     statuses = [r.status for r in result.results]
-    return _finite({"format": REPORT_FORMAT, "tool": "retinaface-trt selftest", "passed": result.passed,
+    return _finite({"format": REPORT_FORMAT, "tool": "retinaface-trt selftest", "finished": result.finished,
+            "passed": result.passed,
             "summary": {s: statuses.count(s) for s in ("passed", "failed", "skipped")},
             "backend": result.backend, "engines": result.engines, "environment": result.environment,
             "weights": result.models, "rules": checks.rules(), "seconds": round(result.seconds, 3),
@@ -104,10 +108,11 @@ def _finite(value):
 def case_dict(r) -> dict:
     case = r.case
     return {"name": case.name, "backbone": case.backbone, "precision": case.precision, "kind": case.kind,
-            "status": r.status, "reason": r.reason, "step": r.step,
+            "status": r.status, "reason": r.reason, "step": r.step, "seconds": r.seconds, "budget": r.budget,
             "build": {"seconds": r.build_seconds, "engine_bytes": r.engine_bytes, "options": _plain(case.build),
                       "onnx": case.onnx},
-            "runs": [run.as_dict() for run in r.runs], "errors": r.errors,
+            "runs": [run.as_dict() for run in r.runs], "replays": [run.as_dict() for run in r.replays],
+            "graphs": r.graphs, "errors": r.errors,
             "faces": r.faces.as_dict() if r.faces else None,
             "candidates": r.candidates.as_dict() if r.candidates else None,
             "checks": [dataclasses.asdict(c) for c in r.checks], "tensorrt_log": r.log}
@@ -143,8 +148,10 @@ def format_table(result) -> str:
             "loc, conf, landms: max abs error against the executor (float32); faces: reference/engine faces; "
             "agree: faces matched; cand.: candidates agreeing before NMS; *: what the case is judged by",
             *("rules: " + line for line in checks.rules_text().splitlines()), ""]
+    budgets = {r.budget for r in result.results if r.budget is not None}
     tail = ["", f"{statuses.count('passed')} passed, {statuses.count('failed')} failed, "
-                f"{statuses.count('skipped')} skipped (skipped cases do not fail the run) in {result.seconds:.0f} s"]
+                f"{statuses.count('skipped')} skipped (skipped cases do not fail the run) in {result.seconds:.0f} s"
+                + (f", each case within a budget of {max(budgets):g} s" if budgets else "")]
     if statuses and statuses.count("skipped") == len(statuses):
         tail.append("nothing was tested: every selected case was skipped (exit status 1)")
     return "\n".join(head + [line.rstrip() for line in table] + tail)

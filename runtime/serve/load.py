@@ -1,5 +1,10 @@
-"""A bounded closed-loop load on the HTTP service: ``clients`` threads, each sending its next request as soon
+"""A bounded closed-loop load on the HTTP service: ``clients`` clients, each sending its next request as soon
 as the previous one is answered, until ``requests`` requests were sent in all (``tools/serve_load.py``).
+
+Two clients: :func:`run_level_asyncio` (default of the tool), ``clients`` coroutines of one asyncio loop, each
+with its own kept-alive HTTP/1.1 connection written and read with asyncio streams (no per-request Python thread,
+so the generator itself stays far below the server's rate: it is what measures the service on a GPU); and
+:func:`run_level` (httpx, one thread per client).
 
 Reported per level: requests/s (answered requests over the wall time of the level), the 50th and 99th
 percentiles of the per-request latency (send to full answer, in ms; numpy's linear interpolation), and
@@ -76,6 +81,55 @@ def run_level(url: str, body: bytes, content_type: str, clients: int, requests: 
     seconds = time.perf_counter() - start
     p50, p99 = percentiles_ms(latencies)
     return LoadResult(clients, len(latencies), seconds, len(latencies) / seconds, p50, p99, failed[0])
+
+
+def run_level_asyncio(url: str, body: bytes, content_type: str, clients: int, requests: int,
+                      timeout_s: float = 120.0, check=None) -> LoadResult:
+    """:func:`run_level` with ``clients`` asyncio connections (see the module doc); ``check(status, answer
+    bytes)`` (optional) is called on every answer and counts it as failed when it returns False."""
+    import asyncio
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme != "http" or not parts.hostname:
+        raise RetinaFaceError(f"{url}: expected an http:// URL of this machine")
+    head = (f"POST {parts.path or '/'}{'?' + parts.query if parts.query else ''} HTTP/1.1\r\n"
+            f"Host: {parts.netloc}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n\r\n").encode()
+    latencies: list[float] = []
+    failed = 0
+    remaining = requests
+
+    async def answer(reader) -> tuple[int, bytes]:
+        status = int((await reader.readline()).split()[1])
+        length = 0
+        while (line := await reader.readline()) not in (b"\r\n", b""):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-length":
+                length = int(value)
+        return status, await reader.readexactly(length)
+
+    async def client() -> None:
+        nonlocal remaining, failed
+        reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
+        try:
+            while remaining > 0:
+                remaining -= 1
+                start = time.perf_counter()
+                writer.write(head + body)
+                status, data = await asyncio.wait_for(answer(reader), timeout_s)
+                latencies.append(time.perf_counter() - start)
+                failed += status != 200 or (check is not None and not check(status, data))
+        finally:
+            writer.close()
+
+    async def level() -> float:
+        start = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        return time.perf_counter() - start
+
+    seconds = asyncio.run(level())
+    p50, p99 = percentiles_ms(latencies)
+    return LoadResult(clients, len(latencies), seconds, len(latencies) / seconds, p50, p99, failed)
 
 
 def markdown_table(results: list[LoadResult]) -> str:

@@ -125,7 +125,27 @@ def test_runtime_profiler_and_host_code_use_the_real_api(probe, version):
     used = set(probe(version)["scenarios"]["runtime"]["used"])
     assert {"Runtime.engine_host_code_allowed", "IExecutionContext.profiler", "IExecutionContext.enqueue_emits_profile",
             "IExecutionContext.report_to_profiler", "EngineInspector.execution_context",
-            "ICudaEngine.create_execution_context", "IExecutionContext.execute_async_v3"} <= used
+            "IExecutionContext.execute_async_v3"} <= used
+
+
+# Execution contexts sharing one activation buffer (runtime/backends/tensorrt/engine.py, NvInferRuntime.h): 8.6
+# createExecutionContextWithoutDeviceMemory + getDeviceMemorySize + setDeviceMemory; 10.x/11.x kUSER_MANAGED +
+# getDeviceMemorySizeV2 + setDeviceMemoryV2 (both 10.1+).
+SHARED_MEMORY_CALLS = {
+    "8.6.1": {"ICudaEngine.create_execution_context_without_device_memory", "ICudaEngine.device_memory_size",
+              "IExecutionContext.device_memory"},
+    **{v: {"ICudaEngine.create_execution_context", "trt.ExecutionContextAllocationStrategy",
+           "ICudaEngine.device_memory_size_v2", "IExecutionContext.set_device_memory"}
+       for v in ("10.3.0", "10.16.1.11", "11.4.0.106")}}
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_contexts_share_activation_memory_through_the_real_api(probe, version):
+    result = probe(version)
+    used = set(result["scenarios"]["runtime"]["used"])
+    others = set().union(*SHARED_MEMORY_CALLS.values()) - SHARED_MEMORY_CALLS[version]
+    assert SHARED_MEMORY_CALLS[version] <= used and not (others - {"ICudaEngine.create_execution_context"}) & used
+    assert _problems(result, "runtime") == []
 
 
 # INT8 (TENSORRT_API.md §1.2, §4; runtime/backends/tensorrt/compat.py): [Q/DQ graph, typed Q/DQ overloads, network
@@ -251,3 +271,13 @@ def test_every_tensorrt_member_the_code_touches_is_exercised_by_the_probes(probe
         if not versions or (not use.guarded and len(versions) < len(VERSIONS)):
             unchecked.append(f"{use.file}:{use.line} .{name} exercised only in {versions}")
     assert unchecked == [], "\n".join(unchecked)
+
+
+# Float layers kept in float32 on weakly typed networks (runtime.backends.tensorrt.compat.keep_float32): the output
+# and input types are read through the real ITensor/ILayer members on 8.6 and 10.x (the fp16 build with post-processing
+# on 8.6, implicit INT8 on both); 11.x never constrains (strongly typed).
+@pytest.mark.parametrize("version", VERSIONS)
+def test_float_layers_are_recognised_through_the_real_api(probe, version):
+    used = set(probe(version)["scenarios"]["builder"]["used"])
+    reads = {"ILayer.num_outputs", "ILayer.num_inputs", "ILayer.get_input", "ITensor.dtype", "ILayer.set_output_type"}
+    assert (reads <= used) == (version != "11.4.0.106") and _problems(probe(version), "builder") == []

@@ -181,3 +181,18 @@ def test_executor_on_cuda_matches_cpu(mnet_wts, mnet_executor, crowd_reference):
     torch.backends.cudnn.allow_tf32 = False   # float32 convolutions, as the CPU computes them
     errors = max_errors([t.cpu() for t in on_cuda(x.cuda())], mnet_executor(x))
     assert all(e <= TOLERANCE for e in errors.values()), errors
+
+
+def test_the_fpn_resize_of_a_dynamic_size_takes_an_int32_shape_tensor(mnet_wts, mnet_executor):
+    """IShapeLayer gives Int64 on 10.x (and 11.x); the 10.0-10.3 headers ask IResizeLayer's shape input for Int32
+    (8.6 knows only Int32): the shape is cast, which every version accepts. Issue 25 point 7."""
+    network = mnet_executor.network
+    resizes = [network.get_layer(i) for i in range(network.num_layers) if network.get_layer(i).name.startswith("fpn.up")
+               and isinstance(network.get_layer(i), trt.IResizeLayer)]
+    assert len(resizes) == 2
+    for layer in resizes:
+        size = layer.get_input(1)
+        assert size.dtype == trt.int32 and size.is_shape_tensor, (layer.name, size.dtype)
+    x = torch.randn(1, 3, 200, 328, generator=torch.Generator().manual_seed(4)) * 50
+    static = NetworkRun(mnet_wts, input_shape=(1, 3, 200, 328))
+    assert max(max_errors(static(x), mnet_executor(x)).values()) == 0.0

@@ -125,3 +125,24 @@ def test_cuda_fp16_finds_the_fp32_faces(cuda_detectors, shared_dir, resize):
             matched += int((box_iou(reference[:, :4], candidate[:, :4]).max(axis=1) >= 0.9).sum())
     floor = {"original": 390, "stretch": 120}[resize]  # fp32 finds 399 / 132 such faces on these photos
     assert total >= floor and matched >= 0.99 * total, (matched, total)
+
+
+@pytest.mark.cuda
+@gpu
+@pytest.mark.parametrize("resize", ["original", "stretch", "padded"])
+def test_cuda_batches_from_two_threads_get_what_one_thread_gets(cuda_detectors, shared_dir, resize):
+    """Batches are staged and uploaded outside the detector's lock (each thread its own buffers, the copies on the
+    upload stream): two threads detecting at once get, bit for bit, what one thread gets one batch after another."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    photos = [cv2.imread(str(shared_dir / "images" / n)) for n in sorted(REFERENCE_COUNTS)]
+    batches = [[photo] * n for n in (1, 3, 2) for photo in photos]
+    detector = Detector(cuda_detectors["fp32"], resize=resize)
+    for batch in batches:          # each shape's first call: PyTorch's kernels; from its second on, cuDNN's
+        detector.detect_arrays(batch)
+    alone = [detector.detect_arrays(batch) for batch in batches]
+    for _ in range(2):
+        with ThreadPoolExecutor(2) as pool:
+            together = list(pool.map(detector.detect_arrays, batches))
+        for one, two in zip(alone, together):
+            assert all(np.array_equal(a, b) for a, b in zip(one, two))

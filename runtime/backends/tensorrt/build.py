@@ -89,6 +89,10 @@ class BuildOptions:
         if self.hardware_compatibility not in HARDWARE_COMPATIBILITY:
             raise RetinaFaceError(f"--hardware-compatibility must be one of {', '.join(HARDWARE_COMPATIBILITY)}, "
                                   f"not {self.hardware_compatibility!r}")
+        if self.postprocess is not None and self.int8 is not None and self.int8.route == "implicit":
+            raise RetinaFaceError("--with-postprocess cannot be built with --int8-route implicit: TensorRT's "
+                                  "calibrator would run the data-dependent NMS (reported to crash, NVIDIA/TensorRT#4071); use "
+                                  "--int8-route explicit, or build without --with-postprocess")
         if self.postprocess is not None and self.dynamic_size:
             raise RetinaFaceError("--with-postprocess needs a fixed input size (the priors are constants of the "
                                   "engine): drop --min-size/--max-size and pick --input-size WxH")
@@ -124,6 +128,8 @@ def build_serialized(trt, weights: Mapping[str, np.ndarray], cfg, options: Build
         if calibrator is None:
             raise RetinaFaceError("an implicit INT8 build needs TensorRT's calibrator (runtime.backends.tensorrt.calibrator)")
         trt_compat.keep_layers_float(trt, network, options.int8.keep)
+    if trt_compat.postprocess_constrained(plan, options.postprocess is not None):
+        trt_compat.keep_postprocess_float(trt, network)
     built = serialize_network(trt, builder, network, options, plan, device, "the engine", calibrator)
     del store   # only now may the arrays go
     return built
@@ -181,7 +187,8 @@ def _calibration_shape(options: BuildOptions) -> tuple[int, int, int, int]:
 def _builder_config(trt, builder, options: BuildOptions, plan: PrecisionPlan, device: sidecar.DeviceInfo):
     """(IBuilderConfig, the timing cache file or None): every setting whose default matters, set."""
     config = builder.create_builder_config()
-    trt_compat.set_precision(trt, config, plan, options.precision)
+    trt_compat.set_precision(trt, config, plan, options.precision,
+                             constrained=trt_compat.postprocess_constrained(plan, options.postprocess is not None))
     trt_compat.set_workspace(trt, config, options.workspace_mib << 20)
     trt_compat.set_portability(trt, config, options.version_compatible, options.hardware_compatibility,
                                device.compute_capability)

@@ -177,9 +177,10 @@ def network_flags(trt, plan: PrecisionPlan) -> int:
     return 0
 
 
-def set_precision(trt, config, plan: PrecisionPlan, precision: str) -> None:
+def set_precision(trt, config, plan: PrecisionPlan, precision: str, constrained: bool = False) -> None:
     """Configure ``config`` (IBuilderConfig): TF32 off for fp32 and int8 (so float layers match float32 references),
-    ``BuilderFlag.FP16`` / ``INT8`` where the plan needs them (an error, never a no-op, where they do not exist)."""
+    ``BuilderFlag.FP16`` / ``INT8`` where the plan needs them (an error, never a no-op, where they do not exist),
+    and precision constraints obeyed where layers are kept in float32 (``constrained``, the implicit route)."""
     if precision in ("fp32", "int8"):
         config.clear_flag(trt.BuilderFlag.TF32)
     if plan.int8_flag:
@@ -188,7 +189,7 @@ def set_precision(trt, config, plan: PrecisionPlan, precision: str) -> None:
         else:
             raise RetinaFaceError(f"TensorRT {trt.__version__} has no BuilderFlag.INT8: it cannot build this INT8 "
                                   "network; use --int8-route explicit")
-    if plan.calibrator:       # the layers kept in float32 (keep_layers_float) must stay so
+    if plan.calibrator or constrained:       # the layers kept in float32 (keep_float32) must stay so
         if hasattr(trt.BuilderFlag, "OBEY_PRECISION_CONSTRAINTS"):
             config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
         else:
@@ -201,11 +202,52 @@ def set_precision(trt, config, plan: PrecisionPlan, precision: str) -> None:
                                   "network in FP16; use --precision fp32")
 
 
+def postprocess_constrained(plan: PrecisionPlan, postprocess: bool) -> bool:
+    """Whether the post-processing inside a network of ``plan`` must be kept in float32 by precision constraints:
+    on a weakly typed network with FP16 or INT8 allowed, where TensorRT may otherwise run it in fp16 (the
+    compaction key K − k is not exact in fp16 above 2048; boxes would be rounded to 0.5 px or worse)."""
+    return postprocess and not plan.strongly_typed and (plan.fp16_flag or plan.int8_flag)
+
+
+_FLOAT_TYPES = ("FLOAT", "HALF")     # trt.DataType names of the float tensors a weakly typed network carries
+
+
+def keep_float32(trt, layer) -> bool:
+    """Constrain the float computation of ``layer`` (weakly typed network) to float32; True if it has any.
+
+    Every float output gets type float32; the layer's precision is set only where every input is float too
+    (a precision converts the inputs: never on shape layers, casts from integers, NMS, or gathers and scatters
+    with integer indices, whose integer tensors must stay integers). A layer without float output is left alone.
+    """
+    if hasattr(trt.BuilderFlag, "OBEY_PRECISION_CONSTRAINTS"):     # weak typing: 8.6 and 10.x only
+        outputs = [i for i in range(layer.num_outputs) if layer.get_output(i).dtype.name in _FLOAT_TYPES]
+        if not outputs:
+            return False
+        inputs = (layer.get_input(i) for i in range(layer.num_inputs))
+        if all(tensor is None or tensor.dtype.name in _FLOAT_TYPES for tensor in inputs):
+            layer.precision = trt.float32
+        for index in outputs:
+            layer.set_output_type(index, trt.float32)
+        return True
+    raise RetinaFaceError(f"TensorRT {trt.__version__} has no per-layer precision (strong typing only)")
+
+
+def keep_postprocess_float(trt, network, prefix: str = "postprocess.") -> list[str]:
+    """:func:`keep_float32` on every layer of ``network`` named ``prefix``… (the in-network post-processing);
+    return the names of those constrained."""
+    if hasattr(trt.BuilderFlag, "OBEY_PRECISION_CONSTRAINTS"):     # weak typing: 8.6 and 10.x
+        layers = (network.get_layer(i) for i in range(network.num_layers))
+        return [layer.name for layer in layers if layer.name.startswith(prefix) and keep_float32(trt, layer)]
+    raise RetinaFaceError(f"TensorRT {trt.__version__} has no per-layer precision (strong typing only)")
+
+
 def keep_layers_float(trt, network, patterns=()) -> list[str]:
     """Constrain to float32 the layers of a weakly typed ``network`` (implicit INT8) that ``network.quantize``
     keeps (its DEFAULT_KEEP and ``patterns``, ``!`` negations included, on the layer names: module paths), with the
-    BatchNorm scale and activation that follow each of them; return their names. RetinaFaceError for a pattern
-    that matches no layer, and on a version without per-layer precision (11.x: strong typing only)."""
+    BatchNorm scale and activation that follow each of them; return their names. Only float computation is
+    constrained (:func:`keep_float32`): a matching shape layer or integer gather is left as it is.
+    RetinaFaceError for a pattern that matches no layer, and on a version without per-layer precision (11.x:
+    strong typing only)."""
     from network.quantize import QuantizationPlan, check_keep_patterns
 
     plan, kept, outputs, names = QuantizationPlan({}, tuple(patterns)), [], set(), []
@@ -215,9 +257,7 @@ def keep_layers_float(trt, network, patterns=()) -> list[str]:
             names.append(layer.name)
             follows = layer.type in (trt.LayerType.SCALE, trt.LayerType.ACTIVATION) \
                 and layer.get_input(0).name in outputs
-            if plan.kept(layer.name) or follows:
-                layer.precision = trt.float32
-                layer.set_output_type(0, trt.float32)
+            if (plan.kept(layer.name) or follows) and keep_float32(trt, layer):
                 kept.append(layer.name)
                 outputs.add(layer.get_output(0).name)
     else:

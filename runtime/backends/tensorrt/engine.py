@@ -5,10 +5,11 @@ Lifecycle (Polygraphy's runner pattern: build elsewhere, then construct → infe
 1. ``TensorRTBackend(engine_path, device="cuda:N")`` reads the sidecar and checks it against its schema,
    the engine file's size and sha256, and the running TensorRT version and GPU (portable engines accepted
    where their build allows) — all before TensorRT sees a byte. Then, with device N current, it
-   deserializes the plan (``engine_host_code_allowed`` set for version-compatible engines), creates the
-   execution context (``None`` means out of memory: an error) and allocates every output buffer once,
-   at the optimization profile's maximum shape.
-2. ``infer(batch)`` any number of times: enqueued on the caller's current stream, no allocation, no sync.
+   deserializes the plan (``engine_host_code_allowed`` set for version-compatible engines), creates its own
+   CUDA stream, one activation buffer and the first execution context (``None`` means out of memory: an
+   error) and allocates every output buffer once, at the optimization profile's maximum shape.
+2. ``infer(batch)`` any number of times: enqueued on the backend's stream, ordered after the caller's current
+   stream and before what the caller enqueues next; no allocation once shapes are known, no host sync.
 3. ``close()`` releases context, engine, runtime and buffers (safe twice; also on ``with`` exit and at
    interpreter exit, before PyTorch's CUDA state goes away).
 
@@ -21,8 +22,10 @@ Memory, streams and device selection are PyTorch's, through :class:`TorchCuda` (
 
 from __future__ import annotations
 
+import collections
 import math
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
@@ -33,6 +36,7 @@ from runtime.backends.tensorrt import compat as trt_compat
 from runtime.backends.tensorrt import sidecar
 
 ALIGNMENT = 256       # bytes; "must have at least 256-byte alignment" (IExecutionContext::setTensorAddress)
+CONTEXTS = 16         # execution contexts of shapes of their own per backend (captured ones are never evicted)
 WITHOUT_TENSORRT = "or use `--backend torch`, which runs the network with PyTorch"
 
 
@@ -54,14 +58,42 @@ def deserialize(trt, plan: bytes, host_code_allowed: bool):
     return runtime, engine
 
 
-def create_context(engine):
-    """A new execution context of ``engine``; RetinaFaceError when TensorRT returns None (out of memory)."""
-    context = engine.create_execution_context()
+def create_context(trt, engine):
+    """A new execution context of ``engine`` without activation memory of its own (give it some with
+    :func:`set_activation_memory` before its first enqueue): several contexts that never run at the same time
+    then share one buffer. 10.x/11.x: ``ExecutionContextAllocationStrategy.USER_MANAGED``; 8.6:
+    ``create_execution_context_without_device_memory``. RetinaFaceError when TensorRT returns None."""
+    if hasattr(trt, "ExecutionContextAllocationStrategy"):                      # 10.0+
+        context = engine.create_execution_context(trt.ExecutionContextAllocationStrategy.USER_MANAGED)
+    elif hasattr(trt.ICudaEngine, "create_execution_context_without_device_memory"):   # 8.6
+        context = engine.create_execution_context_without_device_memory()
+    else:
+        raise RetinaFaceError(f"TensorRT {trt.__version__} can create no execution context without device memory")
     if context is None:
         raise RetinaFaceError("TensorRT could not create an execution context (usually out of GPU memory; "
                               "its log above says why); free GPU memory or use an engine with a smaller "
                               "--max-batch / --max-size")
     return context
+
+
+def activation_size(trt, engine) -> int:
+    """Bytes of activation memory one execution context of ``engine`` needs at most (any shape of its profiles)."""
+    if hasattr(trt.ICudaEngine, "device_memory_size_v2"):       # 10.1+ (the 32-bit size is deprecated there)
+        return int(engine.device_memory_size_v2)
+    if hasattr(trt.ICudaEngine, "device_memory_size"):          # 8.6, 10.0
+        return int(engine.device_memory_size)
+    raise RetinaFaceError(f"TensorRT {trt.__version__} does not say how much device memory an engine needs")
+
+
+def set_activation_memory(trt, context, address: int, size: int) -> None:
+    """Give ``context`` (from :func:`create_context`) ``size`` bytes of activation memory at ``address``
+    (256-byte aligned, at least :func:`activation_size`); it must stay allocated while the context is used."""
+    if hasattr(trt.IExecutionContext, "set_device_memory"):     # 10.1+: setDeviceMemoryV2(memory, size)
+        context.set_device_memory(int(address), int(size))
+    elif hasattr(trt.IExecutionContext, "device_memory"):       # 8.6, 10.0: setDeviceMemory(memory)
+        context.device_memory = int(address)
+    else:
+        raise RetinaFaceError(f"TensorRT {trt.__version__} cannot give an execution context device memory")
 
 
 def io_tensors(trt, engine) -> tuple[list[str], list[str]]:
@@ -170,10 +202,40 @@ class TorchCuda:
     def scope(self, device):
         return sidecar.device_scope(device.index)
 
-    def stream_handle(self, device) -> int:
+    def new_stream(self, device):
+        """A new stream of ``device`` (PyTorch's streams are non-blocking: no implicit sync with stream 0)."""
         import torch
 
-        return torch.cuda.current_stream(device).cuda_stream
+        return torch.cuda.Stream(device=device)
+
+    def stream_handle(self, stream) -> int:
+        return stream.cuda_stream
+
+    def join(self, stream, device) -> None:
+        """Work enqueued on ``stream`` from now on waits for what the caller's current stream has enqueued
+        (an event recorded there); under CUDA graph capture this forks ``stream`` into the capture."""
+        import torch
+
+        stream.wait_stream(torch.cuda.current_stream(device))
+
+    def rejoin(self, stream, device) -> None:
+        """The caller's current stream waits for what ``stream`` has enqueued (joins it back into a capture)."""
+        import torch
+
+        torch.cuda.current_stream(device).wait_stream(stream)
+
+    def keep_alive(self, tensor, stream) -> None:
+        """The caching allocator reuses ``tensor``'s memory only once ``stream``'s work so far is done (during
+        capture the graph's private pool keeps it instead)."""
+        import torch
+
+        if not torch.cuda.is_current_stream_capturing():
+            tensor.record_stream(stream)
+
+    def capturing(self, device) -> bool:
+        import torch
+
+        return torch.cuda.is_current_stream_capturing()
 
     def empty(self, count: int, dtype, device):
         import torch
@@ -183,10 +245,8 @@ class TorchCuda:
     def is_on(self, tensor, device) -> bool:
         return tensor.device == device
 
-    def synchronize(self, device) -> None:
-        import torch
-
-        torch.cuda.current_stream(device).synchronize()
+    def synchronize(self, stream) -> None:
+        stream.synchronize()
 
     def release(self, device) -> None:
         import torch
@@ -200,22 +260,48 @@ class _Handles:
 
     def __init__(self):
         self.runtime = self.engine = self.context = None
+        self.contexts: collections.OrderedDict = collections.OrderedDict()    # shape → _Slot, see TensorRTBackend
         self.buffers: dict = {}
-        self.staging = None
+        self.staging = self.activations = self.stream = None
 
     def release(self, cuda, device) -> None:
         try:
             with cuda.scope(device):
+                if self.stream is not None:
+                    cuda.synchronize(self.stream)     # nothing may still run on what is released below
                 self._drop()
         except Exception:         # noqa: BLE001 - at interpreter exit the CUDA scope may be gone already
             self._drop()
 
     def _drop(self) -> None:
-        self.context = self.engine = self.runtime = self.staging = None
+        self.context = None
+        self.contexts = collections.OrderedDict()
+        self.engine = self.runtime = self.staging = self.activations = self.stream = None
         self.buffers = {}
 
 
+@dataclass
+class _Slot:
+    """An execution context and the output views of the input shape set on it (None: none yet)."""
+
+    context: object
+    shape: tuple | None = None
+    views: tuple = ()
+    captured: bool = False          # a CUDA graph holds an enqueue of it: its shape never changes again
+
+
+class CaptureRefused(RetinaFaceError, RuntimeError):
+    """``infer`` under CUDA graph capture for a shape without an execution context of its own (a RuntimeError
+    too, so that :class:`runtime.device.GraphCache` runs that shape without a graph, as for any failed capture)."""
+
+
 _TORCH_TYPES = {"FLOAT": "float32", "INT32": "int32", "HALF": "float16", "INT64": "int64"}
+
+
+def _uint8():
+    import torch
+
+    return torch.uint8
 
 
 class TensorRTBackend:
@@ -225,23 +311,29 @@ class TensorRTBackend:
     (``torch.device("cuda", N)``), ``precision`` ("fp32"/"fp16"), ``fixed_input_size`` ((W, H), or None for
     a dynamic size), ``max_batch`` (the profile's maximum), ``postprocess_in_network`` (decoding and NMS
     inside: ``infer`` returns detections), ``capturable`` (``infer`` may be captured in a CUDA graph),
-    ``info`` (the sidecar).
+    ``activation_bytes`` (the one activation buffer all its execution contexts share), ``info`` (the sidecar).
 
     ``infer(batch)``: ``batch`` float32 [N, 3, H, W] on ``device`` (BGR minus the mean) → ``(loc [N, P, 4],
     conf [N, P, 2], landms [N, P, 10])`` float32, or for an engine built ``--with-postprocess`` ``(dets
-    [N, D, 15] float32, count [N] int32)`` (:mod:`network.postprocess`). It runs on
-    ``torch.cuda.current_stream(device)`` with device N current around every TensorRT call, allocates
-    nothing once shapes are known and never synchronises: the outputs are views of buffers allocated once,
-    valid until the next call, which overwrites them. ``set_input_shape`` is called only when the shape
-    changes. An input that is not contiguous or not 256-byte aligned is copied into a buffer of the
-    backend first (allocated on the first such input).
+    [N, D, 15] float32, count [N] int32)`` (:mod:`network.postprocess`). It runs on the backend's own stream
+    (never the legacy default stream, where TensorRT's ``enqueueV3`` adds device synchronisations), which
+    waits on the caller's current stream before the enqueue and which the caller's stream waits on after it,
+    with device N current around every TensorRT call; it allocates nothing once shapes are known and never
+    synchronises the host: the outputs are views of buffers allocated once, valid until the next call, which
+    overwrites them. A shape seen once runs on a shared execution context (``set_input_shape`` only when the
+    shape changes); from its second call a shape has a context of its own (see :meth:`_slot`). An input that
+    is not contiguous or not 256-byte aligned is copied into a buffer of the backend first (allocated on the
+    first such input).
 
     CUDA graphs: TensorRT's own benchmark (trtexec, ``samples/common/sampleInference.cpp`` in
     NVIDIA/TensorRT) captures ``execute_async_v3`` in a CUDA graph after running it once with the input
     shapes set ("Avoid capturing initialization calls by executing the enqueue function at least once
     before starting CUDA graph capture"), and notes that an engine may contain operations not permitted
-    under capture, in which case enqueue returns false (here: RetinaFaceError). So call ``infer`` once with
-    a shape, then capture it with the same shape and input address. ``capturable`` is False for engines
+    under capture, in which case enqueue returns false (here: RetinaFaceError). A captured enqueue belongs to
+    the context state it was captured with, so only a shape's own context is captured, after it ran that
+    shape outside capture, and its shape never changes afterwards (:class:`CaptureRefused` otherwise). So call
+    ``infer`` twice with a shape, then capture it with the same shape and input address
+    (:class:`runtime.device.GraphCache` does: warm-up calls first). ``capturable`` is False for engines
     with post-processing inside: their NMS has a data-dependent shape, which is the documented case where
     capture may fail (not verified on a GPU).
     """
@@ -278,14 +370,28 @@ class TensorRTBackend:
         self.capturable = not self.postprocess_in_network
 
     def _open(self, plan: bytes) -> None:
+        from runtime.device import SeenCounter
+
         h, trt = self._handles, self._trt
         h.runtime, h.engine = deserialize(trt, plan, self.info.get("version_compatible", False))
-        h.context = create_context(h.engine)
+        h.stream = self._cuda.new_stream(self.device)
+        self.activation_bytes = activation_size(trt, h.engine)
+        h.activations = self._cuda.empty(max(self.activation_bytes, 1), _uint8(), self.device)
+        h.context = self._new_context()
+        self._eager = _Slot(h.context)
+        self._seen = SeenCounter()
         self._input, self._outputs = self._checked_names(*io_tensors(trt, h.engine))
         self._profile = profile_shapes(h.engine, self._input)
         self.max_batch = self._profile[2][0]
-        self._shape, self._views = None, ()
         self._allocate()
+
+    def _new_context(self):
+        """An execution context using the backend's one activation buffer (contexts run one at a time, on
+        the backend's stream or in graphs replayed in the caller's stream order)."""
+        h = self._handles
+        context = create_context(self._trt, h.engine)
+        set_activation_memory(self._trt, context, h.activations.data_ptr(), max(self.activation_bytes, 1))
+        return context
 
     def _checked_names(self, inputs: list[str], outputs: list[str]) -> tuple[str, list[str]]:
         expected = DETECTION_NAMES if self.postprocess_in_network else OUTPUT_NAMES
@@ -302,32 +408,71 @@ class TensorRTBackend:
         types = tensor_types(self._handles.engine, self._outputs)
         if any(types[n] not in _TORCH_TYPES for n in self._outputs):
             raise RetinaFaceError(f"unexpected output types {types} in the engine; rebuild it")
-        shapes = self._set_shape(self._profile[2], allocate=True)
+        shapes = self._set_shape(self._eager, self._profile[2])
         self._handles.buffers = {n: self._cuda.empty(math.prod(shapes[n]), getattr(torch, _TORCH_TYPES[types[n]]),
                                                      self.device) for n in self._outputs}
-        self._shape = None          # views are made by the first infer
+        self._eager.shape = None          # views are made by the first infer
 
-    def _set_shape(self, shape: tuple[int, ...], allocate: bool = False) -> dict:
+    def _set_shape(self, slot: _Slot, shape: tuple[int, ...]) -> dict:
+        """Set ``shape`` on ``slot``'s context; make its views (once buffers exist); return the output shapes."""
         h = self._handles
-        set_input_shape(h.context, h.engine, self._input, shape)
-        shapes = output_shapes(h.context, self._outputs)
+        set_input_shape(slot.context, h.engine, self._input, shape)
+        shapes = output_shapes(slot.context, self._outputs)
         if any(d < 0 for s in shapes.values() for d in s):
             raise RetinaFaceError(f"the engine's output shapes {shapes} depend on the data; this backend needs "
                                   "fixed output shapes (rebuild the engine with `retinaface-trt build`)")
-        if not allocate:
-            self._views = tuple(h.buffers[n][:math.prod(shapes[n])].view(shapes[n]) for n in self._outputs)
-            self._shape = tuple(shape)
+        if h.buffers:
+            slot.views = tuple(h.buffers[n][:math.prod(shapes[n])].view(shapes[n]) for n in self._outputs)
+        slot.shape = tuple(shape)
         return shapes
+
+    def _slot(self, shape: tuple[int, ...]) -> _Slot:
+        """The execution context for ``shape``: its own from the second call with that shape on (at most
+        :data:`CONTEXTS`, the least recently used uncaptured one making room), else the shared eager one, whose
+        shape changes as needed. A CUDA graph captures only a shape's own context, after it ran once outside
+        capture (TensorRT's first enqueue of a shape initialises what capture cannot)."""
+        contexts, capturing = self._handles.contexts, self._cuda.capturing(self.device)
+        slot = contexts.get(shape)
+        if slot is not None:
+            contexts.move_to_end(shape)
+        elif capturing:
+            raise CaptureRefused(f"CUDA graph capture of input shape {shape} needs an execution context of its "
+                                 f"own: run it once outside capture first (at most {CONTEXTS} shapes are captured)")
+        elif self._seen(shape) >= 2 and self._make_room():
+            slot = contexts[shape] = _Slot(self._new_context())
+            self._set_shape(slot, shape)
+        else:
+            slot = self._eager
+            if slot.shape != shape:
+                self._set_shape(slot, shape)
+        slot.captured |= capturing
+        return slot
+
+    def _make_room(self) -> bool:
+        """Room for one more context of its own: True if there is, or once the least recently used uncaptured
+        one is gone (after the stream has finished its work); False when every one is captured."""
+        contexts = self._handles.contexts
+        if len(contexts) < CONTEXTS:
+            return True
+        spare = next((shape for shape, slot in contexts.items() if not slot.captured), None)
+        if spare is not None:
+            self._cuda.synchronize(self._handles.stream)      # no enqueued work may outlive its context
+            del contexts[spare]
+        return spare is not None
 
     # Running ------------------------------------------------------------------------------------------
     def infer(self, batch):
         """Run ``batch``; see the class docstring for the contract. Returns views valid until the next call."""
         self._check(batch)
-        with self._cuda.scope(self.device):
-            if tuple(batch.shape) != self._shape:
-                self._set_shape(tuple(batch.shape))
-            enqueue(self._handles.context, self._addresses(batch), self._cuda.stream_handle(self.device))
-        return self._views
+        cuda, stream = self._cuda, self._handles.stream
+        with cuda.scope(self.device):
+            slot = self._slot(tuple(batch.shape))
+            addresses = self._addresses(batch)            # a staging copy is enqueued on the caller's stream
+            cuda.join(stream, self.device)
+            enqueue(slot.context, addresses, cuda.stream_handle(stream))
+            cuda.keep_alive(batch, stream)
+            cuda.rejoin(stream, self.device)
+        return slot.views
 
     def _addresses(self, batch) -> dict[str, int]:
         buffers = self._handles.buffers
@@ -370,14 +515,16 @@ class TensorRTBackend:
         self._check(batch)
         if repeats < 1:
             raise RetinaFaceError(f"repeats must be ≥ 1, found {repeats}")
-        h, profiler = self._handles, layer_profiler(self._trt)
-        with self._cuda.scope(self.device):
-            context = create_context(h.engine)
+        h, profiler, cuda = self._handles, layer_profiler(self._trt), self._cuda
+        with cuda.scope(self.device):
+            context = self._new_context()
             attach_profiler(context, profiler)
             set_input_shape(context, h.engine, self._input, tuple(batch.shape))
             for _ in range(repeats):
-                enqueue(context, self._addresses(batch), self._cuda.stream_handle(self.device))
-                self._cuda.synchronize(self.device)
+                addresses = self._addresses(batch)
+                cuda.join(h.stream, self.device)
+                enqueue(context, addresses, cuda.stream_handle(h.stream))
+                cuda.synchronize(h.stream)
                 report_profile(context)
             del context
         return {layer: total / repeats for layer, total in profiler.times.items()}
@@ -387,14 +534,14 @@ class TensorRTBackend:
         if self._handles.context is None:
             raise RetinaFaceError("this TensorRT backend was closed; create a new one")
         with self._cuda.scope(self.device):
-            self._set_shape(self._profile[1])
-            return engine_information(self._trt, self._handles.engine, self._handles.context)
+            self._set_shape(self._eager, self._profile[1])
+            return engine_information(self._trt, self._handles.engine, self._eager.context)
 
     # Lifecycle ----------------------------------------------------------------------------------------
     def close(self) -> None:
         """Release the execution context, engine, runtime and buffers; safe to call twice."""
         self._finalizer()
-        self._views, self._shape = (), None
+        self._eager = None
         self._cuda.release(self.device)
 
     def __enter__(self) -> "TensorRTBackend":

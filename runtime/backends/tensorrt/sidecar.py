@@ -265,6 +265,11 @@ def check_compatible(info: dict, engine_path: str | Path, tensorrt_version: str,
                                   f"{rebuild_hint(info, engine_path)}")
 
 
+# The only (built, running) major versions across which a version-compatible engine runs (NVIDIA's support matrix:
+# TensorRT 8 engines on a TensorRT 10 runtime, TensorRT 10 engines on 11; never 8 on 11).
+CROSS_MAJOR = {((8,), (10,)), ((10,), (11,))}
+
+
 def _version_accepted(info: dict, running: str) -> bool:
     built = info.get("tensorrt_version")
     if built == running:
@@ -272,13 +277,13 @@ def _version_accepted(info: dict, running: str) -> bool:
     if not info.get("version_compatible"):
         return False
     b, r = version_tuple(built), version_tuple(running)
-    return (r[:1] == b[:1] and r >= b) or (b[:1] == (10,) and r[:1] == (11,))
+    return (r[:1] == b[:1] and r >= b) or (b[:1], r[:1]) in CROSS_MAJOR
 
 
 def _version_rule(info: dict) -> str:
     if info.get("version_compatible"):
         return ("a version-compatible engine runs on the TensorRT that built it or a later one of the same "
-                "major version (and TensorRT 10 engines on 11)")
+                "major version (and TensorRT 8.6 engines on 10, TensorRT 10 engines on 11)")
     return ("an engine runs only with the TensorRT version that built it (build with --version-compatible "
             "for later versions)")
 

@@ -70,3 +70,22 @@ def test_layer_times_are_reported_for_a_backend_that_has_them(mnet_pth, monkeypa
     out = capsys.readouterr().out
     assert calls == [((1, 3, 96, 96), 1)]
     assert out.index("fpn.merge1.0") < out.index("body.stage1.0.0")      # slowest first
+
+
+def test_folder_times_decoding_and_detect_over_the_same_files(mnet_pth, photos, tmp_path, capsys):
+    """``--folder``: the decode-only pass and detect's pipeline over the same files, the same number of images and
+    the faces that detect reports for them."""
+    out = tmp_path / "folder.json"
+    (photos / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    assert main(["benchmark", "--weights", str(mnet_pth), "--device", "cpu", "--backend", "torch", "--folder",
+                 str(photos), "--resize", "stretch", "--input-size", "160x160", "--batch", "2", "--read-threads", "2",
+                 "--pixel-budget", "8", "--warmup", "2", "--json", str(out)]) == 0
+    [row] = json.loads(out.read_text())["rows"]
+    assert (row["images"], row["failed"], row["resize"]) == (5, 1, "stretch")
+    assert row["ratio"] == pytest.approx(row["detect_images_per_s"] / row["decode_images_per_s"], rel=0.01)
+    assert 0 < row["peak_decoded_megapixels"] <= 8 and row["faces"] > 0
+    printed = capsys.readouterr().out
+    assert "decode only (reader, 2 threads, cv2.imdecode, 8 MP budget)" in printed and " ratio " in printed
+    assert main(["detect", str(photos), "--weights", str(mnet_pth), "--device", "cpu", "--backend", "torch",
+                 "--resize", "stretch", "--input-size", "160x160", "--json", str(tmp_path / "d.json")]) == 1
+    assert sum(len(r["faces"]) for r in json.loads((tmp_path / "d.json").read_text())) == row["faces"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import _thread
 import functools
 import importlib.util
 import json
+import time
 
 import pytest
 
@@ -99,3 +101,37 @@ def test_the_tensorrt_backend_without_tensorrt_exits_1_naming_the_dry_run(capsys
     assert main(["selftest", "--cases", "fixed"]) == 1
     err = capsys.readouterr().err
     assert "TensorRT is not installed" in err and "--backend torch" in err and err.count("\n") == 1
+
+
+def test_the_report_is_rewritten_after_each_case_so_an_interrupted_run_keeps_what_ran(tmp_path, monkeypatch):
+    """Issue 25: the report used to be written only at the end."""
+    report, seen = tmp_path / "selftest.json", []
+
+    class Interrupted(ExecutorStandIn):
+        def open(self, engine_path):
+            if "postprocess" in str(engine_path):
+                seen.append(json.loads(report.read_text()))
+                _thread.interrupt_main()          # Ctrl-C while the second case runs
+                time.sleep(5)
+            return super().open(engine_path)
+
+    monkeypatch.setattr("runtime.selftest.engines.ExecutorStandIn", Interrupted)
+    assert main(["selftest", *TWO, "--report", str(report), "--case-budget", "60"]) == 130
+    (during,) = seen
+    assert during["finished"] is False and [c["name"] for c in during["cases"]] == ["mobilenet0.25/fp32/fixed"]
+    assert json.loads(report.read_text()) == during
+
+
+def test_full_and_the_case_budget_reach_the_run(monkeypatch):
+    calls = []
+    monkeypatch.setattr(runtime.selftest, "run_selftest", lambda **kwargs: calls.append(kwargs) or pytest.skip("seen"))
+    with pytest.raises(pytest.skip.Exception):
+        main(["selftest", "--backend", "torch", "--full", "--case-budget", "42"])
+    assert calls[0]["full"] is True and calls[0]["budget"] == 42
+
+
+@pytest.mark.parametrize("bad", ["0", "-3", "soon"])
+def test_a_bad_case_budget_is_a_usage_error(bad, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["selftest", "--case-budget", bad])
+    assert exit_.value.code == 2 and "--case-budget must be an integer" in capsys.readouterr().err

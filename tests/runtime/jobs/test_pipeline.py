@@ -165,7 +165,7 @@ def test_decoded_images_alive_stay_within_the_bound_whatever_the_number_of_tasks
                            settings, read=Images(SIZES, live)):
         outcomes += 1
     assert outcomes == count and live.peak <= settings.image_bound()
-    assert settings.image_bound() == 4 + 1 + 4 + 1 + 8 + 4
+    assert settings.image_bound() == 4 + 1 + 4 + 1 + 8 + 3 * 4
 
 
 def test_in_process_runner_closes_its_detector():

@@ -65,14 +65,15 @@ class ComputingEngine(FakeEngine):
         self.program = Program(network, fold_batchnorm=not half)
         self.run_input: list = []            # what the engine was given, run by run
 
-    def create_execution_context(self):
-        context = super().create_execution_context()
-        return None if context is None else ComputingContext(self)
+    @property
+    def context_type(self):
+        return ComputingContext
 
 
 class ComputingContext(FakeContext):
     def execute_async_v3(self, stream_handle):
-        super().execute_async_v3(stream_handle)
+        if not super().execute_async_v3(stream_handle):
+            return False
         engine = self.engine
         batch = _view(self.addresses["input"], self.shape, torch.float32)
         engine.run_input.append(batch.clone())

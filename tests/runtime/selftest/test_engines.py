@@ -59,8 +59,9 @@ def test_each_shape_runs_on_several_batches_of_different_images(tmp_path, mnet_m
     two = dataclasses.replace(case("dynamic-batch"), batches=2)
     result = run_case(two, engines, mnet_model, References(mnet_model, "cpu"), tmp_path)
     assert result.status == "passed" and [r.batches for r in result.runs] == [2, 2]
-    inputs = seen[0]
+    inputs, replayed = seen[0][:4], seen[0][4:]
     assert [tuple(x.shape[:1]) for x in inputs] == [(1,), (1,), (2,), (2,)]
+    assert [x.shape[0] for x in replayed] == [1, 2] * 3 and len(result.replays) == 6     # then alternating
     assert not torch.equal(inputs[0], inputs[1]) and torch.equal(inputs[0][0], inputs[2][0])
     assert torch.equal(inputs[1][0], inputs[2][1])          # image 1: the second batch of 1, in the first of 2
     (tmp_path / "one").mkdir()

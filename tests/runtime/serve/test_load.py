@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.serve.load import LoadResult, markdown_table, percentiles_ms, run_level
+from runtime.serve.load import LoadResult, markdown_table, percentiles_ms, run_level, run_level_asyncio
 from tests.runtime.serve.conftest import GatedDetector, running
 
 pytestmark = pytest.mark.usefixtures("serve_stack")
@@ -19,6 +19,24 @@ def test_a_level_sends_exactly_its_requests(photos):
     assert (result.clients, result.requests, result.failed) == (4, 20, 0)
     assert sum(gated.batches) == 20
     assert result.requests_per_s == pytest.approx(20 / result.seconds)
+    assert 0 < result.p50_ms <= result.p99_ms < result.seconds * 1000
+    assert (bad.requests, bad.failed) == (3, 3)
+
+
+def test_the_asyncio_client_sends_exactly_its_requests_and_checks_the_answers(photos):
+    import base64
+    import json
+
+    gated = GatedDetector()
+    body = json.dumps({"image": base64.b64encode(photos["astronaut_512x512.png"]).decode()}).encode()
+    seen = []
+    with running(gated, max_batch=4, max_delay_ms=5) as client:
+        url = f"{client.base_url}/v1/detect"
+        result = run_level_asyncio(url, body, "application/json", clients=5, requests=23,
+                                   check=lambda status, data: seen.append(json.loads(data)) or len(seen) % 2 == 0)
+        bad = run_level_asyncio(url, b"not an image", "image/png", clients=2, requests=3)
+    assert (result.clients, result.requests, result.failed) == (5, 23, 12) and sum(gated.batches) == 23
+    assert all(record["width"] == 512 and "faces" in record for record in seen) and len(seen) == 23
     assert 0 < result.p50_ms <= result.p99_ms < result.seconds * 1000
     assert (bad.requests, bad.failed) == (3, 3)
 

@@ -61,6 +61,19 @@ def fake_trt(version: str, creation_flags=None, builder_flags=None, progress: bo
         calls=[], cuda=cuda)
     if progress:
         trt.IProgressMonitor = type("IProgressMonitor", (), {"__init__": lambda self: None})
+    # Execution contexts without their own activation memory (NvInferRuntime.h): 8.6 creates them with
+    # createExecutionContextWithoutDeviceMemory and takes the memory through setDeviceMemory (the
+    # ``device_memory`` property); 10.x and 11.x with ExecutionContextAllocationStrategy::kUSER_MANAGED,
+    # sized by getDeviceMemorySizeV2 and given by setDeviceMemoryV2 (``set_device_memory``, 10.1+).
+    if line == "8":
+        trt.ICudaEngine = type("ICudaEngine", (), {"device_memory_size": 0,
+                                                   "create_execution_context_without_device_memory": None})
+        trt.IExecutionContext = type("IExecutionContext", (), {"device_memory": None})
+    else:
+        trt.ExecutionContextAllocationStrategy = _enum("ExecutionContextAllocationStrategy",
+                                                       ["STATIC", "ON_PROFILE_CHANGE", "USER_MANAGED"])
+        trt.ICudaEngine = type("ICudaEngine", (), {"device_memory_size_v2": 0})
+        trt.IExecutionContext = type("IExecutionContext", (), {"set_device_memory": None})
     if line in ("8", "10"):       # implicit INT8 (removed in 11.0)
         trt.IInt8EntropyCalibrator2 = type("IInt8EntropyCalibrator2", (), {"__init__": lambda self: None})
     trt.Runtime = lambda logger: FakeRuntime(trt, logger)
@@ -115,10 +128,17 @@ class RecordingConfig:
 
 class WeakLayer:
     """A layer of a weakly typed network as ``INetworkDefinition.get_layer`` returns it in 8.6 / 10.x: the base
-    ``ILayer`` (``type`` is the LayerType), with the precision controls; one input and one output by name."""
+    ``ILayer`` (``type`` is the LayerType), with the precision controls; inputs by name, outputs typed
+    (``outputs``: DataType names, default one FLOAT output)."""
 
-    def __init__(self, name: str, kind: str, source: str):
-        self.name, self.kind, self.source = name, kind, source
+    def __init__(self, name: str, kind: str, source, outputs=("FLOAT",), types=None):
+        from network.executor.enums import DataType
+
+        self.name, self.kind = name, kind
+        self.sources = [source] if isinstance(source, str) else list(source)
+        self._outputs = [types_namespace(f"{name}_output" if i == 0 else f"{name}_output_{i}", DataType[t])
+                         for i, t in enumerate(outputs)]
+        self._types = types if types is not None else {}
         self.precision, self.output_types = None, {}
 
     @property
@@ -127,19 +147,39 @@ class WeakLayer:
 
         return LayerType[self.kind]
 
+    @property
+    def num_inputs(self):
+        return len(self.sources)
+
+    @property
+    def num_outputs(self):
+        return len(self._outputs)
+
     def get_input(self, index):
-        return types.SimpleNamespace(name=self.source)
+        from network.executor.enums import DataType
+
+        name = self.sources[index]
+        return types_namespace(name, self._types.get(name, DataType.FLOAT))
 
     def get_output(self, index):
-        return types.SimpleNamespace(name=f"{self.name}_output")
+        return self._outputs[index]
 
     def set_output_type(self, index, dtype):
         self.output_types[index] = dtype
 
 
+def types_namespace(name, dtype):
+    return types.SimpleNamespace(name=name, dtype=dtype)
+
+
 def weak_network(layers):
-    """A network of :class:`WeakLayer` from (name, LayerType name, input tensor name) triples."""
-    built = [WeakLayer(*spec) for spec in layers]
+    """A network of :class:`WeakLayer` from (name, LayerType name, input tensor name(s)[, output DataType names])
+    tuples; an input's type is that of the layer output of that name (FLOAT for network inputs)."""
+    built, known = [], {}
+    for spec in layers:
+        layer = WeakLayer(*spec, types=known)
+        built.append(layer)
+        known.update({layer.get_output(i).name: layer.get_output(i).dtype for i in range(layer.num_outputs)})
     return types.SimpleNamespace(num_layers=len(built), get_layer=built.__getitem__, layers=built)
 
 
@@ -155,6 +195,39 @@ def builder_trt(version: str, cuda: "FakeCuda", accept_cache=lambda data: True):
     return trt
 
 
+class PrecisionRecording:
+    """The executor's network, whose layers also take 8.6 / 10.x's weak-typing controls (``precision``,
+    ``set_output_type``; the executor, like 11.x, has none): recorded per layer name in ``precisions`` and
+    ``output_types``, not forwarded."""
+
+    def __init__(self, network):
+        self._network, self.precisions, self.output_types = network, {}, {}
+
+    def __getattr__(self, name):
+        return getattr(self._network, name)
+
+    def get_layer(self, index):
+        return _RecordingLayer(self, self._network.get_layer(index))
+
+
+class _RecordingLayer:
+    def __init__(self, owner, layer):
+        object.__setattr__(self, "_owner", owner)
+        object.__setattr__(self, "_layer", layer)
+
+    def __getattr__(self, name):
+        return getattr(self._layer, name)
+
+    def __setattr__(self, name, value):
+        if name == "precision":
+            self._owner.precisions[self._layer.name] = value
+        else:
+            setattr(self._layer, name, value)
+
+    def set_output_type(self, index, dtype):
+        self._owner.output_types.setdefault(self._layer.name, {})[index] = dtype
+
+
 class FakeBuilder:
     """trt.Builder: networks of the executor, a RecordingConfig, and a plan of bytes; records the device."""
 
@@ -166,7 +239,7 @@ class FakeBuilder:
         from network.executor import trt as executor
 
         self.trt.calls.append(("create_network", flags))
-        return executor.Builder(executor.Logger()).create_network(0)
+        return PrecisionRecording(executor.Builder(executor.Logger()).create_network(0))
 
     def create_builder_config(self):
         return RecordingConfig(self._accept)
@@ -194,13 +267,27 @@ def info_for(plan: bytes = b"serialized plan" * 10, **changes) -> dict:
 
 
 # CUDA --------------------------------------------------------------------------------------------------
+class FakeStream:
+    """A CUDA stream: its handle, its device and the device current when it was created."""
+
+    def __init__(self, handle: int, device: int, created_on: int):
+        self.handle, self.device, self.created_on = handle, device, created_on
+
+
 class FakeCuda:
-    """The backend's CUDA seam on CPU tensors (see the module docstring)."""
+    """The backend's CUDA seam on CPU tensors (see the module docstring). The caller's current stream is the
+    legacy default stream (handle ``caller``, 0) unless changed; ``timeline`` records, in order, the stream
+    joins ("join": ours waits on the caller's, "rejoin": the caller's waits on ours), buffers kept alive for a
+    stream and (from :class:`FakeContext`) the enqueues; ``capture`` makes the current stream capturing."""
 
     def __init__(self, devices=(DeviceInfo("NVIDIA H100 80GB HBM3", "9.0", 0), DeviceInfo("NVIDIA H100 80GB HBM3", "9.0", 1))):
         self.devices, self.current = list(devices), 0
         self.allocations: list[int] = []
-        self.synchronized = self.released = 0
+        self.released = 0
+        self.synchronized: list[int] = []
+        self.streams: list[FakeStream] = []
+        self.timeline: list[tuple] = []
+        self.caller, self.capture = 0, False
 
     def resolve(self, device):
         text = str(device)
@@ -217,8 +304,24 @@ class FakeCuda:
         finally:
             self.current = previous
 
-    def stream_handle(self, device):
-        return 1000 + device.index
+    def new_stream(self, device):
+        self.streams.append(FakeStream(1000 + len(self.streams) + 10 * device.index, device.index, self.current))
+        return self.streams[-1]
+
+    def stream_handle(self, stream):
+        return stream.handle
+
+    def join(self, stream, device):
+        self.timeline.append(("join", stream.handle, self.caller))
+
+    def rejoin(self, stream, device):
+        self.timeline.append(("rejoin", self.caller, stream.handle))
+
+    def keep_alive(self, tensor, stream):
+        self.timeline.append(("keep_alive", tensor.data_ptr(), stream.handle))
+
+    def capturing(self, device):
+        return self.capture
 
     def empty(self, count, dtype, device):
         """A 256-byte aligned CPU tensor of ``count`` elements (the caching allocator's alignment is larger)."""
@@ -228,8 +331,8 @@ class FakeCuda:
     def is_on(self, tensor, device):
         return tensor.device.type == "cpu"
 
-    def synchronize(self, device):
-        self.synchronized += 1
+    def synchronize(self, stream):
+        self.synchronized.append(stream.handle)
 
     def release(self, device):
         self.released += 1
@@ -264,10 +367,26 @@ class FakeRuntime:
 class FakeEngine:
     """ICudaEngine of RetinaFace: input "input" [-1, 3, H, W] in one profile, outputs by name."""
 
-    def __init__(self, trt, profile, outputs=("loc", "conf", "landms"), contexts_fail=False, keep=750):
+    def __init__(self, trt, profile, outputs=("loc", "conf", "landms"), contexts_fail=False, keep=750,
+                 memory_size=123 * 1024):
         self.trt, self.profile, self.names = trt, profile, ["input", *outputs]
-        self.contexts_fail, self.keep = contexts_fail, keep
+        self.contexts_fail, self.keep, self.memory_size = contexts_fail, keep, memory_size
         self.contexts: list[FakeContext] = []
+
+    @property
+    def context_type(self):
+        return FakeContext
+
+    @property
+    def device_memory_size(self):             # 8.6 (and 10.0)
+        return self.memory_size
+
+    @property
+    def device_memory_size_v2(self):          # 10.1+
+        return self.memory_size
+
+    def create_execution_context_without_device_memory(self):
+        return self._context("WITHOUT_DEVICE_MEMORY")
 
     @property
     def num_io_tensors(self):
@@ -285,11 +404,14 @@ class FakeEngine:
     def get_tensor_profile_shape(self, name, index):
         return [list(s) for s in self.profile]
 
-    def create_execution_context(self):
-        self.trt.calls.append(("create_execution_context", self.trt.cuda.current))
+    def create_execution_context(self, strategy=None):
+        return self._context("STATIC" if strategy is None else strategy.name)
+
+    def _context(self, strategy: str):
+        self.trt.calls.append(("create_execution_context", self.trt.cuda.current, strategy))
         if self.contexts_fail:
             return None
-        self.contexts.append(FakeContext(self))
+        self.contexts.append(self.context_type(self, strategy))
         return self.contexts[-1]
 
     def create_engine_inspector(self):
@@ -308,10 +430,17 @@ class FakeContext:
     """IExecutionContext: shapes within the profile only (set_input_shape returns False otherwise),
     output shapes from the input's, addresses and enqueues recorded with the current device."""
 
-    def __init__(self, engine):
+    def __init__(self, engine, strategy="STATIC"):
         self.engine, self.shape, self.addresses, self.enqueued = engine, None, {}, []
         self.profiler, self.enqueue_emits_profile = None, True
         self.shape_calls = 0
+        self.strategy, self.device_memory = strategy, None
+        self.captured, self.shape_calls_after_capture = False, 0
+
+    def set_device_memory(self, memory, size):
+        if size < self.engine.memory_size:
+            raise ValueError("the device memory is smaller than the engine needs")
+        self.device_memory = memory
 
     def _record(self, what, *args):
         self.engine.trt.calls.append((what, self.engine.trt.cuda.current, *args))
@@ -319,6 +448,7 @@ class FakeContext:
     def set_input_shape(self, name, shape):
         self._record("set_input_shape", tuple(shape))
         self.shape_calls += 1
+        self.shape_calls_after_capture += self.captured
         lo, _, hi = self.engine.profile
         if not all(a <= s <= b for a, s, b in zip(lo, shape, hi)):
             return False
@@ -337,7 +467,15 @@ class FakeContext:
         return True
 
     def execute_async_v3(self, stream_handle):
+        """False (an error) on the legacy default stream (TensorRT synchronises the device there) and
+        without activation memory in a context made without it."""
         self._record("execute_async_v3", stream_handle)
+        cuda = self.engine.trt.cuda
+        if cuda is not None:
+            cuda.timeline.append(("execute_async_v3", stream_handle))
+            self.captured |= cuda.capture
+        if stream_handle == 0 or (self.strategy != "STATIC" and self.device_memory is None):
+            return False
         self.enqueued.append((dict(self.addresses), stream_handle))
         return True
 

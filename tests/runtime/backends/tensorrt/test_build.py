@@ -164,6 +164,43 @@ def test_sidecar_is_valid_json_with_the_schema(tmp_path, cuda):
     assert json.loads((tmp_path / "m.engine.json").read_text())["format"] == 1 and path.read_bytes() == b"plan " * 100
 
 
+# Post-processing in weakly typed networks (issue 25 point 3) ---------------------------------------------------------
+def _float_outputs(layer, float_types):
+    return [i for i in range(layer.num_outputs) if layer.get_output(i).dtype in float_types]
+
+
+def test_weak_fp16_keeps_every_float_layer_of_the_postprocessing_in_float32(tmp_path, cuda):
+    """8.6's FP16 flag let TensorRT run decode, the compaction key K - k (not exact in fp16 above 2048) and the
+    boxes in fp16. Every layer with a float output gets float32 outputs; precision only where every input is
+    float too; integer layers (NMS, index gathers, shape) nothing; the network before them nothing."""
+    options = BuildOptions(precision="fp16", input_size=(320, 256), postprocess=PostprocessSettings(keep_top_k=200))
+    _, trt = build(tmp_path, cuda, options, version="8.6.1")
+    network, config = trt.builds[0]["network"], trt.builds[0]["config"]
+    floats = (trt.float32, trt.float16)
+    assert ("set", "FP16") in config.calls and ("set", "OBEY_PRECISION_CONSTRAINTS") in config.calls
+    layers = [network.get_layer(i) for i in range(network.num_layers)]
+    post = [layer for layer in layers if layer.name.startswith("postprocess.")]
+    assert len(post) > 50 and set(network.precisions) | set(network.output_types) <= {layer.name for layer in post}
+    for layer in post:
+        outputs = _float_outputs(layer, floats)
+        all_float = all(layer.get_input(i) is None or layer.get_input(i).dtype in floats
+                        for i in range(layer.num_inputs))
+        assert network.output_types.get(layer.name, {}) == {i: trt.float32 for i in outputs}, layer.name
+        assert network.precisions.get(layer.name) == (trt.float32 if outputs and all_float else None), layer.name
+    assert network.precisions["postprocess.kept.key"] == trt.float32
+    assert "postprocess.kept.where" not in network.output_types and "postprocess.nms" not in network.output_types
+
+
+@pytest.mark.parametrize("version, precision", [("10.16.1.11", "fp16"), ("8.6.1", "fp32")])
+def test_postprocessing_is_not_constrained_where_nothing_runs_below_float32(tmp_path, cuda, version, precision):
+    """Strongly typed (10.x fp16: the graph is typed) or without a reduced-precision flag (fp32)."""
+    options = BuildOptions(precision=precision, input_size=(320, 256), postprocess=PostprocessSettings(keep_top_k=200))
+    _, trt = build(tmp_path, cuda, options, version=version)
+    network, config = trt.builds[0]["network"], trt.builds[0]["config"]
+    assert network.precisions == {} and network.output_types == {}
+    assert ("set", "OBEY_PRECISION_CONSTRAINTS") not in config.calls
+
+
 # INT8 ---------------------------------------------------------------------------------------------------------------
 @pytest.fixture()
 def int8(crop_folder, tmp_path, monkeypatch):
@@ -229,4 +266,14 @@ def test_implicit_int8_needs_one_input_size(int8):
 
     options = BuildOptions(precision="int8", int8=dataclasses.replace(int8, route="implicit", resize="original"))
     with pytest.raises(RetinaFaceError, match="calibrates at one input size"):
+        options.validate()
+
+
+def test_implicit_int8_with_postprocessing_is_refused_in_one_line(int8):
+    """Issue 25 point 4: TensorRT's calibrator would run the data-dependent NMS (NVIDIA/TensorRT#4071)."""
+    import dataclasses
+
+    options = BuildOptions(precision="int8", input_size=(320, 256), postprocess=PostprocessSettings(keep_top_k=200),
+                           int8=dataclasses.replace(int8, route="implicit", resize="stretch"))
+    with pytest.raises(RetinaFaceError, match="^--with-postprocess .*--int8-route implicit.*use --int8-route explicit"):
         options.validate()

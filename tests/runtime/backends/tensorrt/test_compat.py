@@ -231,3 +231,22 @@ def test_the_calibrator_gets_a_calibration_profile_of_one_image():
     trt_compat.attach_calibrator(trt, builder, config, "the calibrator", (1, 3, 480, 640))
     assert config.attributes["int8_calibrator"] == "the calibrator"
     assert config.calls == [("set_calibration_profile", ("input", (1, 3, 480, 640), (1, 3, 480, 640), (1, 3, 480, 640)))]
+
+
+def test_only_float_layers_are_constrained_never_shape_layers_or_integer_gathers():
+    """Issue 25 point 6: keep_layers_float set FLOAT on every matching layer, shape layers and INT32 gathers
+    included (TensorRT logs an error for each; OBEY_PRECISION_CONSTRAINTS may fail the build)."""
+    network = weak_network([("fpn.up1.size", "SHAPE", "fpn.output2_output", ("INT64",)),
+                            ("fpn.up1.size.int32", "CAST", "fpn.up1.size_output", ("INT32",)),
+                            ("fpn.up1", "RESIZE", ("fpn.output1_output", "fpn.up1.size.int32_output")),
+                            ("fpn.merge1.0", "CONVOLUTION", "fpn.up1_output"),
+                            ("fpn.pick", "GATHER", ("fpn.up1.size.int32_output", "fpn.up1.size.int32_output"),
+                             ("INT32",))])
+    trt = builder_trt("10.16.1.11", None)
+    kept = trt_compat.keep_layers_float(trt, network, ("fpn.*",))
+    layers = {layer.name: layer for layer in network.layers}
+    for name in ("fpn.up1.size", "fpn.up1.size.int32", "fpn.pick"):
+        assert (layers[name].precision, layers[name].output_types) == (None, {}), name
+    assert (layers["fpn.up1"].precision, layers["fpn.up1"].output_types) == (None, {0: trt.float32})
+    assert (layers["fpn.merge1.0"].precision, layers["fpn.merge1.0"].output_types) == (trt.float32, {0: trt.float32})
+    assert kept == ["fpn.up1", "fpn.merge1.0"]

@@ -58,26 +58,51 @@ def test_device_n_is_current_around_every_tensorrt_call(setup):
     assert len(devices) > 10 and set(devices) == {1} and cuda.current == 0
 
 
-def test_infer_runs_on_the_callers_current_stream(setup):
+def test_infer_runs_on_a_stream_of_its_own_created_on_its_device(setup):
+    """Issue 25 point 1: the caller's stream was handed to TensorRT, which is the legacy default stream (0)
+    unless the caller switched: TensorRT then adds device synchronisations (enqueueV3). The fake context
+    refuses handle 0 as a stand-in for that cost."""
     make, cuda, trt = setup
     backend = make()
     backend.infer(batch())
-    context = trt.engine.contexts[0]
-    assert [stream for _, stream in context.enqueued] == [cuda.stream_handle(torch.device("cuda", 1))]
+    backend.infer(batch())
+    [ours] = cuda.streams
+    assert ours.device == 1 and ours.handle != 0 and ours.created_on == 1
+    assert [stream for c in trt.engine.contexts for _, stream in c.enqueued] == [ours.handle, ours.handle]
+
+
+def test_the_enqueue_waits_on_the_callers_stream_and_the_caller_waits_on_it(setup):
+    make, cuda, trt = setup
+    backend = make()
+    x = batch()
+    backend.infer(x)
+    ours = cuda.streams[0].handle
+    assert [e[0] for e in cuda.timeline] == ["join", "execute_async_v3", "keep_alive", "rejoin"]
+    assert cuda.timeline[0][1:3] == (ours, 0) and cuda.timeline[3][1:3] == (0, ours)
+    assert cuda.timeline[2][1:] == (x.data_ptr(), ours)
+
+
+def test_layer_times_run_on_the_backends_stream_and_wait_for_it(setup):
+    make, cuda, trt = setup
+    backend = make()
+    backend.layer_times(batch(2), repeats=3)
+    ours = cuda.streams[0].handle
+    assert [stream for _, stream in trt.engine.contexts[-1].enqueued] == [ours] * 3
+    assert cuda.synchronized == [ours] * 3
 
 
 def test_outputs_are_allocated_once_at_the_profile_maximum(setup):
     """Audit item 3: output buffers used to be kept per input shape, growing without bound."""
-    make, cuda, _ = setup
+    make, cuda, trt = setup
     backend = make(fixed=False)
-    most = priors_count(1024, 1024) * 4
-    assert sorted(cuda.allocations) == [most * 2, most * 4, most * 10]
+    most, activations = priors_count(1024, 1024) * 4, trt.engine.memory_size
+    assert sorted(cuda.allocations) == sorted([activations, most * 2, most * 4, most * 10])
     first = [t.data_ptr() for t in backend.infer(batch(1, 160, 160))]
     for n, h, w in [(4, 1024, 1024), (2, 480, 640), (3, 1000, 200), (1, 160, 160)]:
         outputs = backend.infer(batch(n, h, w))
         assert [tuple(t.shape) for t in outputs] == [(n, priors_count(h, w), k) for k in (4, 2, 10)]
         assert [t.data_ptr() for t in outputs] == first
-    assert len(cuda.allocations) == 3
+    assert len(cuda.allocations) == 4
 
 
 def test_input_shape_is_set_only_when_it_changes(setup):
@@ -85,13 +110,17 @@ def test_input_shape_is_set_only_when_it_changes(setup):
     backend = make(fixed=False)
     for shape in [(1, 320, 320)] * 3 + [(2, 320, 320)] * 2:
         backend.infer(batch(*shape))
-    calls = [c[2] for c in trt.calls if c[0] == "set_input_shape"]
-    assert calls == [DYNAMIC[2], (1, 3, 320, 320), (2, 3, 320, 320)]
+    eager, *own = trt.engine.contexts
+    assert [c[2] for c in trt.calls if c[0] == "set_input_shape"] == \
+        [DYNAMIC[2], (1, 3, 320, 320), (1, 3, 320, 320), (2, 3, 320, 320), (2, 3, 320, 320)]
+    assert eager.shape_calls == 3 and [(c.shape, c.shape_calls) for c in own] == [((1, 3, 320, 320), 1),
+                                                                                  ((2, 3, 320, 320), 1)]
 
 
 def test_repeated_calls_return_the_same_views(setup):
     make, _, _ = setup
     backend = make()
+    backend.infer(batch())
     assert all(a is b for a, b in zip(backend.infer(batch()), backend.infer(batch())))
 
 
@@ -100,7 +129,7 @@ def test_an_aligned_contiguous_input_is_used_in_place(setup):
     backend = make()
     x = batch()
     backend.infer(x)
-    assert trt.engine.contexts[0].enqueued[0][0]["input"] == x.data_ptr() and len(cuda.allocations) == 3
+    assert trt.engine.contexts[0].enqueued[0][0]["input"] == x.data_ptr() and len(cuda.allocations) == 4
 
 
 @pytest.mark.parametrize("layout", ["unaligned", "strided"])
@@ -221,7 +250,7 @@ def test_layer_times_average_the_profiler_on_a_second_context(setup):
     backend = make()
     times = backend.layer_times(batch(2), repeats=4)
     main, profiled = trt.engine.contexts
-    assert times == {"conv": 0.5, "nms": 0.25} and cuda.synchronized == 4
+    assert times == {"conv": 0.5, "nms": 0.25} and len(cuda.synchronized) == 4
     assert profiled.enqueue_emits_profile is False and len(profiled.enqueued) == 4 and main.enqueued == []
 
 
@@ -231,3 +260,83 @@ def test_layer_information_uses_a_context_at_the_optimal_shape(setup):
     assert json.loads(backend.layer_information()) == {"Layers": []}
     inspect = [c for c in trt.calls if c[0] == "inspect"][0]
     assert inspect[1] == "JSON" and inspect[2] is trt.engine.contexts[0] and trt.engine.contexts[0].shape == DYNAMIC[1]
+
+
+# One execution context per captured shape (issue 25 point 2) ----------------------------------------------
+def capture(cuda, backend, x):
+    """``backend.infer(x)`` as CUDA graph capture sees it (runtime.device.GraphCache: warm-up, then capture)."""
+    cuda.capture = True
+    try:
+        return backend.infer(x)
+    finally:
+        cuda.capture = False
+
+
+def test_a_captured_shape_has_a_context_whose_shape_never_changes_afterwards(setup):
+    """A captured enqueue belongs to the context state it was captured with: set_input_shape on that context
+    (for another shape, eagerly or in another capture) must never follow its capture."""
+    make, cuda, trt = setup
+    backend = make(fixed=False)
+    a, b = batch(1, 320, 320), batch(2, 480, 640)
+    for x in (a, a, b, b):                       # each shape: eager once, then warm-up, as GraphCache does
+        backend.infer(x)
+    capture(cuda, backend, a)
+    capture(cuda, backend, b)
+    for x in (batch(3, 160, 160), a, batch(1, 1024, 1024), b):
+        backend.infer(x)
+    captured = {c.shape: c for c in trt.engine.contexts if c.captured}
+    assert set(captured) == {(1, 3, 320, 320), (2, 3, 480, 640)}
+    assert all(c.shape_calls_after_capture == 0 for c in captured.values())
+
+
+def test_a_shape_is_captured_only_once_it_ran_outside_capture_on_its_own_context(setup):
+    """TensorRT asks for one enqueue outside capture first (trtexec: initialisation is not capturable)."""
+    make, cuda, trt = setup
+    backend = make(fixed=False)
+    backend.infer(batch(1, 320, 320))
+    with pytest.raises(RuntimeError, match="run it once outside capture"):
+        capture(cuda, backend, batch(1, 320, 320))
+
+
+def test_every_context_shares_one_activation_buffer_of_the_engines_size(setup):
+    make, cuda, trt = setup
+    backend = make(fixed=False)
+    for shape in [(1, 320, 320), (2, 320, 320), (1, 640, 480)]:
+        backend.infer(batch(*shape))
+        backend.infer(batch(*shape))
+    memory = {c.device_memory for c in trt.engine.contexts}
+    assert len(trt.engine.contexts) == 4 and len(memory) == 1 and None not in memory
+    assert backend.activation_bytes == trt.engine.memory_size and trt.engine.memory_size in cuda.allocations
+    assert all(c.strategy == "USER_MANAGED" for c in trt.engine.contexts)
+
+
+def test_on_8_6_contexts_are_made_without_device_memory_and_given_the_shared_buffer(tmp_path):
+    cuda = FakeCuda()
+    trt = fake_trt("8.6.1", cuda=cuda)
+    path, profile = write_engine(tmp_path, tensorrt_version="8.6.1")
+    trt.engine = FakeEngine(trt, profile)
+    backend = TensorRTBackend(path, device="cuda:1", trt=trt, cuda=cuda)
+    backend.infer(batch())
+    [context] = trt.engine.contexts
+    assert context.strategy == "WITHOUT_DEVICE_MEMORY" and context.device_memory is not None
+
+
+def test_contexts_of_their_own_are_bounded_and_only_uncaptured_ones_make_room(setup, monkeypatch):
+    from runtime.backends.tensorrt import engine as runner
+
+    monkeypatch.setattr(runner, "CONTEXTS", 2)
+    make, cuda, trt = setup
+    backend = make(fixed=False)
+    a, b, c = batch(1, 160, 160), batch(1, 320, 320), batch(1, 480, 480)
+    for x in (a, a, b, b):
+        backend.infer(x)
+    capture(cuda, backend, a)
+    backend.infer(c)
+    backend.infer(c)                     # b, never captured, makes room (after the stream is done with it)
+    assert list(backend._handles.contexts) == [(1, 3, 160, 160), (1, 3, 480, 480)] and len(cuda.synchronized) == 1
+    capture(cuda, backend, c)
+    backend.infer(b)
+    backend.infer(b)                     # both captured: b stays on the shared context
+    assert list(backend._handles.contexts) == [(1, 3, 160, 160), (1, 3, 480, 480)]
+    with pytest.raises(runner.CaptureRefused, match="needs an execution context of its own"):
+        capture(cuda, backend, b)

@@ -112,13 +112,14 @@ def test_engine_built_on_another_gpu_is_reported():
 
 
 @pytest.mark.parametrize("built, running", [("10.3.0", "10.16.1.11"), ("10.16.1.11", "11.4.0.106"),
-                                            ("8.6.1", "8.6.2")])
+                                            ("8.6.1", "8.6.2"), ("8.6.1", "10.3.0"), ("8.6.1", "10.16.1.11")])
 def test_version_compatible_engine_runs_on_later_versions(built, running):
+    """8 → 10 and 10 → 11 are the two supported cross-major combinations (NVIDIA's support matrix)."""
     check_compatible(info_for(tensorrt_version=built, version_compatible=True), "m.engine", running, H100)
 
 
-@pytest.mark.parametrize("built, running", [("10.16.1.11", "10.3.0"), ("8.6.1", "10.16.1.11"),
-                                            ("11.4.0.106", "10.16.1.11")])
+@pytest.mark.parametrize("built, running", [("10.16.1.11", "10.3.0"), ("8.6.1", "11.4.0.106"),
+                                            ("11.4.0.106", "10.16.1.11"), ("10.3.0", "8.6.1")])
 def test_version_compatible_engine_is_still_refused_where_tensorrt_does_not_support_it(built, running):
     with pytest.raises(EngineMismatchError, match="a later one of the same major version"):
         check_compatible(info_for(tensorrt_version=built, version_compatible=True), "m.engine", running, H100)
