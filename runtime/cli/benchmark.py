@@ -97,7 +97,7 @@ def _folder(args, device) -> int:
     import torch
 
     from retinaface_trt.errors import RetinaFaceError
-    from retinaface_trt.fileio import check_writable, write_text_atomic
+    from retinaface_trt.fileio import write_text_atomic
     from runtime.benchmark.folder import folder_benchmark
     from runtime.cli.detect import expand_inputs
     from runtime.detector import Detector
