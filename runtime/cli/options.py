@@ -210,7 +210,7 @@ def add_weights_arg(parser, positional: str, *, help: str) -> None:
     """``--weights W``, as in every command, and W as the first positional (the older spelling, kept): the
     positional ``positional`` (named for --help) is optional; :func:`take_weights` puts the values in place."""
     parser.add_argument("--weights", dest="weights_flag", metavar=positional.upper(), help=help)
-    parser.add_argument("weights_positional", nargs="?", metavar=f"[{positional.upper()}]",
+    parser.add_argument("weights_positional", nargs="?", metavar=positional.upper(),
                         help="the same as --weights (the older spelling)")
 
 
