@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from network.blocks import bottleneck, conv_bn, conv_dw
 from network.layers import LayerBuilder
+from retinaface_trt.errors import RetinaFaceError
 
 # MobileNetV1-0.25 as (output channels, stride) per conv_dw; stage1 starts with conv_bn(3 → 8, stride 2).
 MOBILENET_STAGES = {
@@ -42,4 +43,11 @@ def resnet50(net: LayerBuilder, x, prefix: str = "body"):
     return levels
 
 
-BACKBONES = {"mobilenet0.25": mobilenet_v1, "resnet50": resnet50}
+BUILDERS = {"mobilenet0.25": mobilenet_v1, "resnet50": resnet50}     # keyed by network.config.BACKBONES
+
+
+def backbone_builder(name: str):
+    """The builder of backbone ``name``; RetinaFaceError for a configuration without one (add it here)."""
+    if name not in BUILDERS:
+        raise RetinaFaceError(f"no network definition for backbone {name!r}; known: {', '.join(BUILDERS)}")
+    return BUILDERS[name]

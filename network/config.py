@@ -67,6 +67,18 @@ RESNET_50 = RetinaFaceConfig(
 )
 
 CONFIGS: Mapping[str, RetinaFaceConfig] = {cfg.name: cfg for cfg in (MOBILENET_0_25, RESNET_50)}
+BACKBONES = tuple(CONFIGS)      # the one list of backbone names: a name not here fails with this list
+
+# The precisions a network is built or run in: float32, float16, and INT8 (which needs a calibration).
+FLOAT_PRECISIONS = ("fp32", "fp16")
+PRECISIONS = FLOAT_PRECISIONS + ("int8",)
+
+
+def check_precision(value, choices: tuple[str, ...] = PRECISIONS) -> str:
+    """``value`` if it is one of ``choices``; else RetinaFaceError listing them."""
+    if value not in choices:
+        raise RetinaFaceError(f"unknown precision {value!r}; expected one of: {', '.join(choices)}")
+    return value
 
 # A weight name that only one backbone has: how the backbone is recognised from a state_dict or .wts.
 _BACKBONE_MARKERS = (

@@ -6,11 +6,12 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from network.backbones import BACKBONES
+from network.backbones import backbone_builder
 from network.blocks import fpn, head, ssh
 from network.config import RetinaFaceConfig, config_for_weights
 from network.layers import LayerBuilder
-from network.postprocess import DETECTION_NAMES, PostprocessSettings, add_postprocess, check_fixed_size
+from network.postprocess import DETECTION_NAMES, add_postprocess, check_fixed_size
+from retinaface_trt.thresholds import Thresholds
 from network.quantize import handler
 from network.weights import WeightStore
 from retinaface_trt.errors import RetinaFaceError
@@ -22,7 +23,7 @@ OUTPUT_NAMES = ("loc", "conf", "landms")
 def populate_network(trt: Any, network: Any, weights: Mapping[str, np.ndarray],
                      cfg: RetinaFaceConfig | None = None, *, input_shape=(-1, 3, 640, 640),
                      half: bool = False, input_name: str = INPUT_NAME,
-                     postprocess: PostprocessSettings | None = None, priors: np.ndarray | None = None,
+                     postprocess: Thresholds | None = None, priors: np.ndarray | None = None,
                      quantization=None) -> WeightStore:
     """Add RetinaFace to ``network`` through the ``trt`` namespace (real TensorRT or the executor).
 
@@ -51,7 +52,7 @@ def populate_network(trt: Any, network: Any, weights: Mapping[str, np.ndarray],
     x = network.add_input(input_name, trt.float32, tuple(input_shape))
     if half:
         x = net.cast(x, trt.float16, "input.half")
-    features = fpn(net, BACKBONES[cfg.name](net, x))
+    features = fpn(net, backbone_builder(cfg.name)(net, x))
     features = [ssh(net, f, f"ssh{i}") for i, f in enumerate(features, start=1)]
     loc = head(net, features, "BboxHead", 4)
     conf = net.softmax(head(net, features, "ClassHead", 2), axis=2, name="ClassHead.softmax")
@@ -70,7 +71,7 @@ def populate_network(trt: Any, network: Any, weights: Mapping[str, np.ndarray],
     return net.weights
 
 
-def _postprocess(net: LayerBuilder, heads, input_shape, settings: PostprocessSettings, priors) -> tuple:
+def _postprocess(net: LayerBuilder, heads, input_shape, settings: Thresholds, priors) -> tuple:
     size = check_fixed_size(input_shape)
     if priors is None:
         raise RetinaFaceError("post-processing inside the network needs the priors of the input size: pass "

@@ -23,40 +23,14 @@ detect.py's top_k of 5000 becomes at most 3840. docs/tensorrt.md gives the measu
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-
 import numpy as np
 
 from network.layers import LayerBuilder
+from retinaface_trt import detections
 from retinaface_trt.errors import RetinaFaceError
+from retinaface_trt.thresholds import MAX_TOP_K, Thresholds  # noqa: F401 - TensorRT's top-k limit, re-exported
 
 DETECTION_NAMES = ("dets", "count")
-DETECTION_WIDTH = 15           # x1, y1, x2, y2, score, 5 × (x, y)
-MAX_TOP_K = 3840               # ITopKLayer: "only values up to 3840 are supported"
-
-
-@dataclass(frozen=True)
-class PostprocessSettings:
-    """detect.py's thresholds, fixed into the engine. Defaults: detect.py's, with top_k at TensorRT's 3840."""
-
-    confidence_threshold: float = 0.02   # keep scores strictly above this
-    nms_threshold: float = 0.4           # remove a box whose IoU with a kept box is above this
-    top_k: int = MAX_TOP_K               # candidates kept before NMS, 1..3840
-    keep_top_k: int = 750                # detections kept after NMS: the D of dets [N, D, 15], 1..3840
-
-    def __post_init__(self):
-        for name in ("confidence_threshold", "nms_threshold"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-                raise RetinaFaceError(f"{name} must be a number in [0, 1], found {value!r}")
-        for name in ("top_k", "keep_top_k"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_TOP_K:
-                raise RetinaFaceError(f"{name} must be an integer in 1..{MAX_TOP_K} in the engine (TensorRT's "
-                                      f"top-k takes at most {MAX_TOP_K}), found {value!r}")
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 class _Builder:
@@ -109,12 +83,13 @@ class _Builder:
 
 
 def add_postprocess(net: LayerBuilder, loc, conf, landms, priors: np.ndarray, input_size: tuple[int, int],
-                    settings: PostprocessSettings, keep) -> tuple:
+                    settings: Thresholds, keep) -> tuple:
     """Add decode → top-k → NMS → compaction after the heads; return the (dets, count) tensors.
 
     loc/conf/landms: float32 tensors [N, P, 4/2/10]; priors: float32 [P, 4] (cx, cy, w, h) normalised, for
     ``input_size`` (W, H) pixels; ``keep(array) -> array`` must keep each array alive until the build ends.
     """
+    settings = settings.in_engine()
     count = int(priors.shape[0])
     candidates = min(settings.top_k, count)
     if settings.keep_top_k > candidates:
@@ -131,7 +106,8 @@ def add_postprocess(net: LayerBuilder, loc, conf, landms, priors: np.ndarray, in
 
 
 def _decoded_rows(b: _Builder, loc, conf, landms, priors, input_size, variances):
-    """[N, P, 15]: decoded box and landmarks in pixels with the score between them (detections' layout)."""
+    """[N, P, 15]: decoded box and landmarks in pixels with the score between them, in the row layout of
+    :mod:`retinaface_trt.detections` (box, score, landmarks)."""
     trt, (width, height) = b.trt, input_size
     boxes = _concat(b, _decoded_corners(b, loc, priors, variances), "box")
     scale = b.constant(np.array([[[width, height] * 2]], np.float32), "scale4")
@@ -181,10 +157,10 @@ def _concat(b: _Builder, tensors, name: str):
     return b.out(layer, name)
 
 
-def _nms(b: _Builder, rows, values, settings: PostprocessSettings, candidates: int):
+def _nms(b: _Builder, rows, values, settings: Thresholds, candidates: int):
     """INMSLayer over the K candidate boxes [N, K, 4] (corners, pixels) and scores [N, K, 1] → [M, 3]."""
     trt = b.trt
-    boxes = b.take(rows, [0, 1, 2, 3], 2, "nms.boxes")
+    boxes = b.take(rows, list(detections.BOX_COLUMNS), 2, "nms.boxes")
     scores = b.reshape(values, (0, 0, 1), "nms.scores")
     layer = b.network.add_nms(boxes, scores, b.scalar(settings.keep_top_k, np.int32, "nms.max_boxes"))
     layer.set_input(3, b.scalar(settings.nms_threshold, np.float32, "nms.iou_threshold"))

@@ -25,6 +25,7 @@ from itertools import combinations
 import torch
 
 from network import OUTPUT_NAMES
+from retinaface_trt import detections as record
 from runtime.postprocess import box_iou
 
 INT8_PATH = "executor-int8 (emulated)"
@@ -38,7 +39,7 @@ def open_paths(weights, onnx=None, engines=(), device: str = "cpu", int8=None) -
 
     from runtime.backends.pytorch import PyTorchBackend
 
-    opened = [("pytorch", PyTorchBackend(weights)), ("executor", create_backend("torch", weights, None, device))]
+    opened = [("pytorch", PyTorchBackend(weights)), ("executor", create_backend("executor", weights, None, device))]
     skipped = []
     try:
         opened.append(("onnxruntime", create_backend("onnxruntime", weights, onnx, device)))
@@ -50,7 +51,7 @@ def open_paths(weights, onnx=None, engines=(), device: str = "cpu", int8=None) -
         except RetinaFaceError as error:
             skipped.append(f"tensorrt {engine}: {error}")
     if int8 is not None:
-        opened.append((INT8_PATH, create_backend("torch", weights, None, device, precision="int8", int8=int8)))
+        opened.append((INT8_PATH, create_backend("executor", weights, None, device, precision="int8", int8=int8)))
     return opened, skipped
 
 
@@ -103,21 +104,21 @@ def detections(outputs, cfg, width: int, height: int, score_threshold: float) ->
     loc, conf, landms = (o.cpu().float() for o in outputs)
     priors = prior_tensor(cfg, height, width, "cpu")
     dets = [detect_faces(loc[i], conf[i], landms[i], priors, width, height) for i in range(loc.shape[0])]
-    return [d[d[:, 4] >= score_threshold] for d in dets]
+    return [record.at_least(d, score_threshold) for d in dets]
 
 
 def match_faces(da: torch.Tensor, db: torch.Tensor, iou: float = 0.5) -> tuple[int, float, float]:
     """(matched, worst |score difference|, worst landmark distance in px) of detections da [Ka, 15], db [Kb, 15]."""
     if len(da) == 0 or len(db) == 0:
         return 0, 0.0, 0.0
-    overlaps = box_iou(da[:, :4], db[:, :4])
+    overlaps = box_iou(record.boxes(da), record.boxes(db))
     best_b, best_a = overlaps.argmax(1), overlaps.argmax(0)
     mutual = (best_a[best_b] == torch.arange(len(da))) & (overlaps.max(1).values >= iou)
     ia, ib = torch.nonzero(mutual).flatten(), best_b[mutual]
     if len(ia) == 0:
         return 0, 0.0, 0.0
-    score = float((da[ia, 4] - db[ib, 4]).abs().max())
-    points = (da[ia, 5:].reshape(-1, 5, 2) - db[ib, 5:].reshape(-1, 5, 2)).norm(dim=2)
+    score = float((record.scores(da[ia]) - record.scores(db[ib])).abs().max())
+    points = (record.landmark_points(da[ia]) - record.landmark_points(db[ib])).norm(dim=2)
     return len(ia), score, float(points.max())
 
 

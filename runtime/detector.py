@@ -26,7 +26,8 @@ from retinaface_trt.errors import RetinaFaceError
 from runtime.device import Buffers, GraphCache
 from runtime.face import Face, faces_from_array
 from runtime.image_io import to_bgr8
-from runtime.options import (DEFAULT_INPUT_SIZE, DEFAULT_MAX_PIXELS, DetectionOptions, check_count,
+from retinaface_trt.thresholds import Thresholds
+from runtime.options import (DEFAULT_INPUT_SIZE, DEFAULT_MAX_PIXELS, check_count,
                              check_input_size, check_resize)
 from runtime.postprocess import detect_faces_batch
 from runtime.preprocess import Layout, layout, network_input, place
@@ -34,11 +35,12 @@ from runtime.priors import prior_tensor
 
 
 class Detector:
-    """detect.py-style face detection with a backend from :mod:`runtime.backends`.
+    """detect.py-style face detection with a backend from :mod:`runtime.backends` (a
+    :class:`runtime.backends.base.Backend`: its attributes say what it can do).
 
     resize:      ``original`` (detect.py), ``stretch`` or ``letterbox`` (see :mod:`runtime.preprocess`)
     input_size:  (W, H) of the network input for ``stretch`` / ``letterbox``; default (640, 640)
-    confidence_threshold 0.02, nms_threshold 0.4, top_k 5000, keep_top_k 750: detect.py's defaults
+    thresholds:  a :class:`retinaface_trt.thresholds.Thresholds` (default: detect.py's)
     max_pixels:  images with more pixels are refused (RetinaFaceError); 0 disables the limit
     cuda_graphs: replay the chain as CUDA graphs (default: when the backend is capturable and on CUDA)
     postprocess: ``pipeline`` (default: decoding and NMS here, detect.py's exact semantics) or ``network``
@@ -47,18 +49,19 @@ class Detector:
     """
 
     def __init__(self, backend, *, resize: str = "original", input_size=DEFAULT_INPUT_SIZE,
-                 confidence_threshold: float = 0.02, nms_threshold: float = 0.4, top_k: int = 5000,
-                 keep_top_k: int = 750, max_pixels: int = DEFAULT_MAX_PIXELS, cuda_graphs: bool | None = None,
-                 postprocess: str = "pipeline"):
+                 thresholds: Thresholds = Thresholds(), max_pixels: int = DEFAULT_MAX_PIXELS,
+                 cuda_graphs: bool | None = None, postprocess: str = "pipeline"):
         self.backend = backend
         self.resize = check_resize(resize)
         self.input_size = check_input_size(input_size)
-        self.options = DetectionOptions(confidence_threshold, top_k, nms_threshold, keep_top_k)
+        if not isinstance(thresholds, Thresholds):
+            raise RetinaFaceError(f"thresholds must be a Thresholds, found {type(thresholds).__name__}")
+        self.thresholds = thresholds
         self.max_pixels = check_count("max_pixels", max_pixels, low=0)
-        self.postprocess = _check_postprocess(postprocess, backend, self.options)
+        self.postprocess = _check_postprocess(postprocess, backend, thresholds)
         self.device = torch.device(backend.device)
         on_gpu = self.device.type == "cuda"
-        graphs = getattr(backend, "capturable", False) if cuda_graphs is None else bool(cuda_graphs)
+        graphs = backend.capturable if cuda_graphs is None else bool(cuda_graphs)
         self._graphs = GraphCache.stages({"place": self._placed, "detect": self._detected}) \
             if graphs and on_gpu else None
         self._host = Buffers("cpu", pinned=on_gpu)          # uploads and results, page-locked on a GPU
@@ -75,17 +78,21 @@ class Detector:
         """Build the backend (:func:`runtime.backends.create_backend`) and a Detector over it.
 
         ``precision`` ("fp32"/"fp16"/"int8"), ``engine_cache``, ``threads`` (CPU threads) and ``int8`` (the
-        ``runtime.calibration.Int8Settings`` of precision "int8") go to the backend; ``options`` to the Detector.
+        ``runtime.calibration.Int8Settings`` of precision "int8") go to the backend; ``options`` to the Detector,
+        where the thresholds may be given as ``thresholds=Thresholds(...)`` or as its four keywords
+        (:meth:`Thresholds.take`).
         """
         from runtime.backends import create_backend
 
         if weights is None and engine is None:
             raise RetinaFaceError("no model given: pass weights= (a .pth/.wts file; --weights on the command line) "
                                   "or engine= (a TensorRT engine or an .onnx model; --engine)")
+        options = dict(options)
+        thresholds = options["thresholds"] = Thresholds.take(options)
         in_network = options.get("postprocess", "pipeline") == "network"
         backend = create_backend(backend, weights=weights, engine=engine, device=device, precision=precision,
                                  input_size=options.get("input_size", DEFAULT_INPUT_SIZE), engine_cache=engine_cache,
-                                 postprocess=network_settings(options) if in_network else None, threads=threads,
+                                 postprocess=thresholds.in_engine() if in_network else None, threads=threads,
                                  int8=int8)
         try:
             return cls(backend, **options)
@@ -119,11 +126,16 @@ class Detector:
         results: list = [None] * len(prepared)
         by_canvas = sorted(range(len(prepared)), key=lambda i: (plans[i].canvas, plans[i].image))
         for _, group in groupby(by_canvas, key=lambda i: plans[i].canvas):
-            for chunk in _chunks(list(group), getattr(self.backend, "max_batch", None)):
+            for chunk in _chunks(list(group), self.backend.max_batch):
                 sizes = [(plans[j], [prepared[i] for i in same]) for j, same in _same_size(chunk, plans)]
                 for index, dets in zip(chunk, self._run(sizes)):
                     results[index] = dets
         return results
+
+    @property
+    def cuda_graphs(self) -> bool:
+        """Whether the chain is replayed as CUDA graphs (see the class docstring)."""
+        return self._graphs is not None
 
     def close(self) -> None:
         """Release the backend (and the GPU memory it holds). Safe to call twice."""
@@ -145,19 +157,18 @@ class Detector:
     def _detected(self, canvas: torch.Tensor):
         """uint8 canvas [N, h, w, 3] on the device → (dets [N, D, 15] in network pixels, counts [N])."""
         backend = self.backend
-        batch = network_input(canvas, getattr(backend, "input_dtype", torch.float32),
-                              getattr(backend, "input_channels_last", False))
+        batch = network_input(canvas, backend.input_dtype, backend.input_channels_last)
         if self.postprocess == "network":
             return backend.infer(batch)          # (dets [N, D, 15], count [N]) from the network itself
         loc, conf, landms = backend.infer(batch)
         height, width = canvas.shape[1:3]
         priors = prior_tensor(backend.cfg, height, width, self.device)
-        return detect_faces_batch(loc, conf, landms, priors, width, height, self.options, backend.cfg.variance)
+        return detect_faces_batch(loc, conf, landms, priors, width, height, self.thresholds, backend.cfg.variance)
 
     def _detect_tensor(self, images: torch.Tensor) -> list[np.ndarray]:
         self._checked(images[0], "image 0")
         plan = self._plan(images.shape[1:])
-        return [dets for chunk in torch.split(images, getattr(self.backend, "max_batch", None) or len(images))
+        return [dets for chunk in torch.split(images, self.backend.max_batch or len(images))
                 for dets in self._run([(plan, chunk)])]
 
     def _plan(self, shape) -> Layout:
@@ -252,14 +263,14 @@ class Detector:
         return to_bgr8(image, source, self.max_pixels)
 
     def _check_fixed_size(self) -> None:
-        fixed = getattr(self.backend, "fixed_input_size", None)
+        fixed = self.backend.fixed_input_size
         if fixed is not None and self.resize != "original" and tuple(fixed) != self.input_size:
             raise RetinaFaceError(f"the {self.backend.name} engine takes {fixed[0]}x{fixed[1]} inputs, but "
                                   f"input size {self.input_size[0]}x{self.input_size[1]} was asked for; "
                                   f"pass --input-size {fixed[0]}x{fixed[1]}")
 
     def _check_input(self, plan: Layout) -> None:
-        fixed = getattr(self.backend, "fixed_input_size", None)
+        fixed = self.backend.fixed_input_size
         if fixed is not None and tuple(fixed) != plan.canvas:
             width, height = plan.canvas
             raise RetinaFaceError(f"the {self.backend.name} engine takes {fixed[0]}x{fixed[1]} inputs, got a "
@@ -269,22 +280,11 @@ class Detector:
 POSTPROCESS = ("pipeline", "network")
 
 
-def network_settings(options: dict):
-    """The ``network.postprocess.PostprocessSettings`` of Detector keyword ``options`` (detect.py's defaults for
-    what they leave out; top_k at most TensorRT's 3840)."""
-    from network.postprocess import MAX_TOP_K, PostprocessSettings
-
-    detection = DetectionOptions(*(options.get(k, getattr(DetectionOptions, k)) for k in
-                                   ("confidence_threshold", "top_k", "nms_threshold", "keep_top_k")))
-    return PostprocessSettings(detection.confidence_threshold, detection.nms_threshold,
-                               min(detection.top_k, MAX_TOP_K), detection.keep_top_k)
-
-
-def _check_postprocess(postprocess: str, backend, options: DetectionOptions) -> str:
+def _check_postprocess(postprocess: str, backend, thresholds: Thresholds) -> str:
     """``postprocess`` if the backend can do it with these thresholds; else one RetinaFaceError line."""
     if postprocess not in POSTPROCESS:
         raise RetinaFaceError(f"unknown post-processing {postprocess!r}; expected one of: {', '.join(POSTPROCESS)}")
-    in_network = getattr(backend, "postprocess_in_network", False)
+    in_network = backend.postprocess_in_network
     if postprocess == "pipeline" and in_network:
         raise RetinaFaceError(f"the {backend.name} model decodes and suppresses inside the network; use "
                               "--postprocess network (or a model built without --with-postprocess)")
@@ -292,7 +292,7 @@ def _check_postprocess(postprocess: str, backend, options: DetectionOptions) -> 
         raise RetinaFaceError(f"the {backend.name} model has no post-processing inside; build the engine with "
                               "`retinaface-trt build --with-postprocess`, or use --postprocess pipeline")
     if in_network:
-        wanted = network_settings(vars(options))
+        wanted = thresholds.in_engine()
         if backend.postprocess_settings != wanted:
             raise RetinaFaceError(f"the model's built-in post-processing uses {backend.postprocess_settings}, but "
                                   f"{wanted} was asked for; pass the engine's thresholds or rebuild it")

@@ -1,9 +1,13 @@
 """Detected faces and their JSON records, shared by every backend, the CLI and the SDK.
 
 A :class:`Face` is in pixels of the original image. The JSON record of one image (CLI ``--json``, SDK
-``Engine.infer``) is ``{"image": <name or null>, "width": W, "height": H, "faces": [Face.to_dict(), ...]}``
-with only the faces whose score is ≥ ``vis_threshold``, sorted by score descending. A CLI input that
-failed gives ``{"image": ..., "width": null, "height": null, "faces": [], "error": "<message>"}``.
+``Engine.infer``, the service, jobs) is ``{"image": <name or null>, "width": W, "height": H, "faces":
+[Face.to_dict(), ...]}`` with only the faces whose score is ≥ ``vis_threshold``, sorted by score descending.
+A CLI input that failed gives ``{"image": ..., "width": null, "height": null, "faces": [], "error": "<message>"}``.
+
+Detections arrive as rows of :mod:`retinaface_trt.detections`; :func:`report` is the one step from them to
+the record (the vis threshold is applied there, once; the record is made from the array at once, and Face
+objects only when asked for, for the faces reported).
 """
 
 from __future__ import annotations
@@ -13,10 +17,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-DEFAULT_VIS_THRESHOLD = 0.6  # detect.py draws faces with score >= 0.6
+from retinaface_trt import detections
+from retinaface_trt.detections import LANDMARK_NAMES  # noqa: F401 - the landmark order, re-exported
 
-# RetinaFace landmark order (image left/right, as the original detect.py documents it).
-LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+DEFAULT_VIS_THRESHOLD = 0.6  # detect.py draws faces with score >= 0.6
 
 
 @dataclass(frozen=True)
@@ -44,39 +48,68 @@ class Face:
 
 
 def faces_from_array(dets: np.ndarray) -> list[Face]:
-    """Detections float [K, 15] (x1, y1, x2, y2, score, five (x, y)) → Faces, in the same order.
+    """Detections float [K, 15] (:mod:`retinaface_trt.detections` rows) → Faces, in the same order.
 
     The one conversion from arrays to faces; landmarks are views into ``dets``.
     """
-    boxes, scores = dets[:, :4].tolist(), dets[:, 4].tolist()
-    points = dets[:, 5:15].reshape(-1, 5, 2)
+    boxes, scores = detections.boxes(dets).tolist(), detections.scores(dets).tolist()
+    points = detections.landmark_points(dets)
     return [Face(tuple(box), score, landmarks) for box, score, landmarks in zip(boxes, scores, points)]
 
 
-def visible(faces: list[Face], vis_threshold: float = DEFAULT_VIS_THRESHOLD) -> list[Face]:
-    """The faces with score ≥ ``vis_threshold``, by score descending."""
-    return sorted((f for f in faces if f.score >= vis_threshold), key=lambda f: -f.score)
+def reported_rows(dets, vis_threshold: float = DEFAULT_VIS_THRESHOLD):
+    """The rows of one image's detections [K, 15] scoring ≥ ``vis_threshold``, by score descending (equal
+    scores in their order): the vis filter, the one place it is written (arrays stay arrays, for Triton)."""
+    return detections.by_score(detections.at_least(dets, vis_threshold))
 
 
-def image_record(image, width: int, height: int, faces: list[Face],
-                 vis_threshold: float = DEFAULT_VIS_THRESHOLD) -> dict:
-    """The record of one processed image (see the module docstring)."""
+def reported_faces(dets: np.ndarray, vis_threshold: float = DEFAULT_VIS_THRESHOLD) -> list[Face]:
+    """:func:`reported_rows` as Faces."""
+    return faces_from_array(reported_rows(dets, vis_threshold))
+
+
+def image_record(image, width: int, height: int, faces: list[Face]) -> dict:
+    """The record of one processed image (see the module docstring); ``faces`` as :func:`reported_faces`
+    gives them."""
     return {"image": image, "width": int(width), "height": int(height),
-            "faces": [face.to_dict() for face in visible(faces, vis_threshold)]}
+            "faces": [face.to_dict() for face in faces]}
 
 
-def array_record(image, width: int, height: int, dets: np.ndarray,
-                 vis_threshold: float = DEFAULT_VIS_THRESHOLD) -> dict:
-    """:func:`image_record` of ``faces_from_array(dets)``, the same dict, made from the array [K, 15] at once
-    (one ``tolist``, no :class:`Face` per face): the records of ``detect`` and the SDK."""
-    rows = np.asarray(dets, dtype=np.float32).astype(np.float64)     # the Python floats Face holds
-    rows = rows[rows[:, 4] >= float(vis_threshold)]
-    rows = rows[np.argsort(-rows[:, 4], kind="stable")]               # as visible(): by score, stable
-    rows[:, 2:4] -= rows[:, 0:2]                                                 # x2, y2 → w, h
-    return {"image": image, "width": int(width), "height": int(height), "faces": [
-        {"score": r[4], "box": {"x": r[0], "y": r[1], "w": r[2], "h": r[3]},
-         "landmarks": [{"id": i, "x": r[5 + 2 * i], "y": r[6 + 2 * i]} for i in range(5)]}
-        for r in rows.tolist()]}
+def array_record(image, width: int, height: int, rows: np.ndarray) -> dict:
+    """:func:`image_record` of ``faces_from_array(rows)``, the same dict, made from reported rows [K, 15]
+    (:func:`reported_rows`) at once: one ``tolist``, no :class:`Face` per face."""
+    rows = np.asarray(rows, dtype=np.float32).astype(np.float64)      # the Python floats Face holds
+    boxes = detections.boxes(rows)
+    boxes[:, 2:] -= boxes[:, :2]                                        # x2, y2 → w, h (a view: rows change)
+    faces = [{"score": score, "box": dict(zip("xywh", box)),
+              "landmarks": [{"id": i, "x": x, "y": y} for i, (x, y) in enumerate(points)]}
+             for box, score, points in zip(boxes.tolist(), detections.scores(rows).tolist(),
+                                           detections.landmark_points(rows).tolist())]
+    return {"image": image, "width": int(width), "height": int(height), "faces": faces}
+
+
+class Report:
+    """What is reported of one image: its ``record``, the detection ``rows`` [K, 15] of its reported faces, and
+    those ``faces`` (made on first use: the records need none)."""
+
+    __slots__ = ("record", "rows", "_faces")
+
+    def __init__(self, record: dict, rows: np.ndarray):
+        self.record, self.rows, self._faces = record, rows, None
+
+    @property
+    def faces(self) -> list[Face]:
+        if self._faces is None:
+            self._faces = faces_from_array(self.rows)
+        return self._faces
+
+
+def report(image, width: int, height: int, dets: np.ndarray,
+           vis_threshold: float = DEFAULT_VIS_THRESHOLD) -> Report:
+    """Detections → the image's :class:`Report`: the one step from a detector's arrays to what the SDK, the
+    service, jobs and videos report (``image`` is the record's name, ``width`` × ``height`` the image)."""
+    rows = reported_rows(dets, vis_threshold)
+    return Report(array_record(image, width, height, rows), rows)
 
 
 def error_record(image, message: str) -> dict:

@@ -1,5 +1,6 @@
 """The detection pipeline's settings, their defaults and their valid ranges, in one light module.
 
+The detection thresholds are :class:`retinaface_trt.thresholds.Thresholds` (shared with the network).
 Used by the library (:class:`runtime.detector.Detector`, the SDK) and by the command-line flag groups
 (:mod:`runtime.cli.options`), so a value is refused the same way from Python and from the shell: one
 :class:`RetinaFaceError` line naming the setting, its range and the value found. Nothing heavy is imported
@@ -9,9 +10,9 @@ here (no torch, no OpenCV), so ``--help`` stays fast.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 from retinaface_trt.errors import RetinaFaceError
+from retinaface_trt.thresholds import check_count, check_probability  # noqa: F401 - the checks, defined once
 
 DEVICES_HELP = "cpu, cuda, cuda:N or auto (cuda when available)"
 RESIZE_POLICIES = ("original", "stretch", "letterbox", "padded")
@@ -31,30 +32,6 @@ METADATA_ALLOWANCE = 64 << 20
 def max_file_bytes(max_pixels: int) -> int:
     """The largest image file (bytes) accepted under ``max_pixels``; 0 (no limit) when ``max_pixels`` is 0."""
     return max_pixels * MAX_BYTES_PER_PIXEL + METADATA_ALLOWANCE if max_pixels else 0
-
-
-def check_probability(name: str, value) -> float:
-    """``value`` as a float if it is a finite number in [0, 1]; else RetinaFaceError."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        number = math.nan
-    if not (math.isfinite(number) and 0.0 <= number <= 1.0):
-        raise RetinaFaceError(f"{name} must be a number in [0, 1], found {value!r}")
-    return number
-
-
-def check_count(name: str, value, low: int = 1) -> int:
-    """``value`` as an int if it is an integer ≥ ``low``; else RetinaFaceError."""
-    if isinstance(value, bool) or not isinstance(value, (int, str)) and not hasattr(value, "__index__"):
-        raise RetinaFaceError(f"{name} must be an integer ≥ {low}, found {value!r}")
-    try:
-        number = int(value)
-    except ValueError:
-        raise RetinaFaceError(f"{name} must be an integer ≥ {low}, found {value!r}") from None
-    if number < low:
-        raise RetinaFaceError(f"{name} must be an integer ≥ {low}, found {value!r}")
-    return number
 
 
 def check_input_size(value, name: str = "input size") -> tuple[int, int]:
@@ -96,19 +73,3 @@ def check_resize(value) -> str:
     if value not in RESIZE_POLICIES:
         raise RetinaFaceError(f"unknown resize policy {value!r}; expected one of: {', '.join(RESIZE_POLICIES)}")
     return value
-
-
-@dataclass(frozen=True)
-class DetectionOptions:
-    """detect.py's post-processing settings and their defaults, checked when created."""
-
-    confidence_threshold: float = 0.02   # keep scores strictly above this
-    top_k: int = 5000                    # candidates kept before NMS
-    nms_threshold: float = 0.4           # remove a box whose IoU with a kept box is > this
-    keep_top_k: int = 750                # detections kept after NMS
-
-    def __post_init__(self):
-        for name in ("confidence_threshold", "nms_threshold"):
-            object.__setattr__(self, name, check_probability(name, getattr(self, name)))
-        for name in ("top_k", "keep_top_k"):
-            object.__setattr__(self, name, check_count(name, getattr(self, name)))

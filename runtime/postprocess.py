@@ -6,7 +6,7 @@ Formats:
 * network outputs of a batch: loc [N, P, 4], conf [N, P, 2] (after softmax; column 1 is the face score),
   landms [N, P, 10] (five (x, y) offsets);
 * boxes: (x1, y1, x2, y2) in pixels of the network input;
-* detections: float32 [N, D, 15] = x1, y1, x2, y2, score, then five landmark (x, y) pairs, sorted by score
+* detections: float32 [N, D, 15] rows of :mod:`retinaface_trt.detections` (box, score, landmarks), sorted by score
   descending, with counts [N]: image n's detections are ``dets[n, :counts[n]]``, the rows after them are zero.
   D = min(keep_top_k, top_k, P) whatever the data, so shapes are fixed per input size.
 
@@ -35,9 +35,8 @@ import logging
 import numpy as np
 import torch
 
-from runtime.options import DetectionOptions
-
-DETECTION_WIDTH = 15      # x1, y1, x2, y2, score, 5 × (x, y)
+from retinaface_trt import detections
+from retinaface_trt.thresholds import Thresholds
 
 
 def _xp(array):
@@ -150,7 +149,7 @@ def _disable_triton(error: Exception) -> None:
 
 
 def detect_faces_batch(loc: torch.Tensor, conf: torch.Tensor, landms: torch.Tensor, priors: torch.Tensor,
-                       width: int, height: int, options: DetectionOptions = DetectionOptions(),
+                       width: int, height: int, options: Thresholds = Thresholds(),
                        variances=(0.1, 0.2)) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch's raw outputs → (detections float32 [N, D, 15], counts int64 [N]) on the outputs' device.
 
@@ -164,14 +163,14 @@ def detect_faces_batch(loc: torch.Tensor, conf: torch.Tensor, landms: torch.Tens
 
 
 def detect_faces(loc, conf, landms, priors, width: int, height: int,
-                 options: DetectionOptions = DetectionOptions(), variances=(0.1, 0.2)) -> torch.Tensor:
+                 options: Thresholds = Thresholds(), variances=(0.1, 0.2)) -> torch.Tensor:
     """One image's outputs (loc [P, 4], conf [P, 2], landms [P, 10]) → its detections [K, 15] only."""
     dets, counts = detect_faces_batch(loc[None], conf[None], landms[None], priors, width, height, options,
                                       variances)
     return dets[0, :int(counts[0])]
 
 
-def _depth(options: DetectionOptions, priors: int) -> tuple[int, int]:
+def _depth(options: Thresholds, priors: int) -> tuple[int, int]:
     """(K candidates decoded at most, D detections kept at most), fixed for an input size."""
     k = min(options.top_k, priors)
     return k, min(options.keep_top_k, k)
@@ -181,7 +180,7 @@ def _detect_host(loc, conf, landms, priors, width, height, options, variances):
     """NumPy strategy: per image, only the candidates are sorted, decoded and suppressed."""
     n, p = conf.shape[:2]
     _, depth = _depth(options, p)
-    dets = np.zeros((n, depth, DETECTION_WIDTH), dtype=np.float32)
+    dets = np.zeros((n, depth, detections.WIDTH), dtype=np.float32)
     counts = np.zeros(n, dtype=np.int64)
     scale = np.array([width, height], dtype=np.float32)
     for i in range(n):
@@ -198,7 +197,7 @@ def _image_detections(loc, scores, landms, priors, scale, options, variances) ->
     boxes = decode_boxes(loc[candidates], chosen, variances) * np.tile(scale, 2)
     points = decode_landmarks(landms[candidates], chosen, variances) * np.tile(scale, 5)
     keep = greedy_nms(boxes, options.nms_threshold)[:options.keep_top_k]
-    return np.concatenate((boxes[keep], scores[candidates][keep, None], points[keep]), axis=1)
+    return detections.join(boxes[keep], scores[candidates][keep], points[keep], np)
 
 
 def _detect_device(loc, conf, landms, priors, width, height, options, variances):
@@ -214,7 +213,7 @@ def _detect_device(loc, conf, landms, priors, width, height, options, variances)
     boxes = decode_boxes(pick(loc), chosen, variances) * _pixel_scale(width, height, 2, str(loc.device))
     points = decode_landmarks(pick(landms), chosen, variances) * _pixel_scale(width, height, 5, str(loc.device))
     keep = nms_sorted(boxes, counts, options.nms_threshold)
-    rows = torch.cat((boxes, torch.gather(scores, 1, order)[..., None], points), dim=2)
+    rows = detections.join(boxes, torch.gather(scores, 1, order), points, torch)
     return _first_kept(rows, keep, depth)
 
 

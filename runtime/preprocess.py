@@ -34,6 +34,7 @@ import cv2
 import numpy as np
 import torch
 
+from retinaface_trt import detections
 from runtime.options import check_resize
 
 MEAN_BGR = (104.0, 117.0, 123.0)
@@ -70,7 +71,7 @@ class Transform:
 
 
 _IDENTITY = Transform()
-_COORDS = np.r_[0:4, 5:15]
+_COORDS = list(detections.COORDINATES)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ Errors (bad base64, not an image, too large, bad weights, a released engine) rai
 from __future__ import annotations
 
 from retinaface_trt.errors import RetinaFaceError
-from runtime.face import DEFAULT_VIS_THRESHOLD, array_record, to_json
+from runtime.face import DEFAULT_VIS_THRESHOLD, report, to_json
 from runtime.image_io import base64_bytes, decode_for, resolve_decoder
 from runtime.options import check_probability
 
@@ -58,7 +58,7 @@ class Engine:
         data = base64_bytes(image_base64, max_pixels=self.detector.max_pixels)
         bgr = decode_for(data, self.decoder, self.detector.device, "base64 input", self.detector.max_pixels)
         dets = self.detector.detect_arrays([bgr])[0]
-        return to_json(array_record(name, bgr.shape[1], bgr.shape[0], dets, self.vis_threshold))
+        return to_json(report(name, bgr.shape[1], bgr.shape[0], dets, self.vis_threshold).record)
 
     def video(self, source: str, every: int = 1, timeout_s: float | None = None):
         """The JSON records (strings) of a video's detected frames, as they are done: ``source`` is a video file, a

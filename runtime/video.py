@@ -243,7 +243,7 @@ def detect_frames(detector, frames, every: int = 1, batch: int = 8, vis_threshol
     vis_threshold: faces with a lower score are dropped (default :data:`runtime.face.DEFAULT_VIS_THRESHOLD`).
     Frames not selected are yielded with ``dets`` None (and their image, when decoded), for written videos.
     """
-    from runtime.face import DEFAULT_VIS_THRESHOLD, faces_from_array
+    from runtime.face import DEFAULT_VIS_THRESHOLD, faces_from_array, reported_rows
 
     threshold = DEFAULT_VIS_THRESHOLD if vis_threshold is None else vis_threshold
     pending: list[Frame] = []
@@ -255,7 +255,7 @@ def detect_frames(detector, frames, every: int = 1, batch: int = 8, vis_threshol
         for frame in pending:
             dets = next(found) if frame.index % every == 0 else None
             if dets is not None:
-                dets = dets[dets[:, 4] >= threshold]
+                dets = reported_rows(dets, threshold)
             yield FrameFaces(frame.index, frame.time, frame.image,
                              dets, faces_from_array(dets) if dets is not None else [])
         pending.clear()
@@ -290,7 +290,7 @@ def frame_record(source: str, item: FrameFaces, width: int, height: int) -> dict
     """The JSON record of a detected frame (see the module doc)."""
     from runtime.face import image_record
 
-    record = image_record(None, width, height, item.faces, vis_threshold=0.0)   # faces already filtered
+    record = image_record(None, width, height, item.faces)        # the faces reported by detect_frames
     del record["image"]
     return {"video": source, "frame": item.index, "time": round(item.time, 6), **record}
 

@@ -5,7 +5,7 @@ that the defaults and ``--keep-precision`` leave quantized), the network with on
 ``--images`` of the calibration images, and the mean absolute change of the face score (conf[:, 1]) and of the box
 regression (loc) over the anchors the float network scores ≥ 0.3 is printed, worst first. The points at the top are
 the candidates for ``--keep-precision`` (docs/int8.md, "The layers that cost most"). The flags are those of
-``--precision int8`` (``runtime.cli.options.add_int8_args``); ``--calibration-cache`` is required, so that the
+``--precision int8`` (``runtime.cli.options.Int8Flags``); ``--calibration-cache`` is required, so that the
 statistics are computed once (a first run writes the cache).
 
     python tools/int8_sensitivity.py --weights ../shared/weights/mobilenet0.25_Final.pth \\
@@ -39,7 +39,7 @@ def parse(argv=None) -> argparse.Namespace:
                         help="calibration images measured on, evenly spread (default 8)")
     parser.add_argument("--all", action="store_true", help="also the points kept in float32 by default")
     parser.add_argument("--top", type=options.count, default=15, help="rows printed (default 15)")
-    options.add_int8_args(parser)
+    options.Int8Flags().add(parser)
     args = parser.parse_args(argv)
     if args.calibration_images is None or args.calibration_cache is None:
         parser.error("--calibration-images and --calibration-cache are required")
@@ -73,11 +73,11 @@ def points_of(weights, settings, every: bool) -> list[str]:
 def main(argv=None) -> int:
     from runtime import calibration as cal
     from runtime.backends.executor import ExecutorBackend
-    from runtime.cli.options import int8_settings
+    from runtime.cli.options import Int8Flags
 
     args = parse(argv)
     logging.getLogger("retinaface_trt").setLevel(logging.ERROR)       # "INT8 is emulated" once per network
-    settings = int8_settings(args, args.resize, args.input_size)
+    settings = Int8Flags().parse(args, args.resize, args.input_size)
     files = cal.calibration_images(settings)
     inputs = list(cal.network_inputs(files[::max(1, len(files) // args.images)][:args.images], settings, "cpu"))
     reference = ExecutorBackend(args.weights)

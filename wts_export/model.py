@@ -128,6 +128,16 @@ def heads(channels: int, values: int, anchors: int = 2, levels: int = 3) -> nn.M
     return nn.ModuleList(Head(channels, values, anchors) for _ in range(levels))
 
 
+def backbone_module(cfg: RetinaFaceConfig) -> nn.Module:
+    """The PyTorch backbone of ``cfg``, by its name (:data:`network.config.BACKBONES`); RetinaFaceError for a
+    name this module has no backbone for (a new configuration must add its module here)."""
+    builders = {"mobilenet0.25": lambda: MobileNetV1(cfg.backbone_leaky, cfg.bn_eps),
+                "resnet50": lambda: ResNet50(cfg.bn_eps)}
+    if cfg.name not in builders:
+        raise RetinaFaceError(f"no PyTorch backbone for {cfg.name!r}; known: {', '.join(builders)}")
+    return builders[cfg.name]()
+
+
 class RetinaFace(nn.Module):
     """RetinaFace for ``cfg`` (MOBILENET_0_25 or RESNET_50); see the module docstring for input and outputs."""
 
@@ -135,7 +145,7 @@ class RetinaFace(nn.Module):
         super().__init__()
         self.cfg = cfg
         eps, width, anchors = cfg.bn_eps, cfg.out_channel, cfg.anchors_per_location
-        self.body = MobileNetV1(cfg.backbone_leaky, eps) if cfg.name == "mobilenet0.25" else ResNet50(eps)
+        self.body = backbone_module(cfg)
         self.fpn = FPN(cfg.level_channels, width, cfg.fpn_leaky, eps)
         self.ssh1, self.ssh2, self.ssh3 = (SSH(width, cfg.fpn_leaky, eps) for _ in range(3))
         self.ClassHead = heads(width, 2, anchors)

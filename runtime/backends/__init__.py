@@ -1,47 +1,75 @@
 """Backends: what runs the network. Everything before and after it is shared (:mod:`runtime.detector`).
 
-A backend has ``name`` (str), ``cfg`` (:class:`network.config.RetinaFaceConfig`), ``device``
-(:class:`torch.device`), ``fixed_input_size`` ((W, H) of an engine built for one size, or None) and
+Every backend is a :class:`runtime.backends.base.Backend` (the contract: its attributes with their defaults,
+``infer`` and ``close``). This module is the one registry of them: :func:`register` lists a backend's name,
+how to build it from a :class:`BackendRequest`, the packages it needs and whether ``auto`` may pick it on a
+CPU; :func:`create_backend` builds one by name. A name not registered fails with the list of known ones.
 
-* ``infer(batch)``: float32 [N, 3, H, W] (BGR minus mean) on ``device`` →
-  (loc [N, P, 4], conf [N, P, 2] after softmax, landms [N, P, 10]) float32 tensors on ``device``;
-* ``close()``: release what it holds (GPU memory included); safe to call twice.
+Registered: ``tensorrt`` (a serialized engine, or one built from weights, on an NVIDIA GPU), ``executor``
+(the project's executor of the hand-built network, on CPU or CUDA; ``torch`` is its old name, kept as an
+alias), ``onnxruntime`` (:mod:`runtime.backends.onnxruntime`) and ``openvino``
+(:mod:`runtime.backends.openvino`), both on an ``.onnx`` file or weights exported on the fly.
 
-:func:`create_backend` picks and builds one by name. Names: ``auto`` (TensorRT when it is importable, a
-GPU is present and an engine file is given; ONNX Runtime for an ``.onnx`` file, and for fp32 weights on a CPU when
-the ``onnx`` extra is installed; otherwise the PyTorch executor), ``tensorrt``, ``torch``
-(the executor of the hand-built network, on CPU or CUDA) and ``onnxruntime`` (an ``.onnx`` file given as
-``engine``, or ``.onnx`` / ``.pth`` / ``.wts`` given as ``weights``; see
-:mod:`runtime.backends.onnxruntime`).
+``auto``: TensorRT when it is importable, a GPU is present and an engine file is given; the ONNX Runtime
+for an ``.onnx`` file; for a weights file in float32 on a CPU, the first installed of the CPU backends in
+:data:`CPU_PREFERENCE` (measured fastest first, docs/benchmarks.md; each computes float32 like the executor,
+to rounding); otherwise the executor.
 """
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import logging
 import os
 from dataclasses import dataclass, replace
-from typing import Protocol
+from typing import Callable
 
 from retinaface_trt.errors import RetinaFaceError
 from retinaface_trt.extras import install_hint
 
 log = logging.getLogger("retinaface_trt")
 
-BACKENDS = ("auto", "tensorrt", "torch", "onnxruntime")
-FLOAT_PRECISIONS = ("fp32", "fp16")
-PRECISIONS = FLOAT_PRECISIONS + ("int8",)          # int8 needs calibration images (runtime.calibration)
+from network.config import FLOAT_PRECISIONS, PRECISIONS, check_precision  # noqa: F401 - listed once, there
+ALIASES = {"torch": "executor"}                   # old name → registered name
 
 
-class Backend(Protocol):
+@dataclass(frozen=True)
+class Registration:
+    """One registered backend: ``build(request)`` makes it; ``needs`` are the packages it imports (``auto``
+    skips it when one is missing)."""
+
     name: str
-    cfg: object
-    device: object
-    fixed_input_size: tuple[int, int] | None
+    build: Callable
+    needs: tuple[str, ...] = ()
 
-    def infer(self, batch): ...
+    def installed(self) -> bool:
+        return all(importlib.util.find_spec(package) is not None for package in self.needs)
 
-    def close(self) -> None: ...
+
+_REGISTRY: dict[str, Registration] = {}
+
+
+def register(name: str, build: Callable, needs: tuple[str, ...] = ()) -> None:
+    """Add a backend to the registry (see :class:`Registration`). ``build`` may be a module path: its
+    ``from_request(request)`` is called, the module imported only then (optional packages stay optional)."""
+    if isinstance(build, str):
+        module = build
+        build = lambda request: importlib.import_module(module).from_request(request)   # noqa: E731
+    _REGISTRY[name] = Registration(name, build, tuple(needs))
+
+
+def backend_names() -> tuple[str, ...]:
+    """What ``--backend`` accepts: ``auto``, every registered backend, then the aliases."""
+    return ("auto",) + tuple(_REGISTRY) + tuple(ALIASES)
+
+
+def canonical_name(name: str) -> str:
+    """The registered name of ``name`` (an alias resolved); RetinaFaceError listing the known ones."""
+    name = ALIASES.get(name, name)
+    if name != "auto" and name not in _REGISTRY:
+        raise RetinaFaceError(f"unknown backend {name!r}; expected one of: {', '.join(backend_names())}")
+    return name
 
 
 def tensorrt_available() -> bool:
@@ -57,7 +85,7 @@ class BackendRequest:
                   weights use it; an existing engine keeps the precision it was built with)
     input_size:   (W, H) of engines built automatically from weights (stretch / letterbox sizes)
     engine_cache: folder of engines built from weights (default :func:`runtime.backends.tensorrt.cache.default_engine_cache`)
-    postprocess:  a ``network.postprocess.PostprocessSettings`` to build the network with decoding and NMS
+    postprocess:  a :class:`retinaface_trt.thresholds.Thresholds` to build the network with decoding and NMS
                   inside (fixed ``input_size``), or None for the raw outputs
     threads:      CPU threads for the network and the pipeline's own work (None: one per core)
     int8:         a ``runtime.calibration.Int8Settings`` for precision "int8" (the executor runs the explicit
@@ -77,12 +105,10 @@ class BackendRequest:
 
 def create_backend(name: str = "auto", weights=None, engine=None, device: str | None = "cpu",
                    precision: str = "fp32", input_size=(640, 640), engine_cache=None, postprocess=None,
-                   threads: int | None = None, int8=None) -> Backend:
+                   threads: int | None = None, int8=None):
     """Build the backend called ``name`` from a weights file (.pth/.wts, or a state_dict) or an engine file."""
-    if name not in BACKENDS:
-        raise RetinaFaceError(f"unknown backend {name!r}; expected one of: {', '.join(BACKENDS)}")
-    if precision not in PRECISIONS:
-        raise RetinaFaceError(f"unknown precision {precision!r}; expected one of: {', '.join(PRECISIONS)}")
+    name = canonical_name(name)
+    check_precision(precision)
     from runtime.calibration import check_int8_request
 
     check_int8_request(precision, int8)
@@ -94,21 +120,20 @@ def create_backend(name: str = "auto", weights=None, engine=None, device: str | 
         torch.set_num_threads(threads)       # process-wide: the executor and the pipeline's torch work
     if name == "auto":
         name = _pick_auto(weights, engine)
-        if name == "torch" and _onnxruntime_is_faster(request):
-            name = "onnxruntime"
-        elif name == "torch":         # an engine given was checked and reported unused by _pick_auto
+        if name == "executor":       # an engine given was checked and reported unused by _pick_auto
+            name = _fastest_on_cpu(request) or name
             request = replace(request, engine=None)
-    backend = _BUILDERS[name](request)
+    backend = _REGISTRY[name].build(request)
     _warn_fp16_on_cpu(backend, precision)
     log.info("backend: %s on %s (%s, %s)", backend.name, backend.device, backend.cfg.name,
-             getattr(backend, "precision", precision))
+             backend.precision)
     return backend
 
 
 def _warn_fp16_on_cpu(backend, precision: str) -> None:
     """PyTorch's CPU kernels have no fast float16 convolutions: the network then takes seconds per photo where
     fp32 takes a fraction of one (a user measured 14 s against 0.2 s), which the user should hear about once."""
-    if precision == "fp16" and getattr(getattr(backend, "device", None), "type", None) == "cpu":
+    if precision == "fp16" and backend.device.type == "cpu":
         log.warning("fp16 on a CPU is emulated and runs many times slower than fp32 (seconds per image); "
                     "use --precision fp32 on a CPU, fp16 on a GPU")
 
@@ -125,7 +150,7 @@ def _pick_auto(weights, engine) -> str:
         raise RetinaFaceError(f"cannot run engine {engine}: {why}; pass --weights to use the PyTorch executor")
     if engine is not None:
         _unused_engine(engine, why)
-    return "torch"
+    return "executor"
 
 
 def _unused_engine(engine, why: str) -> None:
@@ -137,25 +162,26 @@ def _unused_engine(engine, why: str) -> None:
     log.warning("engine %s is not used (%s); running the PyTorch executor on the weights", engine, why)
 
 
-def _onnxruntime_is_faster(request: BackendRequest) -> bool:
-    """On a CPU, ONNX Runtime runs the float32 network in about half the executor's time (docs/benchmarks.md):
-    ``auto`` takes it for weights files when it is installed."""
+def _fastest_on_cpu(request: BackendRequest) -> str | None:
+    """The first installed backend of :data:`CPU_PREFERENCE` for float32 weights files on a CPU, else None
+    (the executor). The order is measured (docs/benchmarks.md: 640×640 ``detect`` on a 2-core CPU)."""
     import torch
 
-    on_cpu = (request.device or "auto").lower() == "cpu" or (
-        (request.device or "auto").lower() == "auto" and not torch.cuda.is_available())
+    device = (request.device or "auto").lower()
+    on_cpu = device == "cpu" or (device == "auto" and not torch.cuda.is_available())
     is_file = isinstance(request.weights, (str, os.PathLike)) and request.engine is None and not request.postprocess
-    return (on_cpu and is_file and request.precision == "fp32"
-            and importlib.util.find_spec("onnxruntime") is not None and importlib.util.find_spec("onnx") is not None)
+    if not (on_cpu and is_file and request.precision == "fp32"):
+        return None
+    return next((name for name in CPU_PREFERENCE if name in _REGISTRY and _REGISTRY[name].installed()), None)
 
 
-def _torch_backend(request: BackendRequest):
+def _executor_backend(request: BackendRequest):
     from runtime.backends.executor import ExecutorBackend
 
     if request.weights is None:
-        raise RetinaFaceError("the torch backend needs --weights (a .pth or .wts file), not an engine")
+        raise RetinaFaceError("the executor backend needs --weights (a .pth or .wts file), not an engine")
     if request.engine is not None:
-        _unused_engine(request.engine, "--backend torch runs the weights")
+        _unused_engine(request.engine, "--backend executor runs the weights")
     return ExecutorBackend(request.weights, device=request.device, precision=request.precision,
                            postprocess=request.postprocess, input_size=request.input_size, int8=request.int8)
 
@@ -166,7 +192,7 @@ def _tensorrt_backend(request: BackendRequest):
     fails its file checks (size, sha256, sidecar schema) is an error, never silently replaced."""
     if not tensorrt_available():
         raise RetinaFaceError(f"TensorRT is not installed: {install_hint('tensorrt')} "
-                              "(or use --backend torch, which needs no TensorRT)")
+                              "(or use --backend executor, which needs no TensorRT)")
     from runtime.backends.tensorrt.engine import TensorRTBackend
     from runtime.backends.tensorrt.sidecar import EngineMismatchError
 
@@ -194,18 +220,33 @@ def _cached_engine(request: BackendRequest):
                          int8=request.int8)
 
 
-def _onnxruntime_backend(request: BackendRequest):
-    from runtime.backends.onnxruntime import OnnxRuntimeBackend
-
+def onnx_model_of(request: BackendRequest, backend: str):
+    """The model file of a backend that runs the ONNX export (``--engine`` .onnx, or ``--weights``
+    .onnx/.pth/.wts), checked; float32 only. One RetinaFaceError line saying what is missing."""
     model = request.engine if request.engine is not None else request.weights
     if request.engine is None and isinstance(model, (str, os.PathLike)) and not os.path.isfile(model):
         raise RetinaFaceError(f"weights file {model} not found; expected a .pth or .wts file")
     if model is None or not isinstance(model, (str, os.PathLike)):
-        raise RetinaFaceError("the onnxruntime backend needs a model file: --engine MODEL.onnx "
+        raise RetinaFaceError(f"the {backend} backend needs a model file: --engine MODEL.onnx "
                               "(or --weights .onnx/.pth/.wts)")
     if request.precision != "fp32":
-        raise RetinaFaceError("the onnxruntime backend runs the float32 export; use --precision fp32")
-    return OnnxRuntimeBackend(model, device=request.device, threads=request.threads or 0)
+        raise RetinaFaceError(f"the {backend} backend runs the float32 export; use --precision fp32")
+    return model
 
 
-_BUILDERS = {"torch": _torch_backend, "tensorrt": _tensorrt_backend, "onnxruntime": _onnxruntime_backend}
+def _onnxruntime_backend(request: BackendRequest):
+    from runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+    return OnnxRuntimeBackend(onnx_model_of(request, "onnxruntime"), device=request.device,
+                              threads=request.threads or 0)
+
+
+register("tensorrt", _tensorrt_backend, needs=("tensorrt",))
+register("executor", _executor_backend)
+register("onnxruntime", _onnxruntime_backend, needs=("onnxruntime", "onnx"))
+register("openvino", "runtime.backends.openvino", needs=("openvino", "onnx"))
+
+# ``auto``'s choice for float32 weights on a CPU: the first installed, fastest first (measured on 640×640
+# ``detect``, docs/benchmarks.md). Each computes the float32 network to rounding (tests compare them).
+CPU_PREFERENCE = ("onnxruntime", "openvino")
+BACKENDS = backend_names()

@@ -27,6 +27,7 @@ import torch
 
 from retinaface_trt.errors import RetinaFaceError
 from runtime import device as _device
+from runtime.backends.base import Backend
 from runtime.device import SeenCounter, float32_convolutions, resolve_device
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "int8": torch.float32}   # int8: float32 activations
@@ -35,21 +36,21 @@ EMULATED = ("INT8 is emulated on the executor: quantize and dequantize run in fl
             "them, so detections show the accuracy of an INT8 engine built with these scales, not its speed")
 
 
-class ExecutorBackend:
-    """Backend protocol over the executor; any input size and batch (``fixed_input_size`` None).
+class ExecutorBackend(Backend):
+    """A backend over the executor; any input size and batch (``fixed_input_size`` None).
 
     weights:        a ``.pth`` / ``.wts`` path, or a ``{name: array}`` mapping (a state_dict as arrays)
     fold_batchnorm: fold BatchNorm into the convolutions (default True; False runs every layer as TensorRT
                     documents it, the executor's reference mode)
     channels_last:  NHWC activations (default: for fp16 on CUDA; see above)
-    postprocess:    a ``network.postprocess.PostprocessSettings``: decoding and NMS inside the network, as
+    postprocess:    a :class:`retinaface_trt.thresholds.Thresholds`: decoding and NMS inside the network, as
                     ``build --with-postprocess`` builds it, for a fixed ``input_size`` (W, H); ``infer`` then
                     returns (dets [N, D, 15], count [N])
     int8:           a ``runtime.calibration.Int8Settings``, needed by (and only by) ``precision="int8"``
     """
 
-    name = "torch"
-    fixed_input_size = None
+    name = "executor"
+    resize_hint = "use --postprocess pipeline (any size)"
 
     def __init__(self, weights, device: str | None = "cpu", precision: str = "fp32", *,
                  fold_batchnorm: bool = True, channels_last: bool | None = None, input_shape=(-1, 3, -1, -1),
@@ -66,7 +67,8 @@ class ExecutorBackend:
         arrays = _load(weights)
         self.device, self.precision = resolve_device(device), precision
         self.cfg = config_for_weights(arrays)
-        self.postprocess_in_network, self.postprocess_settings = postprocess is not None, postprocess
+        self.postprocess_in_network = postprocess is not None
+        self.postprocess_settings = postprocess.in_engine() if postprocess is not None else None
         # The in-network NMS has outputs of data-dependent size, which the executor sizes on the host.
         self.capturable = self.device.type == "cuda" and not self.postprocess_in_network
         self.input_dtype = DTYPES[precision]
@@ -94,17 +96,15 @@ class ExecutorBackend:
         self._names = (INPUT_NAME, DETECTION_NAMES if self.postprocess_in_network else OUTPUT_NAMES)
         self._shapes_seen = SeenCounter()
 
-    def infer(self, batch: torch.Tensor):
+    def infer_impl(self, batch: torch.Tensor):
         """[N, 3, H, W] (float32 or ``input_dtype``) on ``device`` → (loc [N, P, 4], conf [N, P, 2],
         landms [N, P, 10]) float32 on ``device``; with post-processing inside, (dets [N, D, 15], count [N])."""
-        if self._program is None:
-            raise RetinaFaceError("this backend was closed; create a new one")
         input_name, output_names = self._names
         with float32_convolutions(repeated=self._shapes_seen(tuple(batch.shape)) >= _device.CUDNN_TUNE_AFTER):
             outputs = self._program({input_name: batch})
         return tuple(outputs[name] for name in output_names)
 
-    def close(self) -> None:
+    def close_impl(self) -> None:
         self._program = None
         if self.device.type == "cuda":
             torch.cuda.empty_cache()

@@ -11,27 +11,27 @@ import os
 from pathlib import Path
 
 from retinaface_trt.errors import RetinaFaceError
+from runtime.backends.base import Backend
 from runtime.device import cpu_cores, resolve_device
 
 ONNX_SUFFIX = ".onnx"
 
 
-class OnnxRuntimeBackend:
-    """Backend protocol over one ``onnxruntime.InferenceSession``.
+class OnnxRuntimeBackend(Backend):
+    """A backend over one ``onnxruntime.InferenceSession``.
 
     model: an ``.onnx`` file, or ``.pth`` / ``.wts`` weights (exported in memory with dynamic N, H, W)
     ``fixed_input_size`` is (W, H) for a model exported at one size, None for a dynamic one.
     """
 
     name = "onnxruntime"
-    capturable = False
-    precision = "fp32"
+    resize_hint = "export with --dynamic"
 
     def __init__(self, model: str | os.PathLike, device: str | None = "cpu", threads: int = 0):
         ort = _import_onnxruntime()
         self.device = resolve_device(device)
-        proto = _load_proto(model)
-        self.cfg = _config_of(proto, model)
+        proto = load_onnx_model(model)
+        self.cfg = onnx_config(proto, model)
         options = ort.SessionOptions()
         options.intra_op_num_threads = int(threads) or cpu_cores()
         # Idle ONNX Runtime threads spin by default, and steal the cores PyTorch and OpenCV use between calls.
@@ -40,7 +40,7 @@ class OnnxRuntimeBackend:
         self._session = ort.InferenceSession(proto.SerializeToString(), options, providers=self._providers(ort))
         self._input = self._session.get_inputs()[0]
         self._outputs = _output_names(self._session)
-        self.fixed_input_size = _fixed_size(self._input.shape)
+        self.fixed_input_size = input_size_of(self._input.shape)
 
     def _providers(self, ort) -> list[str]:
         if self.device.type == "cpu":
@@ -50,28 +50,22 @@ class OnnxRuntimeBackend:
                                   "(pip install onnxruntime-gpu) or use --device cpu")
         return [("CUDAExecutionProvider", {"device_id": self.device.index or 0})]
 
-    def infer(self, batch):
+    def infer_impl(self, batch):
         """float32 [N, 3, H, W] → (loc [N, P, 4], conf [N, P, 2], landms [N, P, 10]) on ``device``."""
         import torch
 
-        if self._session is None:
-            raise RetinaFaceError("this backend was closed; create a new one")
         self._check(batch)
         array = batch.detach().to("cpu", torch.float32).contiguous().numpy()
         outputs = self._session.run(self._outputs, {self._input.name: array})
         return tuple(torch.from_numpy(o).to(self.device) for o in outputs)
 
     def _check(self, batch) -> None:
-        if self.fixed_input_size and tuple(batch.shape[2:]) != self.fixed_input_size[::-1]:
-            w, h = self.fixed_input_size
-            raise RetinaFaceError(f"this ONNX model takes {w}x{h} inputs, found {batch.shape[3]}x{batch.shape[2]}; "
-                                  "resize to that size or export with --dynamic")
         fixed_batch = self._input.shape[0]
         if isinstance(fixed_batch, int) and fixed_batch != batch.shape[0]:
             raise RetinaFaceError(f"this ONNX model takes batches of {fixed_batch}, found {batch.shape[0]}; "
                                   "export with --dynamic for other batch sizes")
 
-    def close(self) -> None:
+    def close_impl(self) -> None:
         self._session = None
 
 
@@ -84,7 +78,7 @@ def _import_onnxruntime():
     return onnxruntime
 
 
-def _load_proto(model):
+def load_onnx_model(model):
     """An ONNX file → ModelProto; weights → exported in memory (dynamic N, H, W)."""
     import onnx
 
@@ -93,7 +87,7 @@ def _load_proto(model):
     if not path.is_file():
         raise RetinaFaceError(f"model file {path} not found; expected an .onnx file (or .pth / .wts weights)")
     if path.suffix.lower() != ONNX_SUFFIX:
-        path = _exported(path)
+        path = exported_onnx(path)
     try:
         return onnx.load(str(path))
     except Exception as error:   # noqa: BLE001 - protobuf raises several types for a damaged file
@@ -101,7 +95,7 @@ def _load_proto(model):
                               "`retinaface-trt export-onnx`") from None
 
 
-def _exported(weights: Path) -> Path:
+def exported_onnx(weights: Path) -> Path:
     """The dynamic ONNX export of ``weights``, from the cache (:mod:`runtime.cache`) or made there now.
 
     Exporting takes seconds; the entry is keyed by the weights' sha256 and the project, torch and opset versions.
@@ -121,7 +115,7 @@ def _exported(weights: Path) -> Path:
     return target
 
 
-def _config_of(proto, model):
+def onnx_config(proto, model):
     """The RetinaFace configuration named in the model's metadata (written by ``export-onnx``)."""
     from network.config import get_config
     from wts_export.onnx_export import BACKBONE_KEY, model_backbone
@@ -143,7 +137,7 @@ def _output_names(session) -> list[str]:
     return list(OUTPUT_NAMES)
 
 
-def _fixed_size(shape) -> tuple[int, int] | None:
+def input_size_of(shape) -> tuple[int, int] | None:
     """(W, H) when both are fixed integers in the input shape [N, 3, H, W], else None."""
     height, width = shape[2], shape[3]
     return (width, height) if isinstance(height, int) and isinstance(width, int) else None

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 import torch
 
+from runtime.backends.base import Backend
 from runtime.device import resolve_device
 
 
-class PyTorchBackend:
-    """Backend protocol over :class:`wts_export.model.RetinaFace` (weights: a ``.pth`` / ``.wts`` path or arrays)."""
+class PyTorchBackend(Backend):
+    """A backend over :class:`wts_export.model.RetinaFace` (weights: a ``.pth`` / ``.wts`` path or arrays)."""
 
     name = "pytorch"
-    precision = "fp32"
-    fixed_input_size = None
-    capturable = False
 
     def __init__(self, weights, device: str | None = "cpu"):
         from wts_export.onnx_export import torch_model
@@ -26,10 +24,10 @@ class PyTorchBackend:
         self._model = torch_model(weights).to(self.device)
         self.cfg = self._model.cfg
 
-    def infer(self, batch: torch.Tensor):
+    def infer_impl(self, batch: torch.Tensor):
         """float32 [N, 3, H, W] → (loc [N, P, 4], conf [N, P, 2], landms [N, P, 10]) on ``device``."""
         with torch.inference_mode():
             return self._model(batch.to(self.device))
 
-    def close(self) -> None:
+    def close_impl(self) -> None:
         self._model = None

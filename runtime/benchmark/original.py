@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import torch
 
-from runtime.options import DetectionOptions
+from retinaface_trt.thresholds import Thresholds
 from runtime.preprocess import MEAN_BGR
 
 
@@ -49,7 +49,7 @@ def numpy_nms(dets: np.ndarray, threshold: float) -> list[int]:
 class OriginalPipeline:
     """``detect(bgr) -> dets [K, 15]`` in original pixels, with the model (wts_export RetinaFace) on ``device``."""
 
-    def __init__(self, model: torch.nn.Module, cfg, device, input_size=(640, 640), options=DetectionOptions()):
+    def __init__(self, model: torch.nn.Module, cfg, device, input_size=(640, 640), options=Thresholds()):
         self.model, self.cfg, self.device = model.to(device).eval(), cfg, torch.device(device)
         self.input_size, self.options = tuple(input_size), options
 

@@ -83,7 +83,7 @@ def _run_suite(name: str, precision: str, inputs: Inputs, config: BenchmarkConfi
             result.rows.append(Row(label, str(config.device), precision, case.batch, list(config.input_size),
                                    case.metric, notes=dict(case.notes), **stats))
             report(format_row(result.rows[-1]))
-        if config.layer_times and hasattr(timed.backend, "layer_times"):
+        if config.layer_times and timed.backend.profiles_layers:
             _layer_times(timed, precision, config, result, report)
     finally:
         timed.release()

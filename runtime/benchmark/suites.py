@@ -82,7 +82,7 @@ def backend_suite(name: str, inputs: Inputs) -> Suite:
     text = base64.b64encode(inputs.encoded[0]).decode("ascii")
     host, on_device = inputs.host_batch(inputs.batch), inputs.device_batch(inputs.batch)
     image, n = inputs.images[0], inputs.batch
-    notes = {"backend": backend.name, "cuda_graphs": original._graphs is not None}
+    notes = {"backend": backend.name, "cuda_graphs": original.cuda_graphs}
     cases = _model_cases(backend, inputs, notes)
     cases += [Case("detect_ms", 1, lambda: original.detect(image), {**notes, "resize": "original"}),
               Case("detect_ms", 1, lambda: stretch.detect(image), {**notes, "resize": "stretch"}),
@@ -98,8 +98,8 @@ def backend_suite(name: str, inputs: Inputs) -> Suite:
 def _model_cases(backend, inputs: Inputs, notes: dict) -> list[Case]:
     from runtime.device import GraphCache
 
-    dtype = getattr(backend, "input_dtype", torch.float32)
-    graphed = getattr(backend, "capturable", False) and inputs.device.type == "cuda"
+    dtype = backend.input_dtype
+    graphed = backend.capturable and inputs.device.type == "cuda"
     infer = GraphCache(backend.infer, capture_after=1) if graphed else None
     cases = []
     for count in (1, inputs.batch):
@@ -150,12 +150,16 @@ def compile_suite(inputs: Inputs) -> Suite:
 
 
 def _float_batch(inputs: Inputs, count: int, backend=None) -> torch.Tensor:
-    """``count`` images stretched to the input size as a network input (in ``backend``'s format, if given)."""
+    """``count`` images stretched to the input size as a network input (in ``backend``'s format, if given; the
+    default backend's otherwise)."""
+    from runtime.backends.base import Backend
     from runtime.preprocess import layout, network_input, place
 
+    backend = backend or Backend
+
     plan = layout((inputs.images[0].shape[1], inputs.images[0].shape[0]), "stretch", inputs.input_size)
-    return network_input(place(inputs.device_batch(count), plan), getattr(backend, "input_dtype", torch.float32),
-                         getattr(backend, "input_channels_last", False))
+    return network_input(place(inputs.device_batch(count), plan), backend.input_dtype,
+                         backend.input_channels_last)
 
 
 SUITES = {"baseline": baseline_suite, "compile": compile_suite}

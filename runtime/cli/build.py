@@ -12,6 +12,11 @@ from runtime.backends.tensorrt.compat import HARDWARE_COMPATIBILITY
 from runtime.cli import options
 
 
+INT8 = options.Int8Flags(build=True)
+THRESHOLDS = options.ThresholdFlags(optional=True, note=" (with --with-postprocess; defaults: detect.py's, top-k at "
+                                                         "most 3840, TensorRT's limit)")
+
+
 def add_parser(subparsers) -> None:
     build = subparsers.add_parser("build", help="build a TensorRT engine from .wts/.pth weights or an ONNX model",
                                   description="Build a TensorRT engine (plus ENGINE.json, its sidecar) on one "
@@ -31,7 +36,7 @@ def add_parser(subparsers) -> None:
     options.add_cuda_device_arg(build)
     _add_portability_args(build)
     _add_postprocess_args(build)
-    options.add_int8_args(build, build=True)
+    INT8.add(build)
     build.add_argument("--force", action="store_true", help="overwrite an existing engine")
     build.set_defaults(run=run_build)
 
@@ -65,24 +70,21 @@ def _add_postprocess_args(parser) -> None:
                             "and count [N] (fixed --input-size only; not with --int8-route implicit). TensorRT 10.x is "
                             "reported slower than 8.6 on data-dependent shapes such as NMS, and such engines are "
                             "not replayed from CUDA graphs: time both ways (docs/tensorrt.md)")
-    options.add_threshold_args(group, optional=True, note=" (with --with-postprocess; defaults: detect.py's, "
-                                                         "top-k at most 3840, TensorRT's limit)")
-
-
-_THRESHOLD_FLAGS = ("confidence_threshold", "nms_threshold", "top_k", "keep_top_k")
+    THRESHOLDS.add(group)
 
 
 def postprocess_settings(args: argparse.Namespace):
-    """The PostprocessSettings of ``--with-postprocess`` (defaults where a flag is not given), or None."""
-    given = {name: getattr(args, name) for name in _THRESHOLD_FLAGS if getattr(args, name) is not None}
+    """The engine's Thresholds of ``--with-postprocess`` (defaults where a flag is not given), or None."""
+    given = THRESHOLDS.given(args)
     if not args.with_postprocess:
         if given:
             flags = ", ".join("--" + name.replace("_", "-") for name in given)
             raise RetinaFaceError(f"{flags} only apply to an engine built --with-postprocess; add it or drop them")
         return None
-    from network import PostprocessSettings
+    from retinaface_trt.thresholds import Thresholds
 
-    return PostprocessSettings(**given)
+    thresholds = Thresholds(**given)         # a --top-k given is refused past the engine's limit, not clipped
+    return (thresholds.check_engine() if "top_k" in given else thresholds).in_engine()
 
 
 def build_options(args: argparse.Namespace):
@@ -94,7 +96,7 @@ def build_options(args: argparse.Namespace):
                          workspace_mib=args.workspace, timing_cache_dir=args.timing_cache,
                          version_compatible=args.version_compatible,
                          hardware_compatibility=args.hardware_compatibility, postprocess=postprocess_settings(args),
-                         int8=options.int8_settings(args, args.calibration_resize, args.input_size, args.precision))
+                         int8=INT8.parse(args, args.calibration_resize, args.input_size, args.precision))
     built.validate()
     return built
 

@@ -56,6 +56,10 @@ def _at_most(value: int, limit: int, name: str) -> int:
     return value
 
 
+DETECTOR = options.DetectorFlags()
+VIS = options.VisThresholdFlag()
+
+
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("detect", help="detect faces in images (detect.py pipeline)",
                               description="Detect faces in image files, folders and glob patterns with the "
@@ -67,10 +71,8 @@ def add_parser(subparsers) -> None:
     p.add_argument("inputs", nargs="+", metavar="INPUT",
                    help="image files, folders or glob patterns; or video files, stream URLs (rtsp://, http://) or a "
                         "camera index")
-    options.add_model_args(p)
-    options.add_pipeline_args(p)
-    options.add_int8_args(p)
-    options.add_vis_threshold_arg(p)
+    DETECTOR.add(p)
+    VIS.add(p)
     options.add_json_arg(p, "one record per image")
     p.add_argument("--save-dir", metavar="DIR",
                    help="write annotated copies here (created if missing; copies of earlier runs with the same "
@@ -113,7 +115,7 @@ def run(args) -> int:
     _check_batch(args)
     videos = [item for item in args.inputs if is_video_source(item)]
     if videos:
-        return video.run_videos(args, videos)
+        return video.run_videos(args, videos, DETECTOR.parse(args))
     _check_outputs(args)
     jobs = expand_inputs(args.inputs)  # [(path, error or None)], in input order
     _check_save_dir_holds_no_input(args.save_dir, jobs)
@@ -133,15 +135,16 @@ def _run_jobs(args, jobs, recorded, store, stack) -> tuple["Tally", float]:
     from runtime.jobs.workers import WorkerLost
 
     todo = [Task(i, path, error) for i, ((path, error), done) in enumerate(zip(jobs, recorded)) if not done]
+    detector = DETECTOR.parse(args)
     # the model is loaded here, and only when an input may be an image: a missing file is said at once
-    runner = stack.enter_context(_runner(args)) if any(t.error is None for t in todo) else None
+    runner = stack.enter_context(_runner(args, detector)) if any(t.error is None for t in todo) else None
     if runner is not None:
-        options.check_network(args, runner.cfg)
+        detector.model.check_network(runner.cfg)
     for folder in (args.save_dir, args.crops) if runner else ():  # only once the model loaded: a failed start
         if folder:                                                   # leaves nothing behind
             from retinaface_trt.fileio import make_dirs
             make_dirs(folder)
-    output, start = _InOrder(jobs, recorded, store, args, len(todo)), time.perf_counter()
+    output, start = _InOrder(jobs, recorded, store, Outputs.of(args), len(todo)), time.perf_counter()
     try:
         with output.json():
             for outcome in runner.run(todo) if runner else (failed(t, t.error) for t in todo):
@@ -154,7 +157,7 @@ def _run_jobs(args, jobs, recorded, store, stack) -> tuple["Tally", float]:
     return output.tally, time.perf_counter() - start
 
 
-def _runner(args):
+def _runner(args, detector: options.DetectorSettings):
     """The detector of this process (``--device``) or one worker process per device (``--devices``), as a
     context manager with ``cfg`` and ``run(tasks)`` (:mod:`runtime.jobs`)."""
     from runtime.jobs.tasks import JobSettings, default_read_threads
@@ -163,18 +166,18 @@ def _runner(args):
     workers = len(names) if names else 1
     from runtime.cli.video import anonymize_settings
 
-    settings = JobSettings(batch=args.batch, vis_threshold=args.vis_threshold, annotate=bool(args.save_dir),
+    settings = JobSettings(batch=args.batch, vis_threshold=VIS.parse(args), annotate=bool(args.save_dir),
                            read_threads=args.read_threads or default_read_threads(workers),
                            pixel_budget=args.pixel_budget and args.pixel_budget * 1_000_000,
                            anonymize=anonymize_settings(args), crop_size=args.crop_size if args.crops else None)
     if names:
         from runtime.jobs.workers import DetectorFactory, WorkerPool
 
-        return WorkerPool(names, DetectorFactory(options.detector_options(args)), settings)
+        return WorkerPool(names, DetectorFactory(detector.options()), settings)
     from runtime.detector import Detector
     from runtime.jobs.pipeline import InProcess
 
-    return InProcess(Detector.from_options(**options.detector_options(args)), settings)
+    return InProcess(Detector.from_options(**detector.options()), settings)
 
 
 def _check_batch(args) -> None:
@@ -292,17 +295,32 @@ class Tally:
     recorded_failed: int = 0
 
 
+@dataclass(frozen=True)
+class Outputs:
+    """Where records and annotated copies go (detect's output flags)."""
+
+    json_path: str | None
+    force: bool
+    save_dir: str | None
+    crops: str | None
+    quiet: bool
+
+    @classmethod
+    def of(cls, args: argparse.Namespace) -> "Outputs":
+        return cls(args.json_path, args.force, args.save_dir, args.crops, args.quiet)
+
+
 class _InOrder:
     """Writes the records in input order as outcomes arrive in any order: annotated copy, then ``--json-lines``
     line, then ``--json`` entry; a recorded input's stored record takes its place in ``--json``. Holds only the
     outcomes that arrived before an earlier input's (bounded by the images the runner has in flight)."""
 
-    def __init__(self, jobs, recorded: list[bool], store, args, todo: int):
+    def __init__(self, jobs, recorded: list[bool], store, outputs: Outputs, todo: int):
         from runtime.progress import Progress
 
-        self.jobs, self.recorded, self.store, self.args = jobs, recorded, store, args
+        self.jobs, self.recorded, self.store, self.outputs = jobs, recorded, store, outputs
         self.tally, self.used_names, self.crop_names = Tally(), set(), set()
-        self.progress = Progress(todo, "detect", enabled=todo > 1 and not args.quiet, unit="images")
+        self.progress = Progress(todo, "detect", enabled=todo > 1 and not outputs.quiet, unit="images")
         self._waiting: dict = {}
         self._position = 0
         self._write_json = None
@@ -310,12 +328,12 @@ class _InOrder:
     @contextlib.contextmanager
     def json(self):
         """While open, records also go to ``--json`` (written in full when it closes without an error)."""
-        if not self.args.json_path:
+        if not self.outputs.json_path:
             yield
             return
         from runtime.jobs.records import json_array
 
-        with json_array(self.args.json_path, force=self.args.force) as self._write_json:
+        with json_array(self.outputs.json_path, force=self.outputs.force) as self._write_json:
             yield
 
     def add(self, outcome) -> None:
@@ -343,12 +361,12 @@ class _InOrder:
         path, record = self.jobs[outcome.index][0], outcome.record
         if outcome.annotated is not None:
             try:
-                _save_annotated(path, outcome.annotated, self.args.save_dir, self.used_names)
+                _save_annotated(path, outcome.annotated, self.outputs.save_dir, self.used_names)
             except RetinaFaceError as failure:    # the copy failed: so did this input
                 record = error_record(path, str(failure))
         if outcome.crops and "error" not in record:
             try:
-                _save_crops(path, outcome.crops, self.args.crops, self.crop_names)
+                _save_crops(path, outcome.crops, self.outputs.crops, self.crop_names)
             except RetinaFaceError as failure:
                 record = error_record(path, str(failure))
         if "error" in record:
@@ -364,7 +382,7 @@ class _InOrder:
 
     def _stored(self, path: str) -> None:
         entry = self.store.entry(path)
-        if self.args.save_dir and not entry.failed:
+        if self.outputs.save_dir and not entry.failed:
             _annotated_name(path, self.used_names)     # the name its copy got in the earlier run stays taken
         if self._write_json:
             self._write_json(self.store.record(path))

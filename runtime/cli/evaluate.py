@@ -13,6 +13,8 @@ from pathlib import Path
 from retinaface_trt.errors import RetinaFaceError
 from runtime.cli import options
 
+DETECTOR = options.DetectorFlags()
+
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -24,9 +26,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--list", type=Path, help="evaluate only the images listed ('/<event>/<name>.jpg' lines)")
     parser.add_argument("--scale-manifest", type=Path,
                         help="manifest.tsv of resized images: map boxes back to original pixels")
-    options.add_model_args(parser)
-    options.add_pipeline_args(parser)
-    options.add_int8_args(parser)
+    DETECTOR.add(parser)
     parser.add_argument("--out", type=Path, default=Path("out/evaluate"),
                         help="output folder for predictions/, summary.json, pr_curves.png (default: out/evaluate)")
     parser.set_defaults(run=run)
@@ -62,12 +62,15 @@ def run(args: argparse.Namespace) -> int:
     keys = read_image_list(args.list) if args.list else None
     manifest = read_scale_manifest(args.scale_manifest) if args.scale_manifest else None
     keys, truth = check_inputs(args.images, ground_truth, keys, manifest)   # before the model loads: the usual traps
-    settings = options.detector_options(args)
+    chosen = DETECTOR.parse(args)
+    settings = chosen.options()
     from runtime.detector import Detector  # after the cheap checks: it may import torch or TensorRT
 
     with Detector.from_options(**settings) as detector:
-        options.check_network(args, detector.backend.cfg)
-        settings = {**settings, "input_size": list(args.input_size), "int8": _int8_record(settings["int8"], detector),
+        chosen.model.check_network(detector.backend.cfg)
+        thresholds = settings.pop("thresholds").as_dict()        # summary.json: the four fields, as before
+        settings = {**settings, **thresholds, "input_size": list(chosen.pipeline.input_size),
+                    "int8": _int8_record(settings["int8"], detector),
                     "scale_manifest": str(args.scale_manifest) if args.scale_manifest else None}
         summary = evaluate_checked(detector, args.images, truth, keys, manifest, args.out, settings,
                                    show_progress=not args.quiet)
@@ -81,4 +84,4 @@ def _int8_record(int8, detector) -> dict | None:
     """The INT8 settings for summary.json, and whether the INT8 network was emulated (the executor) or an engine."""
     if int8 is None:
         return None
-    return {**int8.describe(), "emulated": detector.backend.name == "torch"}
+    return {**int8.describe(), "emulated": detector.backend.name == "executor"}

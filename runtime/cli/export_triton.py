@@ -13,13 +13,18 @@ from runtime.cli import options
 
 
 
+MODEL = options.ModelFlags()
+PIPELINE = options.PipelineFlags(resize_default="letterbox")
+VIS = options.VisThresholdFlag(drawn=False)
+
+
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("export-triton", help="write a Triton model repository (ensemble of pre, network, post)",
                               description=options.description(__doc__))
-    options.add_model_args(p)
+    MODEL.add(p)
     p.add_argument("-o", "--output", required=True, metavar="REPO", help="the repository folder to write")
-    options.add_pipeline_args(p, resize_default="letterbox")
-    options.add_vis_threshold_arg(p, drawn=False)
+    PIPELINE.add(p)
+    VIS.add(p)
     triton = p.add_argument_group("triton")
     triton.add_argument("--max-batch", type=options.count,
                         help="max_batch_size of every model (default: the engine's largest batch; 16 with --weights)")
@@ -33,12 +38,11 @@ def add_parser(subparsers) -> None:
 
 def export_options(args):
     """The :class:`ExportOptions` given by the flags."""
-    from runtime.options import DetectionOptions
     from runtime.serve.triton.repository import ExportOptions
 
-    detection = DetectionOptions(args.confidence_threshold, args.top_k, args.nms_threshold, args.keep_top_k)
-    return ExportOptions(resize=args.resize, input_size=args.input_size, detection=detection,
-                         vis_threshold=args.vis_threshold, max_pixels=args.max_pixels, max_batch=args.max_batch,
+    pipeline = PIPELINE.parse(args)
+    return ExportOptions(resize=pipeline.resize, input_size=pipeline.input_size, detection=pipeline.thresholds,
+                         vis_threshold=VIS.parse(args), max_pixels=args.max_pixels, max_batch=args.max_batch,
                          max_delay_us=args.max_delay_ms * 1000, instances=args.instances, precision=args.precision)
 
 
@@ -54,10 +58,11 @@ def _instance_device(device: str) -> str:
 def run(args) -> int:
     from runtime.serve.triton.repository import write_repository
 
-    path = write_repository(args.output, engine=args.engine, weights=args.weights, options=export_options(args),
-                            force=args.force, backend=args.backend, device=_instance_device(args.device),
-                            engine_cache=args.engine_cache)
-    route = "TensorRT plan" if args.engine or args.backend == "tensorrt" else "Python backend"
+    model = MODEL.parse(args)
+    path = write_repository(args.output, engine=model.engine, weights=model.weights, options=export_options(args),
+                            force=args.force, backend=model.backend, device=_instance_device(model.device),
+                            engine_cache=model.engine_cache)
+    route = "TensorRT plan" if model.engine or model.backend == "tensorrt" else "Python backend"
     print(f"wrote Triton model repository {path} ({route}); serve it with: tritonserver --model-repository "
           f"{path}")
     return 0

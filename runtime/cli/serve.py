@@ -15,6 +15,8 @@ from runtime.serve import settings as defaults
 
 _SERVICE = defaults.ServeSettings()
 CPU_MAX_BATCH = 1      # docs/serving.md's load figure: on a 2-core CPU, batches cost more per image than one image
+DETECTOR = options.DetectorFlags(int8=False)
+VIS = options.VisThresholdFlag(drawn=False)
 
 
 _port = options.argparse_type(defaults.check_port, "port")
@@ -23,9 +25,8 @@ _port = options.argparse_type(defaults.check_port, "port")
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("serve", help="HTTP service: base64 or image bytes in, the SDK's JSON out",
                               description=options.description(__doc__))
-    options.add_model_args(p)
-    options.add_pipeline_args(p)
-    options.add_vis_threshold_arg(p, drawn=False)
+    DETECTOR.add(p)
+    VIS.add(p)
     group = p.add_argument_group("service")
     group.add_argument("--host", default=defaults.DEFAULT_HOST,
                        help=f"address to listen on (default {defaults.DEFAULT_HOST}: this machine only)")
@@ -48,13 +49,11 @@ def add_parser(subparsers) -> None:
 
 def serve_settings(args: argparse.Namespace) -> defaults.ServeSettings:
     """The :class:`ServeSettings` given by the service and pipeline flags."""
-    from runtime.options import DetectionOptions
-
-    detection = DetectionOptions(args.confidence_threshold, args.top_k, args.nms_threshold, args.keep_top_k)
+    detection = DETECTOR.pipeline.thresholds.parse(args)
     return defaults.ServeSettings(max_batch=args.max_batch or _default_max_batch(args.device),
                                   max_delay_ms=args.max_delay_ms,
                                   max_queue=args.max_queue, max_body_mib=args.max_body_mib,
-                                  shutdown_timeout_s=args.shutdown_timeout, vis_threshold=args.vis_threshold,
+                                  shutdown_timeout_s=args.shutdown_timeout, vis_threshold=VIS.parse(args),
                                   detection=detection)
 
 
@@ -89,7 +88,7 @@ def _serve(args, settings, sock) -> None:
     from runtime.serve.server import serve_forever, url_of, uvicorn_server
 
     width, height = args.input_size
-    with Detector.from_options(**options.detector_options(args)) as detector:
+    with Detector.from_options(**DETECTOR.parse(args).options()) as detector:
         app = create_app(detector, settings, warmup=np.zeros((height, width, 3), np.uint8))
         server = uvicorn_server(app, settings.shutdown_timeout_s, verbose=args.verbose > 0)
         print(f"retinaface-trt serve: listening on {url_of(sock)} (POST /v1/detect; SIGINT or SIGTERM "

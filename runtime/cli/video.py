@@ -103,8 +103,9 @@ def expand_videos(videos: list[str]) -> list[str]:
     return found
 
 
-def run_videos(args, videos: list[str]) -> int:
-    """Run every video source of ``detect``; return the exit status (1 when a source failed or was cut short)."""
+def run_videos(args, videos: list[str], chosen: options.DetectorSettings) -> int:
+    """Run every video source of ``detect`` with the detector ``chosen`` by its flags; return the exit status (1
+    when a source failed or was cut short)."""
     import time
 
     from retinaface_trt.fileio import check_output_dir, check_writable, make_dirs
@@ -125,8 +126,8 @@ def run_videos(args, videos: list[str]) -> int:
                              anonymize_settings(args), args.crops, args.crop_size, progress=not args.quiet)
     failed = frames = faces = 0
     with contextlib.ExitStack() as stack:
-        detector = stack.enter_context(Detector.from_options(**options.detector_options(args)))
-        options.check_network(args, detector.backend.cfg)
+        detector = stack.enter_context(Detector.from_options(**chosen.options()))
+        chosen.model.check_network(detector.backend.cfg)
         for folder in (args.save_dir, args.crops):
             if folder:
                 make_dirs(folder)

@@ -29,6 +29,7 @@ from runtime.postprocess import box_iou
 
 IOU_THRESHOLD = 0.5
 NUM_THRESHOLDS = 1000
+SCORE = 4       # the score's column in WIDER FACE's prediction rows [N, 5] (x, y, w, h, score)
 
 
 def score_thresholds(n: int = NUM_THRESHOLDS) -> np.ndarray:
@@ -42,13 +43,13 @@ def normalise_scores(predictions: Mapping[str, np.ndarray]) -> dict[str, np.ndar
     If every score is equal there is nothing to scale: the scores become 1.0 (the official tool
     divides by zero there).
     """
-    scores = [rows[:, 4] for rows in predictions.values() if len(rows)]
+    scores = [rows[:, SCORE] for rows in predictions.values() if len(rows)]
     low, high = (min(s.min() for s in scores), max(s.max() for s in scores)) if scores else (0.0, 1.0)
     span = high - low
     normalised = {}
     for key, rows in predictions.items():
         rows = np.array(rows, dtype=np.float64).reshape(-1, 5)
-        rows[:, 4] = (rows[:, 4] - low) / span if span > 0 else 1.0
+        rows[:, SCORE] = (rows[:, SCORE] - low) / span if span > 0 else 1.0
         normalised[key] = rows
     return normalised
 
@@ -123,7 +124,7 @@ def evaluate_setting(predictions: Mapping[str, np.ndarray], ground_truth: Mappin
         if len(rows) == 0 or len(image.boxes) == 0:
             continue
         recalled, counted = match_image(rows, image.boxes, image.keep[setting])
-        counts += image_pr_counts(rows[:, 4], recalled, counted, thresholds)
+        counts += image_pr_counts(rows[:, SCORE], recalled, counted, thresholds)
     precision = np.divide(counts[:, 1], counts[:, 0], out=np.zeros(len(counts)), where=counts[:, 0] > 0)
     recall = counts[:, 1] / faces if faces else np.zeros(len(counts))
     return {"ap": voc_ap(recall, precision), "faces": faces, "precision": precision, "recall": recall}
@@ -138,6 +139,6 @@ def evaluate_predictions(predictions: Mapping[str, np.ndarray],
     Returns {setting: {"ap", "faces", "precision", "recall"}} for easy, medium and hard.
     """
     normalised = normalise_scores(predictions)
-    ordered = {k: r[np.argsort(-r[:, 4], kind="stable")] for k, r in normalised.items()}
+    ordered = {k: r[np.argsort(-r[:, SCORE], kind="stable")] for k, r in normalised.items()}
     thresholds = score_thresholds(num_thresholds)
     return {s: evaluate_setting(ordered, ground_truth, s, thresholds) for s in SETTINGS}

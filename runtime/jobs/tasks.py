@@ -2,7 +2,7 @@
 
 Records are :mod:`runtime.face`'s: ``{"image", "width", "height", "faces"}`` with the faces scoring at least the
 vis threshold, or ``{..., "error"}`` for an input that could not be processed, made from the detections array at
-once (:func:`runtime.face.array_record`); Face objects only for annotated copies.
+once (:func:`runtime.face.report`); Face objects only for annotated copies.
 """
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from runtime.face import DEFAULT_VIS_THRESHOLD, array_record, error_record, faces_from_array
+from retinaface_trt import detections
+from runtime.face import DEFAULT_VIS_THRESHOLD, error_record, report
 
 # Images of one canvas size wait this long for more of their size before running as a smaller batch, in seconds.
 MAX_WAIT_S = 0.01
@@ -117,17 +118,14 @@ def default_read_threads(workers: int = 1) -> int:
 def detected(task: Task, image: np.ndarray, dets: np.ndarray, settings: JobSettings) -> Outcome:
     """The outcome of ``task`` from its BGR ``image`` [H, W, 3] and its detections float32 [K, 15]
     (:meth:`runtime.detector.Detector.detect_arrays`, by score)."""
-    shown = dets[dets[:, 4] >= settings.vis_threshold]
-    record = array_record(task.path, image.shape[1], image.shape[0], dets, settings.vis_threshold)
-    copy = None
-    if settings.annotate:
-        copy = annotated_copy(task.path, image, faces_from_array(shown), settings.anonymize, shown)
+    shown = report(task.path, image.shape[1], image.shape[0], dets, settings.vis_threshold)
+    copy = annotated_copy(task.path, image, shown.faces, settings.anonymize, shown.rows) if settings.annotate else None
     crops = ()
     if settings.crop_size:
         from runtime.align import encoded_crops
 
-        crops = tuple(encoded_crops(image, shown[:, 5:15], settings.crop_size))
-    return Outcome(task.index, record, copy, crops)
+        crops = tuple(encoded_crops(image, detections.landmarks(shown.rows), settings.crop_size))
+    return Outcome(task.index, shown.record, copy, crops)
 
 
 def failed(task: Task, message: str) -> Outcome:
@@ -144,5 +142,5 @@ def annotated_copy(path: str, bgr: np.ndarray, faces, anonymize=None, dets=None)
     if anonymize is not None:
         from runtime.anonymize import anonymized
 
-        return encode_like(os.path.basename(path), anonymized(bgr, dets[:, :4], anonymize))
+        return encode_like(os.path.basename(path), anonymized(bgr, detections.boxes(dets), anonymize))
     return encode_like(os.path.basename(path), draw_faces(bgr, faces))

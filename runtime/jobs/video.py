@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from retinaface_trt import detections
 from retinaface_trt.errors import RetinaFaceError
 from runtime.align import DEFAULT_CROP_SIZE
 from runtime.face import DEFAULT_VIS_THRESHOLD
@@ -100,7 +101,7 @@ def _hidden_or_drawn(image, last, anonymize):
     if anonymize is not None:
         from runtime.anonymize import anonymized
 
-        return anonymized(image, last.dets[:, :4], anonymize)
+        return anonymized(image, detections.boxes(last.dets), anonymize)
     from runtime.draw import draw_faces
 
     return draw_faces(image, last.faces)
@@ -114,5 +115,5 @@ def _write_crops(item, source: str, settings: VideoSettings) -> None:
     from runtime.video import output_name
 
     stem = os.path.splitext(output_name(source))[0]
-    for k, data in enumerate(encoded_crops(item.image, item.dets[:, 5:15], settings.crop_size)):
+    for k, data in enumerate(encoded_crops(item.image, detections.landmarks(item.dets), settings.crop_size)):
         write_bytes_atomic(os.path.join(settings.crops_dir, f"{stem}_f{item.index:06d}_{k}.png"), data)

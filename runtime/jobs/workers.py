@@ -52,7 +52,7 @@ class WorkerLost(RetinaFaceError):
 @dataclass(frozen=True)
 class DetectorFactory:
     """``factory(device)`` → ``Detector.from_options(**options, device=device)``: each worker builds its own
-    detector from the same options (:func:`runtime.cli.options.detector_options`)."""
+    detector from the same options (``DetectorSettings.options()`` of :mod:`runtime.cli.options`)."""
 
     options: dict
 

@@ -136,13 +136,14 @@ def _clamp(size, low, high) -> tuple[int, int]:
 
 def _postprocess(width: int, height: int):
     """detect.py's thresholds inside the engine; keep_top_k at most the candidates of a small input."""
-    from network import PostprocessSettings
     from network.config import MOBILENET_0_25
     from runtime.priors import prior_boxes
 
-    defaults = PostprocessSettings()
+    from retinaface_trt.thresholds import Thresholds
+
+    defaults = Thresholds().in_engine()
     priors = len(prior_boxes(MOBILENET_0_25, height, width))     # the same steps for both backbones
-    return PostprocessSettings(keep_top_k=min(defaults.keep_top_k, defaults.top_k, priors))
+    return Thresholds(top_k=defaults.top_k, keep_top_k=min(defaults.keep_top_k, defaults.top_k, priors))
 
 
 def chosen_cases(backbones, precisions, sizes: Sizes = Sizes(), patterns=None, full: bool = False) -> list[Case]:

@@ -211,12 +211,13 @@ class _StandInEngine(_Runner):
     typed float16 graph TensorRT 10 and 11 get (:func:`network.populate_network` with ``half=True``)."""
 
     def __init__(self, recipe: dict, model, device):
-        from network import DETECTION_NAMES, INPUT_NAME, OUTPUT_NAMES, PostprocessSettings, populate_network
+        from network import DETECTION_NAMES, INPUT_NAME, OUTPUT_NAMES, populate_network
+        from retinaface_trt.thresholds import Thresholds
         from network.executor import Program, trt as executor
         from runtime.backends.tensorrt.compat import precision_plan
         from runtime.priors import prior_boxes
 
-        settings = PostprocessSettings(**recipe["postprocess"]) if recipe["postprocess"] else None
+        settings = Thresholds(**recipe["postprocess"]) if recipe["postprocess"] else None
         height, width = recipe["input_shape"][2:]
         half = precision_plan(executor, recipe["precision"]).half_graph
         self.network = executor.Builder(executor.Logger()).create_network(0)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
+from retinaface_trt import detections as record
 from runtime.selftest.checks import (CANDIDATE_SCORE, FACE_IOU, FACE_SCORE, LANDMARK_FRACTION, SCORE_MARGIN, Candidates,
                                      Faces)
 
@@ -55,8 +56,8 @@ def face_agreement(engine: list, reference: list) -> Faces:
 def _image_faces(engine: torch.Tensor, reference: torch.Tensor) -> Faces:
     from runtime.compare import match_faces
 
-    faces = lambda d: d[d[:, 4] >= FACE_SCORE]                          # noqa: E731
-    candidates = lambda d: d[d[:, 4] >= FACE_SCORE - SCORE_MARGIN]      # noqa: E731
+    faces = lambda d: record.at_least(d, FACE_SCORE)                          # noqa: E731
+    candidates = lambda d: record.at_least(d, FACE_SCORE - SCORE_MARGIN)      # noqa: E731
     found, score_r, points_r = match_faces(faces(reference), candidates(engine), FACE_IOU)
     kept, score_e, points_e = match_faces(faces(engine), candidates(reference), FACE_IOU)
     return Faces(len(faces(reference)), len(faces(engine)), found, kept, max(score_r, score_e),
@@ -72,14 +73,14 @@ def decoded_rows(outputs, priors: torch.Tensor, width: int, height: int, varianc
     loc, conf, landms = (t.detach().float().cpu() for t in outputs)
     boxes = decode_boxes(loc, priors, variances) * torch.tensor([width, height] * 2, dtype=torch.float32)
     points = decode_landmarks(landms, priors, variances) * torch.tensor([width, height] * 5, dtype=torch.float32)
-    return torch.cat((boxes, conf[..., 1:2], points), dim=2)
+    return record.join(boxes, conf[..., 1], points, torch)
 
 
 def candidate_agreement(engine: torch.Tensor, reference: torch.Tensor) -> Candidates:
     """Prior by prior: ``engine`` and ``reference`` decoded rows [N, P, 15] (see :func:`decoded_rows`)."""
     total = Candidates()
     for mine, theirs in zip(engine, reference):
-        chosen = torch.maximum(mine[:, 4], theirs[:, 4]) >= CANDIDATE_SCORE
+        chosen = torch.maximum(record.scores(mine), record.scores(theirs)) >= CANDIDATE_SCORE
         total = total.add(_pairs(mine[chosen], theirs[chosen], _paired_iou(mine[chosen], theirs[chosen])))
     return total
 
@@ -94,8 +95,8 @@ def row_agreement(engine: list, reference: torch.Tensor) -> Candidates:
     for mine, theirs in zip(engine, reference):
         if len(mine) == 0:
             continue
-        overlaps = torch.nan_to_num(box_iou(mine[:, :4], theirs[:, :4]), nan=0.0)          # [K, P]
-        apart = (mine[:, None, 4] - theirs[None, :, 4]).abs()
+        overlaps = torch.nan_to_num(box_iou(record.boxes(mine), record.boxes(theirs)), nan=0.0)          # [K, P]
+        apart = (record.scores(mine)[:, None] - record.scores(theirs)[None, :]).abs()
         close = torch.where(overlaps >= FACE_IOU, apart, torch.full_like(apart, float("inf"))).argmin(dim=1)
         partner = torch.where(overlaps.max(dim=1).values >= FACE_IOU, close, overlaps.argmax(dim=1))
         total = total.add(_pairs(mine, theirs[partner], overlaps.gather(1, partner[:, None])[:, 0]))
@@ -106,7 +107,8 @@ def _paired_iou(a: torch.Tensor, b: torch.Tensor, chunk: int = 1024) -> torch.Te
     """IoU of a[i] with b[i] (the project's one IoU, :func:`runtime.postprocess.box_iou`, in chunks)."""
     from runtime.postprocess import box_iou
 
-    parts = [box_iou(a[i:i + chunk, :4], b[i:i + chunk, :4]).diagonal() for i in range(0, len(a), chunk)]
+    parts = [box_iou(record.boxes(a[i:i + chunk]), record.boxes(b[i:i + chunk])).diagonal()
+             for i in range(0, len(a), chunk)]
     return torch.nan_to_num(torch.cat(parts) if parts else a.new_zeros(0), nan=0.0)
 
 
@@ -114,9 +116,10 @@ def _pairs(mine: torch.Tensor, theirs: torch.Tensor, iou: torch.Tensor) -> Candi
     """Agreement of row pairs (mine[i], theirs[i]) whose box IoU is ``iou[i]``."""
     if len(mine) == 0:
         return Candidates()
-    score = (mine[:, 4] - theirs[:, 4]).abs()
-    side = torch.maximum(theirs[:, 2] - theirs[:, 0], theirs[:, 3] - theirs[:, 1]).clamp_min(1.0)
-    points = (mine[:, 5:].reshape(-1, 5, 2) - theirs[:, 5:].reshape(-1, 5, 2)).norm(dim=2).amax(dim=1) / side
+    score = (record.scores(mine) - record.scores(theirs)).abs()
+    box = record.boxes(theirs)
+    side = torch.maximum(box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]).clamp_min(1.0)
+    points = (record.landmark_points(mine) - record.landmark_points(theirs)).norm(dim=2).amax(dim=1) / side
     agree = (iou >= FACE_IOU) & (score <= SCORE_MARGIN) & (points <= LANDMARK_FRACTION)
     return Candidates(len(mine), int(agree.sum()), float(iou.min()), float(score.max()), float(points.max()))
 
@@ -124,13 +127,13 @@ def _pairs(mine: torch.Tensor, theirs: torch.Tensor, iou: torch.Tensor) -> Candi
 # One run ---------------------------------------------------------------------------------------------
 def pipeline(outputs, cfg, height: int, width: int, options=None) -> tuple[list, list[int]]:
     """detect.py's post-processing of raw outputs: ([dets [K, 15] per image], [K per image])."""
-    from runtime.options import DetectionOptions
+    from retinaface_trt.thresholds import Thresholds
     from runtime.postprocess import detect_faces_batch
     from runtime.priors import prior_tensor
 
     loc, conf, landms = (t.float() for t in outputs)
     dets, counts = detect_faces_batch(loc, conf, landms, prior_tensor(cfg, height, width), width, height,
-                                      options or DetectionOptions(), cfg.variance)
+                                      options or Thresholds(), cfg.variance)
     counts = [int(c) for c in counts]
     return [dets[i, :c] for i, c in enumerate(counts)], counts
 
@@ -152,17 +155,14 @@ def compare_outputs(shape, outputs, reference, cfg) -> RunResult:
 def compare_detections(shape, outputs, reference, cfg, settings) -> RunResult:
     """An engine with post-processing inside (``outputs`` = (dets [N, D, 15], count [N])) against the pipeline's
     post-processing of the reference outputs with the engine's thresholds (``settings``:
-    :class:`network.PostprocessSettings`)."""
-    from runtime.options import DetectionOptions
+    a :class:`retinaface_trt.thresholds.Thresholds`)."""
     from runtime.priors import prior_tensor
 
     _, height, width = shape
     dets, count = outputs
     counts = [int(c) for c in count.reshape(-1)]
     engine = [dets[i, :max(c, 0)].float() for i, c in enumerate(counts)]
-    options = DetectionOptions(settings.confidence_threshold, settings.top_k, settings.nms_threshold,
-                               settings.keep_top_k)
-    expected, expected_counts = pipeline(reference, cfg, height, width, options)
+    expected, expected_counts = pipeline(reference, cfg, height, width, settings)
     rows = decoded_rows(reference, prior_tensor(cfg, height, width), width, height, cfg.variance)
     return RunResult(tuple(shape), None, face_agreement(engine, expected), row_agreement(engine, rows),
                      {"engine": counts, "pipeline": expected_counts})

@@ -7,9 +7,9 @@ import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from network.config import BACKBONES
 from retinaface_trt.errors import RetinaFaceError
 
-BACKBONES = ("mobilenet0.25", "resnet50")
 SEED = 0
 
 

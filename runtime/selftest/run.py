@@ -21,7 +21,7 @@ from retinaface_trt.errors import RetinaFaceError
 from runtime.selftest import checks
 from runtime.selftest.cases import Case, Sizes, chosen_cases
 
-BACKENDS = ("tensorrt", "torch")     # real TensorRT, or the dry run on the executor
+BACKENDS = ("tensorrt", "executor", "torch")   # real TensorRT, or the dry run on the executor (torch: its old name)
 DEFAULT_BUDGET = 600.0               # seconds one case may take (build included) before the run stops
 
 
@@ -277,7 +277,8 @@ def _check_arguments(backend: str, precisions, budget: float) -> None:
         raise RetinaFaceError(f"the time budget of a case must be a positive number of seconds, found {budget}")
 
     if backend not in BACKENDS:
-        raise RetinaFaceError(f"selftest runs on the tensorrt backend or the torch dry run, not {backend!r}")
+        raise RetinaFaceError(f"selftest runs on the tensorrt backend or the executor dry run (--backend executor, "
+                              f"or torch), not {backend!r}")
     bad = [p for p in precisions if p not in FLOAT_PRECISIONS]
     if bad or not precisions:
         raise RetinaFaceError(f"precisions must be some of {', '.join(FLOAT_PRECISIONS)}, found {list(precisions)}")

@@ -1,7 +1,7 @@
 """The ASGI app (Starlette): ``POST /v1/detect``, ``GET /healthz``, ``GET /readyz``, ``GET /metrics``.
 
 ``POST /v1/detect`` answers with the SDK's JSON record, byte for byte what ``Engine.infer`` returns for
-the same image and thresholds (:func:`runtime.face.image_record`), or with ``{"error": "<one line>"}`` and:
+the same image and thresholds (:func:`runtime.face.report`), or with ``{"error": "<one line>"}`` and:
 
 * 400: a body that is not what :mod:`runtime.serve.requests` describes, or an image the SDK refuses
   (its one-line message: invalid base64, not an image, too many pixels, ...);
@@ -34,7 +34,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from retinaface_trt.errors import RetinaFaceError
-from runtime.face import image_record, to_json
+from runtime.face import report, to_json
 from runtime.serve import requests
 from runtime.serve.batcher import MicroBatcher, ShuttingDown
 from runtime.serve.metrics import CONTENT_TYPE, ServeMetrics
@@ -136,7 +136,7 @@ async def _detect_record(service: Service, request: Request) -> dict:
     parsed, bgr = await run_in_threadpool(_parse_and_decode, service, kind, body, dict(request.query_params))
     dets = await asyncio.wrap_future(service.batcher.submit(bgr))
     overrides = parsed.overrides
-    return image_record(parsed.name, bgr.shape[1], bgr.shape[0], overrides.select(dets), overrides.vis_threshold)
+    return report(parsed.name, bgr.shape[1], bgr.shape[0], overrides.select(dets), overrides.vis_threshold).record
 
 
 def _parse_and_decode(service: Service, kind: str, body: bytes, query: dict):

@@ -23,7 +23,7 @@ from typing import Mapping
 import numpy as np
 
 from retinaface_trt.errors import RetinaFaceError
-from runtime.face import Face, faces_from_array
+from retinaface_trt import detections
 from runtime.options import check_count, check_probability
 
 JSON_TYPE = "application/json"
@@ -49,11 +49,10 @@ class Overrides:
     confidence_threshold: float
     keep_top_k: int
 
-    def select(self, dets: np.ndarray) -> list[Face]:
-        """The faces reported with these thresholds, from the detector's own, looser, detections [K, 15]
-        (by score): those it would keep with them, then those at or above ``vis_threshold``."""
-        kept = dets[dets[:, 4] > self.confidence_threshold][:self.keep_top_k]
-        return faces_from_array(kept[kept[:, 4] >= self.vis_threshold])
+    def select(self, dets: np.ndarray) -> np.ndarray:
+        """The detections [K, 15] a detector run with these thresholds keeps, from the detector's own, looser,
+        detections (by score); the vis threshold is applied after, by :func:`runtime.face.report`."""
+        return detections.above(dets, self.confidence_threshold)[:self.keep_top_k]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 from retinaface_trt.errors import RetinaFaceError
 from runtime.face import DEFAULT_VIS_THRESHOLD
-from runtime.options import DetectionOptions, check_count, check_probability
+from retinaface_trt.thresholds import Thresholds
+from runtime.options import check_count, check_probability
 
 DEFAULT_HOST = "127.0.0.1"   # loopback: exposing the service is a decision the user takes with --host
 DEFAULT_PORT = 8000
@@ -51,7 +52,7 @@ class ServeSettings:
     retry_after_s: int = 1
     shutdown_timeout_s: int = 30
     vis_threshold: float = DEFAULT_VIS_THRESHOLD
-    detection: DetectionOptions = field(default_factory=DetectionOptions)
+    detection: Thresholds = field(default_factory=Thresholds)
 
     def __post_init__(self):
         for name in ("max_batch", "max_queue", "max_body_mib", "retry_after_s"):
@@ -59,8 +60,8 @@ class ServeSettings:
         for name in ("max_delay_ms", "shutdown_timeout_s"):
             object.__setattr__(self, name, check_count(name, getattr(self, name), low=0))
         object.__setattr__(self, "vis_threshold", check_probability("vis_threshold", self.vis_threshold))
-        if not isinstance(self.detection, DetectionOptions):
-            raise RetinaFaceError(f"detection must be a DetectionOptions, found {type(self.detection).__name__}")
+        if not isinstance(self.detection, Thresholds):
+            raise RetinaFaceError(f"detection must be a Thresholds, found {type(self.detection).__name__}")
 
     @property
     def max_body_bytes(self) -> int:

@@ -118,7 +118,7 @@ def _expect_error(ctx: Context, error: type, returning_none: str, call) -> None:
 def scenario_builder(ctx: Context, populate, weights, cfg, network_factory=None) -> None:
     """The hand-built route: fp32/fp16 × fixed/dynamic size, portable builds, a refused and an accepted
     timing cache, and the network with post-processing inside, all through the checked stand-ins."""
-    from network import PostprocessSettings
+    from retinaface_trt.thresholds import Thresholds
     from runtime.backends.tensorrt.build import BuildOptions, build_serialized
     from runtime.backends.tensorrt.compat import tensorrt_logger
 
@@ -137,7 +137,7 @@ def scenario_builder(ctx: Context, populate, weights, cfg, network_factory=None)
         variants = [dict(precision=p, **sizes) for p in ("fp32", "fp16")
                     for sizes in ({}, {"min_size": (320, 320), "max_size": (1024, 1024)})]
         variants += [dict(version_compatible=True, hardware_compatibility=h) for h in hardware]
-        variants += [dict(precision=p, input_size=(320, 256), postprocess=PostprocessSettings(keep_top_k=200))
+        variants += [dict(precision=p, input_size=(320, 256), postprocess=Thresholds(keep_top_k=200).in_engine())
                      for p in ("fp32", "fp16")]
         for variant in variants:
             options = BuildOptions(timing_cache_dir=Path(tmp), **variant)
@@ -153,7 +153,7 @@ def _int8_builds(shim, weights, cfg, populate, folder: Path) -> None:
     where the version has it."""
     import torch
 
-    from network import PostprocessSettings
+    from retinaface_trt.thresholds import Thresholds
     from network.quantize import QuantizationPlan
     from runtime.backends.tensorrt.build import BuildOptions, build_serialized
     from runtime.backends.tensorrt.calibrator import entropy_calibrator
@@ -164,7 +164,7 @@ def _int8_builds(shim, weights, cfg, populate, folder: Path) -> None:
     plan = QuantizationPlan({point: 1.0 + i / 8 for i, point in enumerate(points)})
     settings = Int8Settings(folder, count=16, keep=("fpn.merge*", "body.stage2.5.*"))
     for variant in ({}, {"min_size": (320, 320), "max_size": (1024, 1024)},
-                    {"input_size": (320, 256), "postprocess": PostprocessSettings(keep_top_k=200)}):
+                    {"input_size": (320, 256), "postprocess": Thresholds(keep_top_k=200).in_engine()}):
         options = BuildOptions(precision="int8", timing_cache_dir=folder, int8=settings, **variant)
         build_serialized(shim, weights, cfg, options, DEVICE, populate=populate, quantization=plan)
     if version_facts(shim).calibrator:

@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from network.config import MOBILENET_0_25
+from runtime.backends.base import Backend
 
 
-class ReplayBackend:
-    """Backend protocol over stored raw outputs for one 640×640 input; records the batches it saw."""
+class ReplayBackend(Backend):
+    """A backend over stored raw outputs for one 640×640 input; records the batches it saw."""
 
     name = "replay"
     cfg = MOBILENET_0_25
@@ -24,16 +25,12 @@ class ReplayBackend:
         self.reference = reference
         self.fixed_input_size = fixed_input_size
         self.batches: list[torch.Tensor] = []
-        self.closed = False
 
-    def infer(self, batch: torch.Tensor):
+    def infer_impl(self, batch: torch.Tensor):
         self.batches.append(batch)
         n = batch.shape[0]
         return tuple(torch.from_numpy(self.reference[key]).expand(n, -1, -1)
                      for key in ("loc_640", "conf_640", "landms_640"))
-
-    def close(self) -> None:
-        self.closed = True
 
 
 @pytest.fixture

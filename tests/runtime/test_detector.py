@@ -44,7 +44,7 @@ def test_original_batch_runs_each_size_separately(crowd_reference):
     sizes = []
 
     class SizeRecorder(ReplayBackend):
-        def infer(self, batch):
+        def infer_impl(self, batch):
             sizes.append(tuple(batch.shape))
             n, _, h, w = batch.shape
             p = sum(-(-h // s) * -(-w // s) * 2 for s in (8, 16, 32))
@@ -108,10 +108,11 @@ def test_postprocess_network_needs_a_model_that_has_it(replay_backend):
 
 
 def test_thresholds_must_be_the_networks(mnet_pth):
-    from network.postprocess import PostprocessSettings
+    from retinaface_trt.thresholds import Thresholds
     from runtime.backends.executor import ExecutorBackend
 
-    backend = ExecutorBackend(str(mnet_pth), postprocess=PostprocessSettings(), input_size=(160, 160))
+    backend = ExecutorBackend(str(mnet_pth), postprocess=Thresholds().in_engine(), input_size=(160, 160))
     with pytest.raises(RetinaFaceError, match="thresholds"):
-        Detector(backend, resize="stretch", input_size=(160, 160), postprocess="network", nms_threshold=0.3)
+        Detector(backend, resize="stretch", input_size=(160, 160), postprocess="network",
+                 thresholds=Thresholds(nms_threshold=0.3))
     assert Detector(backend, resize="stretch", input_size=(160, 160), postprocess="network").postprocess == "network"

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from runtime import postprocess
-from runtime.options import DetectionOptions
+from retinaface_trt.thresholds import Thresholds
 from runtime.postprocess import box_iou, detect_faces, detect_faces_batch, greedy_nms
 
 needs_triton = pytest.mark.skipif(importlib.util.find_spec("triton") is None,
@@ -131,20 +131,20 @@ def test_detections_are_sorted_and_above_the_confidence(crowd_reference):
 
 def test_keep_top_k_caps_the_count(crowd_reference):
     priors = torch.from_numpy(crowd_reference["priors_640"])
-    dets, counts = detect_faces_batch(*_raw(crowd_reference), priors, 640, 640, DetectionOptions(keep_top_k=7))
+    dets, counts = detect_faces_batch(*_raw(crowd_reference), priors, 640, 640, Thresholds(keep_top_k=7))
     assert dets.shape == (1, 7, 15) and int(counts[0]) == 7
     np.testing.assert_array_equal(dets[0].numpy(), crowd_reference["dets_640_in640coords"][:7])
 
 
 def test_more_candidates_than_top_k(crowd_reference):
     priors = torch.from_numpy(crowd_reference["priors_640"])
-    dets = detect_faces(*(t[0] for t in _raw(crowd_reference)), priors, 640, 640, DetectionOptions(top_k=1))
+    dets = detect_faces(*(t[0] for t in _raw(crowd_reference)), priors, 640, 640, Thresholds(top_k=1))
     assert dets.shape == (1, 15) and float(dets[0, 4]) == crowd_reference["conf_640"][0, :, 1].max()
 
 
 def test_zero_candidates_give_zero_counts_and_zero_rows(crowd_reference):
     priors = torch.from_numpy(crowd_reference["priors_640"])
-    dets, counts = detect_faces_batch(*_raw(crowd_reference), priors, 640, 640, DetectionOptions(confidence_threshold=1.0))
+    dets, counts = detect_faces_batch(*_raw(crowd_reference), priors, 640, 640, Thresholds(confidence_threshold=1.0))
     assert counts.tolist() == [0] and dets.shape == (1, 750, 15) and not dets.any()
 
 
@@ -165,7 +165,7 @@ def test_equal_scores_keep_prior_order(crowd_reference):
     priors = torch.from_numpy(crowd_reference["priors_640"])
     loc, conf, landms = (t[0].clone() for t in _raw(crowd_reference))
     conf[:, 1] = torch.where(conf[:, 1] > 0.5, torch.tensor(0.75), conf[:, 1])
-    dets = detect_faces(loc, conf, landms, priors, 640, 640, DetectionOptions(nms_threshold=1.0))
+    dets = detect_faces(loc, conf, landms, priors, 640, 640, Thresholds(nms_threshold=1.0))
     tied = dets[dets[:, 4] == 0.75]
     assert len(tied) > 1
     expected = postprocess.decode_boxes(loc[conf[:, 1] == 0.75], priors[conf[:, 1] == 0.75]) * 640
@@ -179,7 +179,7 @@ def test_device_strategy_equals_host_strategy(crowd_reference, tmp_path):
     raw = [t.contiguous().numpy() for t in _raw(crowd_reference)]
     found = interpreted(tmp_path, **{"strategy.loc": raw[0], "strategy.conf": raw[1], "strategy.landms": raw[2],
                                      "strategy.priors": priors.numpy(), "strategy.top_k": np.int64(400)})
-    host, host_counts = detect_faces_batch(*_raw(crowd_reference), priors, 640, 640, DetectionOptions(top_k=400))
+    host, host_counts = detect_faces_batch(*_raw(crowd_reference), priors, 640, 640, Thresholds(top_k=400))
     assert found["strategy.counts"].tolist() == host_counts.tolist()
     assert np.array_equal(found["strategy.dets"], host.numpy())
 

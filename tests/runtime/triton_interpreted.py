@@ -17,7 +17,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from runtime import _nms_triton, postprocess  # noqa: E402
-from runtime.options import DetectionOptions  # noqa: E402
+from retinaface_trt.thresholds import Thresholds  # noqa: E402
 
 
 def main(source: str, target: str) -> None:
@@ -30,7 +30,7 @@ def main(source: str, target: str) -> None:
     if "strategy.loc" in data:
         postprocess.nms_sorted = _nms_triton.nms_sorted       # the device strategy, on CPU tensors
         tensors = [torch.from_numpy(data[f"strategy.{k}"]) for k in ("loc", "conf", "landms", "priors")]
-        options = DetectionOptions(top_k=int(data["strategy.top_k"]))
+        options = Thresholds(top_k=int(data["strategy.top_k"]))
         dets, counts = postprocess._detect_device(*tensors, 640, 640, options, (0.1, 0.2))
         results.update({"strategy.dets": dets.numpy(), "strategy.counts": counts.numpy()})
     np.savez(target, **results)

@@ -130,3 +130,27 @@ def test_build_model_checks_the_values(mnet_state):
     broken = dict(mnet_state, **{"LandmarkHead.0.conv1x1.bias": torch.full((20,), float("nan"))})
     with pytest.raises(RetinaFaceError, match=r"'LandmarkHead\.0\.conv1x1\.bias' has 20 value\(s\) that are not finite"):
         build_model(broken)
+
+
+@pytest.mark.parametrize("where", ["wts_export", "network", "config"])
+def test_a_backbone_outside_the_registry_fails_loudly_everywhere(where):
+    """A third configuration name must not silently become ResNet-50 (wts_export.model had a ternary)."""
+    import dataclasses
+
+    from network.config import BACKBONES, MOBILENET_0_25
+
+    third = dataclasses.replace(MOBILENET_0_25, name="efficientnet")
+    with pytest.raises(RetinaFaceError, match="efficientnet"):
+        if where == "wts_export":
+            from wts_export.model import RetinaFace
+
+            RetinaFace(third)
+        elif where == "network":
+            from network.backbones import backbone_builder
+
+            backbone_builder(third.name)
+        else:
+            from network.config import get_config
+
+            get_config(third.name)
+    assert "efficientnet" not in BACKBONES

@@ -207,7 +207,7 @@ def test_cli_opset_out_of_range_is_a_usage_error(mnet_pth, tmp_path, capsys, ops
 def test_cli_opset_bounds_are_torchs():
     from torch.onnx import _constants
 
-    from runtime.cli.onnx import MAX_OPSET
+    from runtime.cli.export_onnx import MAX_OPSET
     assert MAX_OPSET == _constants.ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET
 
 

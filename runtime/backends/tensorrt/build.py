@@ -27,7 +27,9 @@ from typing import Callable, Mapping
 
 import numpy as np
 
-from network import INPUT_NAME, PostprocessSettings
+from network import INPUT_NAME
+from network.config import PRECISIONS
+from retinaface_trt.thresholds import Thresholds
 from retinaface_trt import __version__
 from retinaface_trt.errors import RetinaFaceError
 from retinaface_trt.fileio import check_writable, write_bytes_atomic
@@ -50,7 +52,7 @@ class BuildOptions:
     timing_cache_dir: Path | None = None          # folder of timing caches (one per TensorRT version + GPU)
     version_compatible: bool = False              # runs on later TensorRT versions (lean runtime embedded)
     hardware_compatibility: str = "none"          # "none", "ampere+" or "same-cc"
-    postprocess: PostprocessSettings | None = None   # decoding and NMS inside the engine (fixed size only)
+    postprocess: Thresholds | None = None   # decoding and NMS inside the engine (fixed size only)
     int8: object = None                           # runtime.calibration.Int8Settings of precision "int8"
 
     @property
@@ -78,8 +80,8 @@ class BuildOptions:
             raise RetinaFaceError(f"the profile must satisfy 0 < min <= opt <= max per dimension, found "
                                   f"min {p['min']}, opt {p['opt']}, max {p['max']} (NCHW); fix "
                                   "--opt-batch/--max-batch or --min-size/--input-size/--max-size")
-        if self.precision not in ("fp32", "fp16", "int8"):
-            raise RetinaFaceError(f"--precision must be fp32, fp16 or int8, not {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise RetinaFaceError(f"--precision must be {', '.join(PRECISIONS)}, not {self.precision!r}")
         from runtime.calibration import check_int8_request
 
         check_int8_request(self.precision, self.int8)
@@ -243,7 +245,7 @@ def sidecar_info(trt, options: BuildOptions, built: dict, backbone: str, weights
         "version_compatible": options.version_compatible, "hardware_compatibility": options.hardware_compatibility,
     }
     if options.postprocess is not None:
-        info["postprocess"] = options.postprocess.as_dict()
+        info["postprocess"] = options.postprocess.in_engine().as_dict()
     if options.int8 is not None:
         info["int8"] = {**options.int8.describe(), **({"calibration": built["calibration"]} if "calibration" in built
                                                      else {})}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from network import PostprocessSettings
+from retinaface_trt.thresholds import Thresholds
 from retinaface_trt import __version__
 from retinaface_trt.errors import RetinaFaceError
 from runtime.backends.tensorrt import compat as trt_compat
@@ -21,18 +21,18 @@ def default_engine_cache() -> Path:
 
 def engine_cache_key(weights_sha256: str, tensorrt_version: str, gpu: str, precision: str,
                      input_size: tuple[int, int], max_batch: int, project_version: str = __version__,
-                     postprocess: PostprocessSettings | None = None, int8: dict | None = None) -> str:
+                     postprocess: Thresholds | None = None, int8: dict | None = None) -> str:
     """16 hex digits identifying one cached engine. The project version is part of it: a new release may
     build a different network from the same weights. ``int8``: the calibration (its key's digest) and the
     quantization settings of an INT8 engine."""
-    settings = postprocess.as_dict() if postprocess is not None else None
+    settings = postprocess.in_engine().as_dict() if postprocess is not None else None
     return entry_key(weights_sha256, project_version, tensorrt_version, gpu, precision, list(input_size),
                      max_batch, settings, *([int8] if int8 is not None else []))
 
 
 def ensure_engine(weights: str | Path, cache_dir: str | Path, precision: str = "fp32",
                   input_size: tuple[int, int] = (640, 640), max_batch: int = 8, device_index: int = 0,
-                  trt=None, postprocess: PostprocessSettings | None = None, int8=None) -> Path:
+                  trt=None, postprocess: Thresholds | None = None, int8=None) -> Path:
     """Return a usable engine for ``weights`` from ``cache_dir``, building it there first if needed.
 
     The engine is built on, and labelled with, CUDA device ``device_index``. The file name carries

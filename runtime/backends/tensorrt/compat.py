@@ -130,8 +130,9 @@ def precision_plan(trt, precision: str, onnx: bool = False, int8_route: str = "e
     strongly typed where possible; FP16 by weak typing + FP16 flag on 8.6 and 10.x; refused on 11.x.
     INT8 (hand-built only): see the module docstring.
     """
-    if precision not in ("fp32", "fp16", "int8"):
-        raise RetinaFaceError(f"precision must be 'fp32', 'fp16' or 'int8', not {precision!r}")
+    from network.config import check_precision
+
+    check_precision(precision)
     if precision == "int8":
         return _int8_plan(trt, onnx, int8_route)
     facts, half = version_facts(trt), precision == "fp16"

@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Mapping
 
 from network import DETECTION_NAMES, INPUT_NAME, OUTPUT_NAMES
-from network.postprocess import PostprocessSettings
+from retinaface_trt.thresholds import Thresholds
 from retinaface_trt.errors import RetinaFaceError
+from runtime.backends.base import Backend
 from runtime.backends.tensorrt import compat as trt_compat
 from runtime.backends.tensorrt import sidecar
 
@@ -304,7 +305,7 @@ def _uint8():
     return torch.uint8
 
 
-class TensorRTBackend:
+class TensorRTBackend(Backend):
     """Runs one serialized RetinaFace engine on one CUDA device (see the module docstring for the lifecycle).
 
     Attributes: ``name`` ("tensorrt"), ``cfg`` (:class:`network.config.RetinaFaceConfig`), ``device``
@@ -339,6 +340,8 @@ class TensorRTBackend:
     """
 
     name = "tensorrt"
+    profiles_layers = True
+    resize_hint = "rebuild with --min-size/--max-size"
 
     def __init__(self, engine_path: str | Path, device="cuda", trt=None, cuda: TorchCuda | None = None):
         self.info, plan = sidecar.check_engine_file(engine_path)    # first: a damaged file is named as such
@@ -366,7 +369,7 @@ class TensorRTBackend:
         h, w = info["input_shape"][2:]
         self.fixed_input_size = (w, h) if w > 0 and h > 0 else None
         self.postprocess_in_network = "postprocess" in info
-        self.postprocess_settings = PostprocessSettings(**info["postprocess"]) if self.postprocess_in_network else None
+        self.postprocess_settings = Thresholds(**info["postprocess"]) if self.postprocess_in_network else None
         self.capturable = not self.postprocess_in_network
 
     def _open(self, plan: bytes) -> None:
@@ -461,7 +464,7 @@ class TensorRTBackend:
         return spare is not None
 
     # Running ------------------------------------------------------------------------------------------
-    def infer(self, batch):
+    def infer_impl(self, batch):
         """Run ``batch``; see the class docstring for the contract. Returns views valid until the next call."""
         self._check(batch)
         cuda, stream = self._cuda, self._handles.stream
@@ -492,18 +495,12 @@ class TensorRTBackend:
     def _check(self, batch) -> None:
         import torch
 
-        if self._handles.context is None:
-            raise RetinaFaceError("this TensorRT backend was closed; create a new one")
         if not (isinstance(batch, torch.Tensor) and batch.dim() == 4 and batch.shape[1] == 3
                 and batch.dtype == torch.float32 and self._cuda.is_on(batch, self.device)):
             found = (f"{tuple(batch.shape)} {batch.dtype} on {batch.device}" if isinstance(batch, torch.Tensor)
                      else type(batch).__name__)
             raise RetinaFaceError(f"the TensorRT backend expects a float32 tensor [N, 3, H, W] on {self.device}, "
                                   f"found {found}")
-        if self.fixed_input_size and tuple(batch.shape[2:]) != self.fixed_input_size[::-1]:
-            w, h = self.fixed_input_size
-            raise RetinaFaceError(f"this engine was built for {w}x{h} inputs, found {batch.shape[3]}x"
-                                  f"{batch.shape[2]}; resize to {w}x{h} or rebuild with --min-size/--max-size")
 
     # Diagnostics --------------------------------------------------------------------------------------
     def layer_times(self, batch, repeats: int = 10) -> dict[str, float]:
@@ -512,6 +509,7 @@ class TensorRTBackend:
         Runs on a second execution context (so the main one stays as ``infer`` left it, CUDA-graph-safe),
         synchronising after each run; the outputs of the last ``infer`` are overwritten.
         """
+        self.check_batch(batch)
         self._check(batch)
         if repeats < 1:
             raise RetinaFaceError(f"repeats must be ≥ 1, found {repeats}")
@@ -531,21 +529,15 @@ class TensorRTBackend:
 
     def layer_information(self) -> str:
         """TensorRT's per-layer description of the engine (JSON text) at the profile's optimal shape."""
-        if self._handles.context is None:
-            raise RetinaFaceError("this TensorRT backend was closed; create a new one")
+        self.check_batch(None)
         with self._cuda.scope(self.device):
             self._set_shape(self._eager, self._profile[1])
             return engine_information(self._trt, self._handles.engine, self._eager.context)
 
     # Lifecycle ----------------------------------------------------------------------------------------
-    def close(self) -> None:
-        """Release the execution context, engine, runtime and buffers; safe to call twice."""
+    def close_impl(self) -> None:
+        """Release the execution context, engine, runtime and buffers."""
         self._finalizer()
         self._eager = None
         self._cuda.release(self.device)
 
-    def __enter__(self) -> "TensorRTBackend":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()

@@ -30,6 +30,7 @@ from typing import Callable
 
 from retinaface_trt.errors import RetinaFaceError
 from retinaface_trt.fileio import write_text_atomic
+from network.config import BACKBONES, PRECISIONS
 from runtime.backends.tensorrt.compat import HARDWARE_COMPATIBILITY, version_tuple
 
 SIDECAR_FORMAT = 1
@@ -109,13 +110,19 @@ def _outputs(v) -> bool:
 
 
 def _postprocess(v) -> bool:
-    from network.postprocess import PostprocessSettings
+    from retinaface_trt.thresholds import Thresholds
 
     try:
-        PostprocessSettings(**v)
+        Thresholds(**v).check_engine()      # what an engine was built with is within its limits
+        return True
     except (TypeError, RetinaFaceError):
         return False
-    return True
+
+
+def _one_of(names) -> str:
+    """'"a", "b" or "c"'."""
+    quoted = [f'"{name}"' for name in names]
+    return f"{', '.join(quoted[:-1])} or {quoted[-1]}" if len(quoted) > 1 else quoted[0]
 
 
 def _choice(*values) -> Callable:
@@ -140,8 +147,8 @@ SCHEMA: dict[str, tuple[Callable, str, bool]] = {     # key: (check, what it mus
     "gpu_name": (_text, "the GPU's name", True),
     "compute_capability": (lambda v: isinstance(v, str) and re.fullmatch(r"\d+\.\d+", v) is not None,
                            "\"major.minor\" such as \"8.9\"", True),
-    "backbone": (_choice("mobilenet0.25", "resnet50"), "\"mobilenet0.25\" or \"resnet50\"", True),
-    "precision": (_choice("fp32", "fp16", "int8"), "\"fp32\", \"fp16\" or \"int8\"", True),
+    "backbone": (_choice(*BACKBONES), _one_of(BACKBONES), True),
+    "precision": (_choice(*PRECISIONS), _one_of(PRECISIONS), True),
     "input_name": (_text, "a tensor name", True),
     "input_shape": (_nchw, "a list [N, 3, H, W] of integers (-1 = dynamic)", True),
     "profile": (_profile, "{\"min\", \"opt\", \"max\"} NCHW shapes of positive integers", True),

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 from retinaface_trt.errors import RetinaFaceError
 from runtime.face import DEFAULT_VIS_THRESHOLD
-from runtime.options import (DEFAULT_INPUT_SIZE, DEFAULT_MAX_PIXELS, DetectionOptions, check_count,
+from retinaface_trt.thresholds import Thresholds
+from runtime.options import (DEFAULT_INPUT_SIZE, DEFAULT_MAX_PIXELS, check_count,
                              check_input_size, check_probability, check_resize)
 from runtime.serve import triton as names
 from runtime.serve.triton.pbtxt import Enum
@@ -34,7 +35,7 @@ class ExportOptions:
 
     resize: str = "letterbox"
     input_size: tuple[int, int] = DEFAULT_INPUT_SIZE
-    detection: DetectionOptions = field(default_factory=DetectionOptions)
+    detection: Thresholds = field(default_factory=Thresholds)
     vis_threshold: float = DEFAULT_VIS_THRESHOLD
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_batch: int | None = None

@@ -12,9 +12,10 @@ import json
 
 import numpy as np
 
-from runtime.face import Face
+from retinaface_trt import detections
+from runtime.face import Face, reported_rows
 from runtime.postprocess import detect_faces_batch
-from runtime.options import DetectionOptions
+from retinaface_trt.thresholds import Thresholds
 
 
 def parameters(model_config) -> dict[str, str]:
@@ -42,7 +43,7 @@ def prepare(encoded, resize: str, input_size: tuple[int, int], max_pixels: int) 
 
 
 def postprocess(outputs: tuple[np.ndarray, np.ndarray, np.ndarray], transforms: np.ndarray, cfg,
-                input_size: tuple[int, int], options: DetectionOptions, vis_threshold: float) -> list:
+                input_size: tuple[int, int], options: Thresholds, vis_threshold: float) -> list:
     """Network outputs (loc [N, P, 4], conf [N, P, 2], landms [N, P, 10]) → per image (boxes [K, 4],
     scores [K], landmarks [K, 10]) in original pixels, score ≥ ``vis_threshold``, by score descending."""
     import torch
@@ -56,10 +57,10 @@ def postprocess(outputs: tuple[np.ndarray, np.ndarray, np.ndarray], transforms: 
     dets, counts = detect_faces_batch(loc, conf, landms, priors, width, height, options, cfg.variance)
     faces = []
     for rows, count, row in zip(dets.numpy(), counts.tolist(), transforms):
-        rows = rows[:count][rows[:count, 4] >= vis_threshold]
+        rows = reported_rows(rows[:count], vis_threshold)
         transform = Transform(*(float(v) for v in row))   # Python floats: the arithmetic of the Detector
-        faces.append((transform.boxes_to_original(rows[:, :4]), rows[:, 4].copy(),
-                      transform.boxes_to_original(rows[:, 5:15])))
+        faces.append((transform.boxes_to_original(detections.boxes(rows)), detections.scores(rows).copy(),
+                      transform.boxes_to_original(detections.landmarks(rows))))
     return faces
 
 

@@ -8,12 +8,18 @@ import torch
 
 from retinaface_trt.errors import RetinaFaceError
 from runtime import backends
+from runtime.backends.base import Backend
 from runtime.device import resolve_device
 
 
-def test_unknown_backend_is_refused():
-    with pytest.raises(RetinaFaceError, match="auto, tensorrt, torch, onnxruntime"):
-        backends.create_backend("openvino", weights="w.pth")
+def test_unknown_backend_is_refused_with_the_known_names():
+    with pytest.raises(RetinaFaceError, match="auto, tensorrt, executor, onnxruntime, openvino, torch"):
+        backends.create_backend("tflite", weights="w.pth")
+
+
+def test_torch_is_the_executor_s_old_name(mnet_pth):
+    with backends.create_backend("torch", weights=str(mnet_pth), device="cpu") as backend:
+        assert backend.name == "executor"
 
 
 def test_tensorrt_missing_names_the_install_command(monkeypatch):
@@ -68,7 +74,7 @@ def test_weights_of_the_wrong_backbone_are_refused(mnet_pth):
         ExecutorBackend(weights, device="cpu")
 
 
-class _FakeTensorRTBackend:
+class _FakeTensorRTBackend(Backend):
     """Stands in for runtime.backends.tensorrt.engine.TensorRTBackend: engines named 'stale*' were built elsewhere."""
 
     def __init__(self, engine, device="cuda"):

@@ -12,16 +12,17 @@ ROW_KEYS = {"backend", "device", "precision", "batch", "input_size", "metric", "
 def test_benchmark_times_what_users_call(mnet_pth, shared_dir, tmp_path, capsys):
     out = tmp_path / "bench.json"
     image = str(shared_dir / "images" / "astronaut_512x512.png")
-    code = main(["benchmark", "--weights", str(mnet_pth), "--device", "cpu", "--backend", "torch",
+    code = main(["benchmark", "--weights", str(mnet_pth), "--device", "cpu", "--backend", "executor",
                  "--batch", "2", "--input-size", "160x128", "--warmup", "1", "--repeats", "2", "--baseline",
                  "--image", image, "--json", str(out)])
     assert code == 0
     report = json.loads(out.read_text())
     assert report["env"]["timer"] == "time.perf_counter" and report["env"]["torch"] and report["failures"] == []
     metrics = {(r["backend"], r["metric"], r["batch"], r["notes"].get("resize")) for r in report["rows"]}
-    assert {("torch", "model_ms", 1, None), ("torch", "model_ms", 2, None), ("torch", "detect_ms", 1, "original"),
-            ("torch", "detect_ms", 1, "stretch"), ("torch", "sdk_ms", 1, None),
-            ("torch", "images_per_s", 2, "stretch"), ("baseline", "detect_ms", 1, "stretch")} <= metrics
+    assert {("executor", "model_ms", 1, None), ("executor", "model_ms", 2, None),
+            ("executor", "detect_ms", 1, "original"), ("executor", "detect_ms", 1, "stretch"),
+            ("executor", "sdk_ms", 1, None), ("executor", "images_per_s", 2, "stretch"),
+            ("baseline", "detect_ms", 1, "stretch")} <= metrics
     assert all(ROW_KEYS <= set(r) and r["input_size"] == [160, 128] and r["repeats"] == 2 for r in report["rows"])
     assert "warm-up" in capsys.readouterr().out
 
@@ -44,7 +45,7 @@ def test_a_failing_backend_keeps_the_rows_already_measured(mnet_pth, tmp_path, m
                  "--backend", "tensorrt", "--batch", "1", "--input-size", "96x96", "--warmup", "0",
                  "--repeats", "1", "--json", str(out)])
     report = json.loads(out.read_text())
-    assert code == 1 and any(r["backend"] == "torch" for r in report["rows"])
+    assert code == 1 and any(r["backend"] == "executor" for r in report["rows"])      # torch: its old name
     assert len(report["failures"]) == 1 and report["failures"][0].startswith("tensorrt")
     assert "tensorrt" in capsys.readouterr().err
 
@@ -65,6 +66,7 @@ def test_layer_times_are_reported_for_a_backend_that_has_them(mnet_pth, monkeypa
         return {"body.stage1.0.0": 0.25, "fpn.merge1.0": 0.5}
 
     monkeypatch.setattr(ExecutorBackend, "layer_times", layer_times, raising=False)
+    monkeypatch.setattr(ExecutorBackend, "profiles_layers", True)
     assert main(["benchmark", "--weights", str(mnet_pth), "--device", "cpu", "--backend", "torch", "--batch", "1",
                  "--input-size", "96x96", "--warmup", "0", "--repeats", "1", "--layer-times"]) == 0
     out = capsys.readouterr().out

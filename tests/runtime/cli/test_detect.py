@@ -420,14 +420,19 @@ def test_records_do_not_pile_up_whatever_the_number_of_images(replayed, crowd_co
 
     small = tmp_path / "small.png"
     cv2.imwrite(str(small), cv2.resize(cv2.imread(str(crowd_copy)), (64, 40)))
-    peaks, real = [], tasks.array_record
+    peaks, real = [], tasks.report
     for count in (10, 60):
         folder = tmp_path / f"n{count}"
         folder.mkdir()
         for i in range(count):
             os.symlink(small, folder / f"{i:04d}.png")
         live = LiveCount()
-        monkeypatch.setattr(tasks, "array_record", lambda *a, **k: live.track(Record(real(*a, **k))))
+        def tracked(*args, **kwargs):
+            shown = real(*args, **kwargs)
+            shown.record = live.track(Record(shown.record))
+            return shown
+
+        monkeypatch.setattr(tasks, "report", tracked)
         assert replayed(str(folder), "--json", str(tmp_path / f"o{count}.json"), "--batch", "4", "-q") == 0
         assert len(json.loads((tmp_path / f"o{count}.json").read_text())) == count
         peaks.append(live.peak)

@@ -6,6 +6,7 @@ import argparse
 
 import pytest
 
+from retinaface_trt.errors import RetinaFaceError
 from runtime.cli import options
 
 
@@ -25,16 +26,26 @@ def test_probability_refuses_out_of_range(text):
         options.probability(text)
 
 
-def test_detector_options_maps_every_flag_of_the_groups():
+def test_the_detector_flags_parse_into_typed_settings_mapping_every_flag():
+    from retinaface_trt.thresholds import Thresholds
+
     parser = argparse.ArgumentParser()
-    options.add_model_args(parser)
-    options.add_pipeline_args(parser)
-    args = parser.parse_args(["--weights", "w.pth", "--top-k", "10", "--input-size", "320x240"])
-    mapped = options.detector_options(args)
-    assert (mapped["weights"], mapped["top_k"], mapped["input_size"]) == ("w.pth", 10, (320, 240))
+    group = options.DetectorFlags().add(parser)
+    args = parser.parse_args(["--weights", "w.pth", "--top-k", "10", "--input-size", "320x240",
+                              "--network", "resnet50"])
+    settings = group.parse(args)
+    assert settings.pipeline.thresholds == Thresholds(top_k=10) and settings.model.network == "resnet50"
+    mapped = settings.options()
+    assert (mapped["weights"], mapped["thresholds"].top_k, mapped["input_size"]) == ("w.pth", 10, (320, 240))
     assert set(mapped) == {"weights", "engine", "backend", "device", "precision", "engine_cache", "resize",
-                           "input_size", "confidence_threshold", "nms_threshold", "top_k", "keep_top_k",
-                           "max_pixels", "postprocess", "threads", "int8"}
+                           "input_size", "thresholds", "max_pixels", "postprocess", "threads", "int8"}
+
+
+def test_a_command_without_the_int8_group_refuses_int8_in_one_line():
+    parser = argparse.ArgumentParser()
+    group = options.DetectorFlags(int8=False).add(parser)
+    with pytest.raises(RetinaFaceError, match="does not take"):
+        group.parse(parser.parse_args(["--weights", "w.pth", "--precision", "int8"]))
 
 
 @pytest.mark.parametrize("text", ["cpu:5", "cuda:", "cuda:-1", "tpu", "cuda:0:1"])
@@ -57,8 +68,7 @@ def test_non_negative_refuses_negative_and_non_finite(text):
 def test_every_numeric_flag_of_the_groups_is_checked_while_parsing():
     """No group flag is a bare int/float: each has a checking type (or choices)."""
     parser = argparse.ArgumentParser()
-    options.add_model_args(parser)
-    options.add_pipeline_args(parser)
+    options.DetectorFlags(int8=False).add(parser)
     unchecked = [a.option_strings[0] for a in parser._actions
                  if a.type in (int, float) or (a.type is None and a.nargs is None and a.choices is None
                                               and a.const is None and a.dest not in ("weights", "engine", "engine_cache", "help"))]

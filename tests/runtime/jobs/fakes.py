@@ -25,10 +25,10 @@ def fake_dets(image: np.ndarray) -> np.ndarray:
 
 
 def expected_record(path: str, image: np.ndarray, vis_threshold: float = 0.6) -> dict:
-    from runtime.face import faces_from_array, image_record
+    from runtime.face import image_record, reported_faces
 
     dets = fake_dets(image)
-    return image_record(path, image.shape[1], image.shape[0], faces_from_array(dets), vis_threshold)
+    return image_record(path, image.shape[1], image.shape[0], reported_faces(dets, vis_threshold))
 
 
 class FakeBackend:

@@ -121,7 +121,7 @@ def test_parallel_detect_writes_the_sequential_records_in_input_order(mnet_pth, 
     unreadable inputs in between."""
     from runtime.cli import main as cli
     from runtime.detector import Detector
-    from runtime.face import error_record, faces_from_array, image_record, to_json
+    from runtime.face import error_record, report, to_json
     from runtime.image_io import read_image
 
     folder = tmp_path / "mixed"
@@ -146,8 +146,7 @@ def test_parallel_detect_writes_the_sequential_records_in_input_order(mnet_pth, 
                 expected.append(str(path))
                 continue
             dets = detector.detect_arrays([image])[0]
-            faces = faces_from_array(dets[dets[:, 4] >= 0.3])
-            expected.append(to_json(image_record(str(path), image.shape[1], image.shape[0], faces, 0.3)))
+            expected.append(to_json(report(str(path), image.shape[1], image.shape[0], dets, 0.3).record))
     lines = store.read_text().splitlines()
     assert len(lines) == 12 and sum(json.loads(line)["faces"] != [] for line in lines) >= 5
     for line, want in zip(lines, expected):

@@ -143,7 +143,7 @@ def test_annotated_copies_are_the_drawn_image_encoded():
     import cv2
 
     from runtime.draw import draw_faces
-    from runtime.face import faces_from_array, visible
+    from runtime.face import reported_faces
     from tests.runtime.jobs.fakes import fake_dets
 
     images = Images([(40, 30)])
@@ -151,7 +151,7 @@ def test_annotated_copies_are_the_drawn_image_encoded():
     settings = JobSettings(read_threads=2, annotate=True)
     [outcome] = list(detect_stream(FakeDetector(), TaskList([Task(bright, f"img_{bright}.png")]), settings,
                                    read=lambda path, max_pixels=0: images.image(bright)))
-    faces = visible(faces_from_array(fake_dets(images.image(bright))), 0.6)
+    faces = reported_faces(fake_dets(images.image(bright)), 0.6)
     drawn = cv2.imdecode(np.frombuffer(outcome.annotated, np.uint8), cv2.IMREAD_COLOR)
     assert len(faces) == 1 and np.array_equal(drawn, draw_faces(images.image(bright), faces))   # PNG: lossless
 

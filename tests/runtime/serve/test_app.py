@@ -59,7 +59,7 @@ def test_request_thresholds_equal_a_detector_run_with_them(client, mnet_pth, pho
     import numpy as np
 
     from runtime.detector import Detector
-    from runtime.face import image_record, to_json
+    from runtime.face import report, to_json
 
     data = photos["selfie_1600x898.jpg"]
     fields = {"vis_threshold": 0.3, "confidence_threshold": 0.5, "keep_top_k": 7}
@@ -67,7 +67,7 @@ def test_request_thresholds_equal_a_detector_run_with_them(client, mnet_pth, pho
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     with Detector.from_options(weights=str(mnet_pth), backend="torch", device="cpu", confidence_threshold=0.5, keep_top_k=7,
                                **PIPELINE) as strict:
-        expected = to_json(image_record(None, 1600, 898, strict.detect(bgr), 0.3))
+        expected = to_json(report(None, 1600, 898, strict.detect_arrays([bgr])[0], 0.3).record)
     assert response.status_code == 200 and len(response.json()["faces"]) == 7
     assert response.text == expected
     query = client.post("/v1/detect", content=data, headers={"content-type": "image/jpeg"},

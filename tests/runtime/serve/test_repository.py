@@ -192,15 +192,15 @@ def test_postprocess_gives_the_detectors_faces(letterboxed, detector):
     import cv2
     import torch
 
-    from runtime.face import visible
-    from runtime.options import DetectionOptions
+    from runtime.face import reported_faces
+    from retinaface_trt.thresholds import Thresholds
     from runtime.serve.triton.steps import faces_from_outputs, pad, postprocess
 
     data, batch, transforms = letterboxed
     outputs = tuple(t.numpy() for t in detector.backend.infer(torch.from_numpy(batch)))
-    per_image = postprocess(outputs, transforms, detector.backend.cfg, PIPELINE["input_size"], DetectionOptions(), 0.6)
+    per_image = postprocess(outputs, transforms, detector.backend.cfg, PIPELINE["input_size"], Thresholds(), 0.6)
     boxes, scores, landmarks, counts = pad(per_image)
-    expected = visible(detector.detect(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)), 0.6)
+    expected = reported_faces(detector.detect_arrays([cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)])[0], 0.6)
     assert counts.tolist() == [[len(expected)], [len(expected)]] and len(expected) > 10
     got = faces_from_outputs(boxes[1], scores[1], landmarks[1], counts[1])
     np.testing.assert_allclose([f.box for f in got], [f.box for f in expected], atol=2e-3)

@@ -41,7 +41,7 @@ def test_the_plan_runs_between_the_repositorys_pre_and_post_steps(plan_repositor
     from network.config import MOBILENET_0_25
     from runtime import Engine
     from runtime.backends.tensorrt.engine import TensorRTBackend
-    from runtime.options import DetectionOptions
+    from retinaface_trt.thresholds import Thresholds
     from runtime.serve.triton.steps import faces_from_outputs, pad, postprocess, prepare
 
     engine, repo = plan_repository
@@ -55,7 +55,7 @@ def test_the_plan_runs_between_the_repositorys_pre_and_post_steps(plan_repositor
     config = (repo / "retinaface_net/config.pbtxt").read_text()
     for output in outputs:
         assert f"dims: [{', '.join(str(d) for d in output.shape[1:])}]" in config
-    faces = pad(postprocess(outputs, transforms, MOBILENET_0_25, (640, 640), DetectionOptions(), 0.6))
+    faces = pad(postprocess(outputs, transforms, MOBILENET_0_25, (640, 640), Thresholds(), 0.6))
     with Engine(engine=str(engine), backend="tensorrt", device="cuda", resize="letterbox") as sdk:
         for index, item in enumerate(data):
             expected = json.loads(sdk.infer(b64(item)))["faces"]

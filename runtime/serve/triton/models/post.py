@@ -10,7 +10,7 @@ import triton_python_backend_utils as pb_utils
 
 from network import OUTPUT_NAMES
 from network.config import get_config
-from runtime.options import DetectionOptions
+from retinaface_trt.thresholds import Thresholds
 from runtime.serve.triton import BOXES, COUNT, LANDMARKS, SCORES, TRANSFORM
 from runtime.serve.triton.steps import pad, parameters, postprocess
 
@@ -20,8 +20,7 @@ class TritonPythonModel:
         settings = parameters(args["model_config"])
         self.cfg = get_config(settings["backbone"])
         self.input_size = (int(settings["input_width"]), int(settings["input_height"]))
-        self.options = DetectionOptions(float(settings["confidence_threshold"]), int(settings["top_k"]),
-                                        float(settings["nms_threshold"]), int(settings["keep_top_k"]))
+        self.options = Thresholds(**{name: settings[name] for name in Thresholds.names()})
         self.vis_threshold = float(settings["vis_threshold"])
 
     def execute(self, requests):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from network import PostprocessSettings
+from retinaface_trt.thresholds import Thresholds
 from retinaface_trt import fileio
 from retinaface_trt.errors import RetinaFaceError
 from runtime.backends.tensorrt import build as trt_build
@@ -106,7 +106,7 @@ def test_every_setting_whose_default_matters_is_set(tmp_path, cuda):
 
 
 def test_postprocessing_engine_has_dets_and_count_and_records_the_thresholds(tmp_path, cuda):
-    settings = PostprocessSettings(confidence_threshold=0.5, keep_top_k=100)
+    settings = Thresholds(confidence_threshold=0.5, keep_top_k=100).in_engine()
     path, _ = build(tmp_path, cuda, BuildOptions(postprocess=settings))
     info = read_sidecar(path)
     assert info["outputs"] == {"dets": [-1, 100, 15], "count": [-1]}
@@ -115,7 +115,7 @@ def test_postprocessing_engine_has_dets_and_count_and_records_the_thresholds(tmp
 
 def test_postprocessing_needs_a_fixed_size():
     with pytest.raises(RetinaFaceError, match="--with-postprocess needs a fixed input size"):
-        BuildOptions(min_size=(320, 320), max_size=(640, 640), postprocess=PostprocessSettings()).validate()
+        BuildOptions(min_size=(320, 320), max_size=(640, 640), postprocess=Thresholds().in_engine()).validate()
 
 
 def test_fp16_on_10_builds_a_half_graph(tmp_path, cuda):
@@ -173,7 +173,7 @@ def test_weak_fp16_keeps_every_float_layer_of_the_postprocessing_in_float32(tmp_
     """8.6's FP16 flag let TensorRT run decode, the compaction key K - k (not exact in fp16 above 2048) and the
     boxes in fp16. Every layer with a float output gets float32 outputs; precision only where every input is
     float too; integer layers (NMS, index gathers, shape) nothing; the network before them nothing."""
-    options = BuildOptions(precision="fp16", input_size=(320, 256), postprocess=PostprocessSettings(keep_top_k=200))
+    options = BuildOptions(precision="fp16", input_size=(320, 256), postprocess=Thresholds(keep_top_k=200).in_engine())
     _, trt = build(tmp_path, cuda, options, version="8.6.1")
     network, config = trt.builds[0]["network"], trt.builds[0]["config"]
     floats = (trt.float32, trt.float16)
@@ -194,7 +194,8 @@ def test_weak_fp16_keeps_every_float_layer_of_the_postprocessing_in_float32(tmp_
 @pytest.mark.parametrize("version, precision", [("10.16.1.11", "fp16"), ("8.6.1", "fp32")])
 def test_postprocessing_is_not_constrained_where_nothing_runs_below_float32(tmp_path, cuda, version, precision):
     """Strongly typed (10.x fp16: the graph is typed) or without a reduced-precision flag (fp32)."""
-    options = BuildOptions(precision=precision, input_size=(320, 256), postprocess=PostprocessSettings(keep_top_k=200))
+    options = BuildOptions(precision=precision, input_size=(320, 256),
+                           postprocess=Thresholds(keep_top_k=200).in_engine())
     _, trt = build(tmp_path, cuda, options, version=version)
     network, config = trt.builds[0]["network"], trt.builds[0]["config"]
     assert network.precisions == {} and network.output_types == {}
@@ -273,7 +274,7 @@ def test_implicit_int8_with_postprocessing_is_refused_in_one_line(int8):
     """Issue 25 point 4: TensorRT's calibrator would run the data-dependent NMS (NVIDIA/TensorRT#4071)."""
     import dataclasses
 
-    options = BuildOptions(precision="int8", input_size=(320, 256), postprocess=PostprocessSettings(keep_top_k=200),
+    options = BuildOptions(precision="int8", input_size=(320, 256), postprocess=Thresholds(keep_top_k=200).in_engine(),
                            int8=dataclasses.replace(int8, route="implicit", resize="stretch"))
     with pytest.raises(RetinaFaceError, match="^--with-postprocess .*--int8-route implicit.*use --int8-route explicit"):
         options.validate()

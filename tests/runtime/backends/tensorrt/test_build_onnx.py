@@ -148,8 +148,9 @@ def test_onnx_fp16_on_11_is_refused_with_the_alternative():
 
 
 def test_onnx_route_refuses_postprocessing():
-    from network import PostprocessSettings
+    from retinaface_trt.thresholds import Thresholds
     from runtime.backends.tensorrt.build_onnx import build_serialized_from_onnx
 
     with pytest.raises(RetinaFaceError, match="hand-built network only"):
-        build_serialized_from_onnx(_onnx_trt("10.16.1.11"), b"m", BuildOptions(postprocess=PostprocessSettings()), H100)
+        build_serialized_from_onnx(_onnx_trt("10.16.1.11"), b"m", BuildOptions(postprocess=Thresholds().in_engine()),
+                                   H100)

@@ -7,7 +7,7 @@ import hashlib
 
 import pytest
 
-from network import PostprocessSettings
+from retinaface_trt.thresholds import Thresholds
 from runtime.backends.tensorrt import build as trt_build
 from runtime.backends.tensorrt import cache, sidecar
 from runtime.backends.tensorrt.cache import engine_cache_key, ensure_engine
@@ -31,7 +31,7 @@ def test_cache_key_includes_the_project_version():
 
 def test_cache_key_includes_the_postprocessing():
     keys = {engine_cache_key("ab", "10.16.1.11", "H100", "fp32", (640, 640), 8, postprocess=p)
-            for p in (None, PostprocessSettings(), PostprocessSettings(confidence_threshold=0.5))}
+            for p in (None, Thresholds().in_engine(), Thresholds(confidence_threshold=0.5).in_engine())}
     assert len(keys) == 3
 
 
@@ -61,9 +61,9 @@ def test_an_engine_is_built_once_then_reused(tmp_path, recorder, mnet_pth):
 
 def test_the_build_uses_the_cache_folder_for_timing_caches(tmp_path, recorder, mnet_pth):
     ensure_engine(mnet_pth, tmp_path / "cache", trt=fake_trt("10.16.1.11"), device_index=1,
-                  postprocess=PostprocessSettings())
+                  postprocess=Thresholds().in_engine())
     options = recorder[0]["options"]
-    assert options.timing_cache_dir == tmp_path / "cache" and options.postprocess == PostprocessSettings()
+    assert options.timing_cache_dir == tmp_path / "cache" and options.postprocess == Thresholds().in_engine()
 
 
 def test_a_damaged_cached_engine_is_rebuilt(tmp_path, recorder, mnet_pth):

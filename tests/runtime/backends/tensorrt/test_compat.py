@@ -71,7 +71,7 @@ def test_onnx_fp16_on_11_is_refused():
 
 
 def test_unknown_precision_is_an_error():
-    with pytest.raises(RetinaFaceError, match="'fp32', 'fp16' or 'int8'"):
+    with pytest.raises(RetinaFaceError, match="unknown precision 'int4'; expected one of: fp32, fp16, int8"):
         plan(TRT11, "int4")
 
 

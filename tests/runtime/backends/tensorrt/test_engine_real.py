@@ -25,7 +25,7 @@ from tests.helpers import require_tensorrt_and_gpu
 pytestmark = pytest.mark.tensorrt
 torch, trt = require_tensorrt_and_gpu()
 
-from network import PostprocessSettings  # noqa: E402
+from retinaface_trt.thresholds import Thresholds  # noqa: E402
 from runtime.backends.tensorrt.build import BuildOptions, build_engine_file, timing_cache_file  # noqa: E402
 from runtime.backends.tensorrt.cache import ensure_engine  # noqa: E402
 from runtime.backends.tensorrt.engine import TensorRTBackend  # noqa: E402
@@ -47,7 +47,7 @@ def engines(mnet_pth, folder) -> dict:
         "fp32": BuildOptions(timing_cache_dir=caches),
         "fp16": BuildOptions(precision="fp16", timing_cache_dir=caches),
         "dynamic": BuildOptions(min_size=(160, 160), max_size=(1024, 1024), max_batch=4, timing_cache_dir=caches),
-        "postprocess": BuildOptions(postprocess=PostprocessSettings(), max_batch=2, timing_cache_dir=caches),
+        "postprocess": BuildOptions(postprocess=Thresholds().in_engine(), max_batch=2, timing_cache_dir=caches),
         "portable": BuildOptions(version_compatible=True, hardware_compatibility="ampere+" if AMPERE else "none",
                                  timing_cache_dir=caches),
     }
@@ -176,7 +176,7 @@ def test_engine_with_postprocessing_matches_the_executor(engines, crowd_input, m
     network = executor.Builder(executor.Logger()).create_network(0)
     weights = load_weights(mnet_pth)
     keep = populate_network(executor, network, weights, input_shape=(-1, 3, 640, 640),  # noqa: F841
-                            postprocess=PostprocessSettings(), priors=prior_boxes(backend.cfg, 640, 640))
+                            postprocess=Thresholds().in_engine(), priors=prior_boxes(backend.cfg, 640, 640))
     expected = Program(network)({"input": crowd_input.cpu()})
     ours, theirs = dets[0, :count[0]], expected["dets"][0, :expected["count"][0]]
     strong = lambda d: d[d[:, 4] >= 0.5]  # noqa: E731

@@ -52,7 +52,7 @@ def test_auto_with_an_intact_engine_it_cannot_run_says_so_and_uses_the_weights(e
                                                                                 caplog):
     with caplog.at_level(logging.WARNING, "retinaface_trt"):
         backend = backends.create_backend("auto", weights=mnet_pth, engine=engine, device="cpu")
-    assert backend.name == "torch" and f"engine {engine} is not used (TensorRT is not installed)" in caplog.text
+    assert backend.name == "executor" and f"engine {engine} is not used (TensorRT is not installed)" in caplog.text
     assert caplog.text.count("is not used") == 1           # one check of the file, one line saying so
 
 
@@ -68,7 +68,7 @@ def test_tensorrt_with_a_corrupt_engine_is_not_rebuilt_from_the_weights(engine, 
 
 
 def test_tensorrt_without_tensorrt_names_the_install_and_the_alternative(no_tensorrt):
-    with pytest.raises(RetinaFaceError, match=r"pip install '\.\[tensorrt\]' in the retinaface-trt checkout.*--backend torch"):
+    with pytest.raises(RetinaFaceError, match=r"pip install '\.\[tensorrt\]' in the retinaface-trt checkout.*--backend executor"):
         backends.create_backend("tensorrt", engine="m.engine")
 
 
@@ -89,4 +89,4 @@ def test_torch_with_a_corrupt_engine_is_an_error_too(engine, mnet_pth):
 def test_torch_with_an_intact_engine_says_it_is_not_used(engine, mnet_pth, caplog):
     with caplog.at_level(logging.WARNING, "retinaface_trt"):
         backend = backends.create_backend("torch", weights=mnet_pth, engine=engine, device="cpu")
-    assert backend.name == "torch" and f"engine {engine} is not used" in caplog.text
+    assert backend.name == "executor" and f"engine {engine} is not used" in caplog.text

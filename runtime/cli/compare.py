@@ -1,44 +1,17 @@
-"""``retinaface-trt export-onnx --weights CHECKPOINT OUT.onnx`` and ``retinaface-trt compare --weights W IMAGE...``."""
+"""``retinaface-trt compare --weights W IMAGE...``: every available path on the same inputs, pair by pair."""
 
 from __future__ import annotations
 
 import json
 import sys
 
-from retinaface_trt.errors import RetinaFaceError
 from runtime.cli import options
-from runtime.options import DEFAULT_INPUT_SIZE, check_count
-from wts_export.onnx_export import DEFAULT_OPSET, MIN_OPSET
+from runtime.options import DEFAULT_INPUT_SIZE
 
-MAX_OPSET = 20   # the newest opset of torch.onnx's TorchScript exporter (ONNX_TORCHSCRIPT_EXPORTER_MAX_OPSET)
-
-
-def _check_opset(text: str) -> int:
-    opset = check_count("the opset", text)
-    if not MIN_OPSET <= opset <= MAX_OPSET:
-        raise RetinaFaceError(f"the opset must be in {MIN_OPSET}..{MAX_OPSET} ({MIN_OPSET}: the first with a resize "
-                              f"to the lateral tensor's size; {MAX_OPSET}: the newest torch exports), found {text!r}")
-    return opset
-
-
-opset = options.argparse_type(_check_opset, "opset")
+INT8 = options.Int8Flags()
 
 
 def add_parser(subparsers) -> None:
-    export = subparsers.add_parser("export-onnx", help="export the PyTorch model to ONNX",
-                                   description="Export RetinaFace (.pth or .wts weights) to an ONNX file with "
-                                               "inputs 'input' and outputs 'loc', 'conf', 'landms'.")
-    options.add_weights_arg(export, "checkpoint", help=".pth or .wts weights")
-    export.add_argument("output", help="the .onnx file to write")
-    shape = export.add_mutually_exclusive_group()
-    shape.add_argument("--input-size", type=options.size, metavar="WxH",
-                       help="fixed input size, batch 1 (default %dx%d)" % DEFAULT_INPUT_SIZE)
-    shape.add_argument("--dynamic", action="store_true", help="symbolic batch, height and width instead")
-    export.add_argument("--opset", type=opset, default=DEFAULT_OPSET,
-                        help=f"ONNX opset, {MIN_OPSET} to {MAX_OPSET} (default {DEFAULT_OPSET})")
-    export.add_argument("--simplify", action="store_true", help="simplify the graph with onnxslim")
-    export.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
-    export.set_defaults(run=run_export)
     compare = subparsers.add_parser("compare", help="compare every available path on the same inputs",
                                     description="Run the PyTorch model, the executor, ONNX Runtime and TensorRT "
                                                 "engines on the same images; print per pair the output errors and "
@@ -62,29 +35,16 @@ def add_parser(subparsers) -> None:
                               "docs/int8.md); the float paths always run (default: fp32 only, unless "
                               "--calibration-images is given)")
     options.add_json_arg(compare, "the paths, pairs and agreement", switch=True)
-    options.add_int8_args(compare)
-    compare.set_defaults(run=run_compare)
+    INT8.add(compare)
+    compare.set_defaults(run=run)
 
 
-def run_export(args) -> int:
-    from wts_export.onnx_export import export_onnx
-
-    args.checkpoint = options.take_weights(args)
-    size = args.input_size or DEFAULT_INPUT_SIZE
-    path = export_onnx(args.checkpoint, args.output, size, dynamic=args.dynamic,
-                       opset=args.opset, simplify=args.simplify, force=args.force)
-    shape = "[N, 3, H, W], N, H and W dynamic" if args.dynamic else "[1, 3, %d, %d] (N, C, H, W)" % size[::-1]
-    print(f"wrote {path} (opset {args.opset}, input {shape}{', simplified' if args.simplify else ''})")
-    return 0
-
-
-def run_compare(args) -> int:
+def run(args) -> int:
     from runtime.compare import (INT8_PATH, agreement, compare_batch, format_agreement, format_table, open_paths,
                                  to_records)
 
     fixed = args.input_size
-    int8 = options.int8_settings(args, "stretch" if fixed else "original", fixed or DEFAULT_INPUT_SIZE,
-                                 precision=args.precision)
+    int8 = INT8.parse(args, "stretch" if fixed else "original", fixed or DEFAULT_INPUT_SIZE, precision=args.precision)
     options.check_json_path(args)
     _check_images(args.images)
     paths, skipped = open_paths(args.weights, args.onnx, args.engine, args.device, int8)
@@ -117,6 +77,8 @@ def run_compare(args) -> int:
 def _check_images(images) -> None:
     """Every image is there before the models load (each path is loaded and exported first)."""
     import os
+
+    from retinaface_trt.errors import RetinaFaceError
 
     for image in images:
         if not os.path.isfile(image):
