@@ -27,7 +27,12 @@ def require(module: str, extra: str, needed_for: str) -> ModuleType:
         listed = f" ({', '.join(packages)})" if packages else ""
         alternative = f", or pip install {' '.join(packages)}" if packages else ""
         raise RetinaFaceError(f"{needed_for} needs the '{extra}' extra{listed}, but {missing} is not installed: "
-                              f"pip install '.[{extra}]' in the retinaface-trt checkout{alternative}") from None
+                              f"{install_hint(extra)}{alternative}") from None
+
+
+def install_hint(extra: str) -> str:
+    """How to install the extra ``extra``: the project installs from its clone (it is on no package index)."""
+    return f"pip install '.[{extra}]' in the retinaface-trt checkout"
 
 
 def extra_packages(extra: str) -> list[str]:

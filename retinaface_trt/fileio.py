@@ -54,8 +54,9 @@ def is_stream(path: str | os.PathLike) -> bool:
 def check_writable(path: str | os.PathLike, force: bool = False) -> Path:
     """Return ``path`` as a Path once it is known that writing it will work; call it before any work.
 
-    Refused (RetinaFaceError): a folder; an existing file without ``force``; a missing folder; a folder
-    where no file can be created (read-only, no permission: tried by creating and removing a part file).
+    Refused (RetinaFaceError): a folder; an existing file without ``force``; a folder where no file can be
+    created (read-only, no permission: tried by creating and removing a part file). A missing folder is
+    created when the file is written (as ``--save-dir`` is), so its nearest existing parent is tried instead.
     Stale part files of that folder are removed. Streams (see the module doc) are accepted as they are.
     """
     text = os.fspath(path)
@@ -68,8 +69,11 @@ def check_writable(path: str | os.PathLike, force: bool = False) -> Path:
     if is_stream(path):
         return path
     _check_destination(path, force)
-    _probe(path)
-    remove_stale_parts(path.parent)
+    if path.parent.is_dir():
+        _probe(path)
+        remove_stale_parts(path.parent)
+    else:
+        check_output_dir(path.parent)
     return path
 
 
@@ -149,8 +153,9 @@ def make_dirs(folder: str | os.PathLike) -> Path:
 def atomic_write(path: str | os.PathLike, mode: str = "w", force: bool = True) -> Iterator[IO]:
     """Open a part file beside ``path``; on success rename it to ``path``, on any error delete it.
 
-    ``mode`` is ``"w"`` (text, UTF-8) or ``"wb"``. With ``force=False`` an existing file is an error. An
-    OSError while writing becomes a RetinaFaceError naming ``path``. Streams are written in place.
+    ``mode`` is ``"w"`` (text, UTF-8) or ``"wb"``. With ``force=False`` an existing file is an error. Missing
+    folders of ``path`` are created. An OSError while writing becomes a RetinaFaceError naming ``path``. Streams
+    are written in place.
     """
     if mode not in ("w", "wb"):
         raise ValueError(f"mode must be 'w' or 'wb', not {mode!r}")
@@ -160,6 +165,8 @@ def atomic_write(path: str | os.PathLike, mode: str = "w", force: bool = True) -
             yield handle
         return
     _check_destination(path, force)
+    if not path.parent.is_dir():
+        make_dirs(path.parent)
     fd, part = _create_part(path)
     try:
         with os.fdopen(fd, mode, **({"encoding": "utf-8"} if mode == "w" else {})) as handle:
@@ -216,8 +223,11 @@ def _check_destination(path: Path, force: bool) -> None:
                               f"{path / 'out.json'}")
     if path.exists() and not force:
         raise RetinaFaceError(f"{path} already exists; pass --force to overwrite it")
-    if not path.parent.is_dir():
-        raise RetinaFaceError(f"cannot write {path}: folder {path.parent} does not exist")
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise RetinaFaceError(f"cannot write {path}: {existing} is a file, not a folder")
 
 
 def _create_part(path: Path) -> tuple[int, str]:

@@ -120,9 +120,11 @@ def calibration_images(settings: Int8Settings) -> list[Path]:
         raise RetinaFaceError(f"--calibration-images: {folder} holds no image files ({', '.join(IMAGE_SUFFIXES[:4])}, "
                               "…, searched in its subfolders too)")
     if len(files) < settings.count:
-        raise RetinaFaceError(f"--calibration-images: {folder} holds {len(files)} images, fewer than the "
-                              f"{settings.count} asked for; pass --calibration-count {len(files)} (at least "
-                              f"{MIN_IMAGES}) or add images")
+        fix = (f"pass --calibration-count {len(files)} or add images" if len(files) >= MIN_IMAGES else
+               f"calibration needs at least {MIN_IMAGES}: add {MIN_IMAGES - len(files)} or more images like the ones "
+               "to detect faces in")
+        raise RetinaFaceError(f"--calibration-images: {folder} holds {len(files)} image{'s' * (len(files) != 1)}, "
+                              f"fewer than the {settings.count} asked for; {fix}")
     return [files[i * len(files) // settings.count] for i in range(settings.count)]
 
 

@@ -144,13 +144,18 @@ def compare_batch(paths, batch: torch.Tensor, label: str, score_threshold: float
 
 
 def format_table(reports: list[PairReport]) -> str:
-    """A plain-text table: one row per input and pair."""
-    header = (f"{'input':<28} {'pair':<36} " + " ".join(f"{o + ' abs':>10} {o + ' rel':>10}" for o in OUTPUT_NAMES)
+    """A plain-text table: one row per input and pair; the text columns are as wide as their longest entry, so a
+    long pair name (the INT8 path's) or file name does not push the numbers out of their columns."""
+    pairs = [f"{r.a} vs {r.b}" for r in reports]
+    wide_input = max([len("input")] + [len(r.input) for r in reports])
+    wide_pair = max([len("pair")] + [len(p) for p in pairs])
+    header = (f"{'input':<{wide_input}} {'pair':<{wide_pair}} "
+              + " ".join(f"{o + ' abs':>10} {o + ' rel':>10}" for o in OUTPUT_NAMES)
               + f" {'faces':>9} {'matched':>7} {'score Δ':>9} {'landm Δpx':>9}")
     rows = [header, "-" * len(header)]
-    for r in reports:
+    for r, pair in zip(reports, pairs):
         errors = " ".join(f"{r.abs[o]:>10.2e} {r.rel[o]:>10.2e}" for o in OUTPUT_NAMES)
-        rows.append(f"{r.input:<28} {r.a + ' vs ' + r.b:<36} {errors} {f'{r.faces_a}/{r.faces_b}':>9} "
+        rows.append(f"{r.input:<{wide_input}} {pair:<{wide_pair}} {errors} {f'{r.faces_a}/{r.faces_b}':>9} "
                     f"{r.matched:>7} {r.worst_score:>9.2e} {r.worst_landmark_px:>9.2e}")
     return "\n".join(rows)
 
@@ -167,8 +172,9 @@ def agreement(reports: list[PairReport]) -> list[dict]:
 
 def format_agreement(rows: list[dict]) -> str:
     """:func:`agreement` as text, one line per pair."""
-    return "\n".join(f"{r['a'] + ' vs ' + r['b']:<44} faces {r['faces_a']}/{r['faces_b']}, matched {r['matched']} "
-                     f"({100 * r['share_of_a']:.1f}% of {r['a']}'s)" for r in rows)
+    wide = max([0] + [len(f"{r['a']} vs {r['b']}") for r in rows])
+    return "\n".join(f"{r['a'] + ' vs ' + r['b']:<{wide}}  faces {r['faces_a']}/{r['faces_b']}, matched "
+                     f"{r['matched']} ({100 * r['share_of_a']:.1f}% of {r['a']}'s)" for r in rows)
 
 
 def to_records(reports: list[PairReport]) -> list[dict]:

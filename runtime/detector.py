@@ -85,7 +85,8 @@ class Detector:
         from runtime.backends import create_backend
 
         if weights is None and engine is None:
-            raise RetinaFaceError("no model given: pass weights (.pth/.wts) or a TensorRT engine")
+            raise RetinaFaceError("no model given: pass weights= (a .pth/.wts file; --weights on the command line) "
+                                  "or engine= (a TensorRT engine or an .onnx model; --engine)")
         options = dict(options)
         thresholds = options["thresholds"] = Thresholds.take(options)
         in_network = options.get("postprocess", "pipeline") == "network"

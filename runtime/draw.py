@@ -9,6 +9,7 @@ from runtime.face import Face
 
 BOX_COLOUR = (0, 0, 255)
 TEXT_COLOUR = (255, 255, 255)
+FONT, FONT_SCALE = cv2.FONT_HERSHEY_DUPLEX, 0.5
 # BGR colours of the landmarks in RetinaFace order: left eye, right eye, nose, mouth left, mouth right.
 LANDMARK_COLOURS = ((0, 0, 255), (0, 255, 255), (255, 0, 255), (0, 255, 0), (255, 0, 0))
 
@@ -19,7 +20,8 @@ def draw_faces(bgr: np.ndarray, faces: list[Face]) -> np.ndarray:
     for face in faces:
         x1, y1, x2, y2 = (int(round(v)) for v in face.box)
         cv2.rectangle(canvas, (x1, y1), (x2, y2), BOX_COLOUR, 2)
-        cv2.putText(canvas, f"{face.score:.4f}", (x1, y1 + 12), cv2.FONT_HERSHEY_DUPLEX, 0.5, TEXT_COLOUR)
+        label = f"{face.score:.4f}"
+        cv2.putText(canvas, label, label_origin(label, x1, y1, canvas.shape), FONT, FONT_SCALE, TEXT_COLOUR)
         for (x, y), colour in zip(np.asarray(face.landmarks).reshape(5, 2), LANDMARK_COLOURS):
             cv2.circle(canvas, (int(round(x)), int(round(y))), 1, colour, 4)
     return canvas
@@ -29,6 +31,13 @@ def draw_faces(bgr: np.ndarray, faces: list[Face]) -> np.ndarray:
 _ENCODER_OF = {".jfif": ".jpg", ".pxm": ".ppm"}
 _GRAY_ONLY = (".pgm", ".pbm")             # one channel only
 _FLOAT_ONLY = (".hdr", ".pic", ".pfm")    # float data (HDR: [0, 1] scaled by 255 when read, as written here)
+def label_origin(label: str, x1: int, y1: int, shape) -> tuple[int, int]:
+    """Where ``label``'s baseline starts: detect.py's place, 12 pixels below the box's top-left corner, moved inside
+    the image ``shape`` (H, W, …) so that a face at an edge keeps its whole label."""
+    (width, height), descent = cv2.getTextSize(label, FONT, FONT_SCALE, 1)
+    x = min(max(x1, 0), max(0, shape[1] - width))
+    y = min(max(y1 + 12, height), max(height, shape[0] - descent))
+    return x, y
 
 
 def encode_like(path: str, bgr: np.ndarray) -> bytes:

@@ -41,6 +41,7 @@ import cv2
 import numpy as np
 
 from retinaface_trt.errors import RetinaFaceError
+from retinaface_trt.extras import install_hint
 from runtime.options import DEFAULT_MAX_PIXELS, max_file_bytes
 
 
@@ -319,8 +320,8 @@ def resolve_decoder(decoder: str, device) -> str:
         raise RetinaFaceError(f"unknown decoder {decoder!r}; expected one of: {', '.join(DECODERS)}")
     available = getattr(device, "type", str(device)) == "cuda" and importlib.util.find_spec("torchvision") is not None
     if decoder == "nvjpeg" and not available:
-        raise RetinaFaceError("the nvjpeg decoder needs a CUDA device and torchvision "
-                              "(pip install 'retinaface-trt[nvjpeg]'); use decoder 'cv2'")
+        raise RetinaFaceError(f"the nvjpeg decoder needs a CUDA device and torchvision "
+                              f"({install_hint('nvjpeg')}); use decoder 'cv2'")
     return "nvjpeg" if decoder == "nvjpeg" or (decoder == "auto" and available) else "cv2"
 
 

@@ -40,7 +40,7 @@ def require_tensorrt_and_gpu():
     without ``import tensorrt`` or a CUDA device. Call it at module level, before importing TensorRT code."""
     import pytest
 
-    tensorrt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install 'retinaface-trt[tensorrt]')")
+    tensorrt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install '.[tensorrt]' in the clone)")
     if not torch.cuda.is_available():
         pytest.skip("TensorRT needs a CUDA device; PyTorch sees none", allow_module_level=True)
     return torch, tensorrt

@@ -1,6 +1,6 @@
 """The ``openvino`` backend: the ONNX export (from ``export-onnx``, or exported on the fly) in OpenVINO, on the CPU.
 
-OpenVINO (``pip install 'retinaface-trt[openvino]'``) reads the same ONNX file as :mod:`runtime.backends.onnxruntime`
+OpenVINO (``pip install '.[openvino]'`` in the clone) reads the same ONNX file as :mod:`runtime.backends.onnxruntime`
 and compiles it for the CPU plugin. The plugin's default precision is not float32 everywhere: on CPUs with
 bfloat16 instructions (AVX-512 BF16, AMX) it runs in bfloat16 unless told otherwise, so the inference precision
 is set to float32 here; then results equal ONNX Runtime's to float32 rounding (the tests compare them). The
@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from retinaface_trt.errors import RetinaFaceError
+from retinaface_trt.extras import install_hint
 from runtime.backends.base import Backend
 from runtime.device import cpu_cores, resolve_device
 
@@ -78,7 +79,7 @@ def _import_openvino():
     try:
         import openvino
     except ImportError:
-        raise RetinaFaceError("OpenVINO is not installed: pip install 'retinaface-trt[openvino]' "
+        raise RetinaFaceError(f"OpenVINO is not installed: {install_hint('openvino')} "
                               "(or use --backend onnxruntime or executor)") from None
     return openvino
 

@@ -19,7 +19,7 @@ from runtime.options import DEFAULT_INPUT_SIZE, RESIZE_POLICIES
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("benchmark", help="time the model, the pipeline and the SDK per backend",
-                              description=__doc__.split("\n\n")[0])
+                              description=options.description(__doc__))
     p.add_argument("--weights", required=True, help=".pth or .wts weights")
     p.add_argument("--backend", action="append", choices=BACKENDS,
                    help="repeatable (default: auto, the backend detect would use)")
@@ -51,20 +51,18 @@ def add_parser(subparsers) -> None:
                         help="decoding threads (default: as detect, the CPUs this process may use, at most 8)")
     folder.add_argument("--pixel-budget", type=options.count, default=None, metavar="MP",
                         help="megapixels decoded at once (default: this machine's, as detect)")
-    p.add_argument("--json", dest="json_path", metavar="OUT.json", help="write env, rows and failures as JSON")
-    p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
+    options.add_json_arg(p, "env, rows and failures")
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     import torch
 
-    from retinaface_trt.fileio import check_writable, write_text_atomic
+    from retinaface_trt.fileio import write_text_atomic
     from runtime.device import resolve_device
     from runtime.benchmark.run import BenchmarkConfig, run_benchmark
 
-    if args.json_path:
-        check_writable(args.json_path, args.force)
+    options.check_json_path(args)
     if args.threads:
         torch.set_num_threads(args.threads)       # also for the baseline, which builds no backend
     device = resolve_device(args.device)
@@ -78,12 +76,14 @@ def run(args) -> int:
         compile_reference=args.compile_reference, layer_times=args.layer_times, threads=args.threads,
         warmup=args.warmup if args.warmup is not None else (20 if gpu else 3),
         repeats=args.repeats or (100 if gpu else 10))
-    result = run_benchmark(config, report=lambda line: print(line, flush=True))
+    lines = sys.stderr if args.json_path and options.is_stdout(args.json_path) else sys.stdout   # JSON alone there
+    result = run_benchmark(config, report=lambda line: print(line, file=lines, flush=True))
     if args.json_path:
         text = json.dumps({"env": result.env, "rows": [r.as_dict() for r in result.rows],
                            "failures": result.failures, "layers": result.layers}, indent=1)
         write_text_atomic(args.json_path, text + "\n", force=args.force)
-        print(f"wrote {args.json_path}", file=sys.stderr)
+        if not options.is_stdout(args.json_path):
+            print(f"wrote {args.json_path}", file=sys.stderr)
     for failure in result.failures:
         print(f"retinaface-trt benchmark: {failure}", file=sys.stderr)
     return 1 if result.failures else 0
@@ -97,7 +97,7 @@ def _folder(args, device) -> int:
     import torch
 
     from retinaface_trt.errors import RetinaFaceError
-    from retinaface_trt.fileio import check_writable, write_text_atomic
+    from retinaface_trt.fileio import write_text_atomic
     from runtime.benchmark.folder import folder_benchmark
     from runtime.cli.detect import expand_inputs
     from runtime.detector import Detector

@@ -1,4 +1,4 @@
-"""``retinaface-trt build WEIGHTS -o ENGINE`` (or ``build --onnx MODEL.onnx -o ENGINE``): a TensorRT engine
+"""``retinaface-trt build --weights W -o ENGINE`` (or ``build W -o ENGINE``) (or ``build --onnx MODEL.onnx -o ENGINE``): a TensorRT engine
 and its sidecar, on one CUDA device, optionally portable and optionally with decoding and NMS inside."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ def add_parser(subparsers) -> None:
     build = subparsers.add_parser("build", help="build a TensorRT engine from .wts/.pth weights or an ONNX model",
                                   description="Build a TensorRT engine (plus ENGINE.json, its sidecar) on one "
                                               "CUDA device. Needs TensorRT and an NVIDIA GPU.")
-    build.add_argument("weights", type=Path, nargs="?", help="RetinaFace weights, .wts or .pth (hand-built network)")
+    options.add_weights_arg(build, "weights", help="RetinaFace weights, .wts or .pth (hand-built network)")
     build.add_argument("--onnx", type=Path, metavar="MODEL.onnx",
                        help="build from this ONNX model (from export-onnx) with TensorRT's ONNX parser instead")
     build.add_argument("-o", "--output", type=Path, required=True, help="engine file to write (plus ENGINE.json)")
@@ -102,8 +102,10 @@ def build_options(args: argparse.Namespace):
 
 
 def _source(args: argparse.Namespace) -> Path:
+    weights = options.take_weights(args, required=False)
+    args.weights = Path(weights) if weights is not None else None
     if (args.weights is None) == (args.onnx is None):
-        raise RetinaFaceError("build needs exactly one model: WEIGHTS (.wts/.pth) or --onnx MODEL.onnx")
+        raise RetinaFaceError("build needs exactly one model: --weights W (.wts/.pth) or --onnx MODEL.onnx")
     source = args.weights or args.onnx
     if not source.is_file():
         raise RetinaFaceError(f"model file {source} does not exist; pass a .wts/.pth file or --onnx MODEL.onnx")

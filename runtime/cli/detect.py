@@ -37,7 +37,7 @@ from runtime.options import IMAGE_SUFFIXES
 
 DEFAULT_SAVE_DIR = os.path.join("out", "annotated")   # where detect.py's -s/--save_image puts the copies
 MAX_BATCH = 1024
-STDOUT_NAMES = ("-", "/dev/stdout")
+STDOUT_NAMES = options.STDOUT_NAMES
 
 
 def _check_devices(text: str) -> list[str]:
@@ -73,14 +73,12 @@ def add_parser(subparsers) -> None:
                         "camera index")
     DETECTOR.add(p)
     VIS.add(p)
-    p.add_argument("--json", dest="json_path", metavar="OUT.json",
-                   help="write one record per image (- for standard output)")
+    options.add_json_arg(p, "one record per image")
     p.add_argument("--save-dir", metavar="DIR",
                    help="write annotated copies here (created if missing; copies of earlier runs with the same "
                         "names are replaced)")
     p.add_argument("-s", "--save_image", dest="save_dir", action="store_const", const=DEFAULT_SAVE_DIR,
                    default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    p.add_argument("--force", action="store_true", help="overwrite an existing --json file")
     _add_folder_args(p)
     from runtime.cli.video import add_video_args
 
@@ -139,22 +137,23 @@ def run(args) -> int:
 def _run_jobs(args, jobs, recorded, store, stack) -> tuple["Tally", float]:
     """Detect what is not recorded yet and write every input's record in input order; return what was done
     and the seconds it took once the model was loaded."""
-    from runtime.jobs.tasks import Task
+    from runtime.jobs.tasks import Task, failed
     from runtime.jobs.workers import WorkerLost
 
     todo = [Task(i, path, error) for i, ((path, error), done) in enumerate(zip(jobs, recorded)) if not done]
     detector = DETECTOR.parse(args)
-    runner = stack.enter_context(_runner(args, detector)) if todo else None       # the model is loaded here
+    # the model is loaded here, and only when an input may be an image: a missing file is said at once
+    runner = stack.enter_context(_runner(args, detector)) if any(t.error is None for t in todo) else None
     if runner is not None:
         detector.model.check_network(runner.cfg)
-    for folder in (args.save_dir, args.crops):  # created only once the model loaded: a failed start leaves nothing
-        if folder:
+    for folder in (args.save_dir, args.crops) if runner else ():  # only once the model loaded: a failed start
+        if folder:                                                   # leaves nothing behind
             from retinaface_trt.fileio import make_dirs
             make_dirs(folder)
     output, start = _InOrder(jobs, recorded, store, Outputs.of(args), len(todo)), time.perf_counter()
     try:
         with output.json():
-            for outcome in runner.run(todo) if runner else ():
+            for outcome in runner.run(todo) if runner else (failed(t, t.error) for t in todo):
                 output.add(outcome)
             output.close()
     except WorkerLost as lost:
@@ -267,6 +266,8 @@ def expand_inputs(inputs: list[str]) -> list[tuple[str, str | None]]:
             jobs.extend((m, None) for m in matches if os.path.isfile(m))
             if not matches:
                 jobs.append((item, f"{item}: no file matches this pattern"))
+        elif not os.path.exists(item):
+            jobs.append((item, f"{item}: no such file; check the path"))
         else:
             jobs.append((item, None))
     return jobs
@@ -287,10 +288,9 @@ def _folder_images(folder: str) -> list[tuple[str, str | None]]:
 
 def _check_outputs(args) -> None:
     """Every output is known to be writable before any work starts (see retinaface_trt.fileio)."""
-    from retinaface_trt.fileio import check_output_dir, check_writable
+    from retinaface_trt.fileio import check_output_dir
 
-    if args.json_path:
-        check_writable(args.json_path, args.force)
+    options.check_json_path(args)
     for folder in (args.save_dir, args.crops):
         if folder:
             check_output_dir(folder)
@@ -417,7 +417,7 @@ def _finish(tally: Tally, elapsed_s: float, args) -> int:
     """Print the summary line (unless --quiet) and the failure count; return the exit status."""
     failed = tally.failed + tally.recorded_failed
     if not args.quiet:
-        print(summary_line(tally, elapsed_s, args.json_lines), file=sys.stderr)
+        print(summary_line(tally, elapsed_s, args.json_lines, args.save_dir), file=sys.stderr)
     if failed:
         earlier = f" ({tally.recorded_failed} recorded earlier)" if tally.recorded_failed else ""
         print(f"retinaface-trt detect: {failed} of {tally.images + tally.recorded} inputs failed{earlier}",
@@ -425,13 +425,15 @@ def _finish(tally: Tally, elapsed_s: float, args) -> int:
     return 1 if failed else 0
 
 
-def summary_line(tally: Tally, elapsed_s: float, store: str | None = None) -> str:
+def summary_line(tally: Tally, elapsed_s: float, store: str | None = None, save_dir: str | None = None) -> str:
     """``N images, M faces, X ms/image``: the inputs processed by this run, faces as reported (score ≥
-    --vis-threshold), time per input (read, detect, write); ``; K already in OUT.jsonl`` for those skipped."""
+    --vis-threshold), time per input (read, detect, write); ``; K already in OUT.jsonl`` for those skipped;
+    ``; annotated copies in DIR`` with ``--save-dir`` (or ``-s``, whose folder the user did not name)."""
     images, faces = tally.images, tally.faces
     line = (f"{images} image{'s' * (images != 1)}, {faces} face{'s' * (faces != 1)}, "
             f"{1000 * elapsed_s / max(1, images):.1f} ms/image")
-    return line + (f"; {tally.recorded} already in {store}" if tally.recorded else "")
+    line += f"; {tally.recorded} already in {store}" if tally.recorded else ""
+    return line + (f"; annotated copies in {save_dir}" if save_dir else "")
 
 
 def _save_annotated(path: str, data: bytes, save_dir: str, used_names: set) -> None:

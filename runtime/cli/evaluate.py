@@ -13,7 +13,7 @@ from pathlib import Path
 from retinaface_trt.errors import RetinaFaceError
 from runtime.cli import options
 
-DETECTOR = options.DetectorFlags(default_device="cpu")
+DETECTOR = options.DetectorFlags()
 
 
 def add_parser(subparsers) -> None:

@@ -1,4 +1,4 @@
-"""``retinaface-trt export-onnx CHECKPOINT OUT.onnx``: the PyTorch model as an ONNX file (docs/onnx.md)."""
+"""``retinaface-trt export-onnx --weights CHECKPOINT OUT.onnx``: the PyTorch model as an ONNX file (docs/onnx.md)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def add_parser(subparsers) -> None:
     export = subparsers.add_parser("export-onnx", help="export the PyTorch model to ONNX",
                                    description="Export RetinaFace (.pth or .wts weights) to an ONNX file with "
                                                "inputs 'input' and outputs 'loc', 'conf', 'landms'.")
-    export.add_argument("checkpoint", help=".pth or .wts weights")
+    options.add_weights_arg(export, "checkpoint", help=".pth or .wts weights")
     export.add_argument("output", help="the .onnx file to write")
     shape = export.add_mutually_exclusive_group()
     shape.add_argument("--input-size", type=options.size, metavar="WxH",
@@ -42,6 +42,7 @@ def run(args) -> int:
     from retinaface_trt.fileio import check_not_an_input
     from wts_export.onnx_export import export_onnx
 
+    args.checkpoint = options.take_weights(args)
     check_not_an_input(args.output, [args.checkpoint])
     size = args.input_size or DEFAULT_INPUT_SIZE
     path = export_onnx(args.checkpoint, args.output, size, dynamic=args.dynamic,

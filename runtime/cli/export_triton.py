@@ -13,14 +13,14 @@ from runtime.cli import options
 
 
 
-MODEL = options.ModelFlags(default_device="cpu")
+MODEL = options.ModelFlags()
 PIPELINE = options.PipelineFlags(resize_default="letterbox")
-VIS = options.VisThresholdFlag()
+VIS = options.VisThresholdFlag(drawn=False)
 
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("export-triton", help="write a Triton model repository (ensemble of pre, network, post)",
-                              description=__doc__.split("\n\n")[0])
+                              description=options.description(__doc__))
     MODEL.add(p)
     p.add_argument("-o", "--output", required=True, metavar="REPO", help="the repository folder to write")
     PIPELINE.add(p)
@@ -46,12 +46,21 @@ def export_options(args):
                          max_delay_us=args.max_delay_ms * 1000, instances=args.instances, precision=args.precision)
 
 
+def _instance_device(device: str) -> str:
+    """``--device auto`` (every command's default): GPU instances where this machine has a GPU, else CPU ones."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def run(args) -> int:
     from runtime.serve.triton.repository import write_repository
 
     model = MODEL.parse(args)
     path = write_repository(args.output, engine=model.engine, weights=model.weights, options=export_options(args),
-                            force=args.force, backend=model.backend, device=model.device,
+                            force=args.force, backend=model.backend, device=_instance_device(model.device),
                             engine_cache=model.engine_cache)
     route = "TensorRT plan" if model.engine or model.backend == "tensorrt" else "Python backend"
     print(f"wrote Triton model repository {path} ({route}); serve it with: tritonserver --model-repository "

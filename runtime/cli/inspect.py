@@ -29,6 +29,7 @@ def add_parser(subparsers) -> None:
 def run_inspect(args) -> int:
     from runtime.backends.tensorrt.sidecar import check_engine_file
 
+    _refuse_a_model_that_is_no_engine(args.engine)
     info, _ = check_engine_file(args.engine)
     print(json.dumps(info, indent=2, sort_keys=True))
     print(f"engine file: {info['engine_bytes']} bytes, sha256 as recorded in {args.engine.name}.json")
@@ -38,6 +39,20 @@ def run_inspect(args) -> int:
         with TensorRTBackend(args.engine, device=args.device) as backend:
             print(format_layers(backend.layer_information()))
     return 0
+
+
+def _refuse_a_model_that_is_no_engine(path: Path) -> None:
+    """Weights and ONNX models are named for what they are, rather than reported as engines without a sidecar."""
+    from retinaface_trt.errors import RetinaFaceError
+
+    suffix = path.suffix.lower()
+    if suffix in (".wts", ".pth"):
+        raise RetinaFaceError(f"{path} is a weights file, not a TensorRT engine: build one from it with "
+                              f"`retinaface-trt build --weights {path} -o {path.with_suffix('.engine')}`, or run it "
+                              f"as it is with `retinaface-trt detect IMAGE --weights {path}`")
+    if suffix == ".onnx":
+        raise RetinaFaceError(f"{path} is an ONNX model, not a TensorRT engine: build one from it with "
+                              f"`retinaface-trt build --onnx {path} -o {path.with_suffix('.engine')}`")
 
 
 def layer_rows(engine_information: str) -> list[tuple[str, str, str, str]]:

@@ -6,7 +6,8 @@ happen inside ``run`` so that ``--help`` works on any machine.
 
 ``-v/--verbose`` and ``-q/--quiet`` are accepted before and after the subcommand (``args.verbose`` is the
 total count, ``args.quiet`` a bool: no progress bars or summary lines). Exit status: 0 success, 1 user
-error (one ``retinaface-trt CMD: error: ...`` line), 2 usage error (argparse, with the subcommand's usage).
+error (one ``retinaface-trt CMD: error: ...`` line), 2 usage error (one such line too, with a hint: a close flag
+name and where the flags are listed).
 """
 
 from __future__ import annotations
@@ -40,8 +41,29 @@ SUBCOMMANDS = (
 )
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's parser whose usage errors are one line (``retinaface-trt CMD: error: …``) with a hint (a close
+    flag name, and where the flags are listed) instead of the whole usage first; subcommands inherit it."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}{self._hint(message)}\n")
+
+    def _hint(self, message: str) -> str:
+        hints = []
+        if message.startswith("unrecognized arguments:"):
+            import difflib
+
+            flags = [o for a in self._actions if a.help != argparse.SUPPRESS for o in a.option_strings]
+            for word in message.split(":", 1)[1].split():
+                close = difflib.get_close_matches(word.split("=")[0], flags, n=1, cutoff=0.6)
+                if word.startswith("-") and close:
+                    hints.append(f"did you mean {close[0]}?")
+        hints.append(f"`{self.prog} --help` lists the {'flags' if ' ' in self.prog else 'commands'}")
+        return " (" + " ".join(hints) + ")"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="retinaface-trt",
         description="RetinaFace on TensorRT: export weights, build engines, detect faces.",
     )
@@ -105,6 +127,20 @@ def _run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"retinaface-trt {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _stdout_closed()
+
+
+def _stdout_closed() -> int:
+    """The reader of standard output went away (``… --json - | head -1``): stop quietly, as other Unix tools do,
+    with the status of a process ended by SIGPIPE. Standard output is pointed at /dev/null so that the flush at
+    exit does not raise again."""
+    import os
+
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return 141
 
 
 if __name__ == "__main__":

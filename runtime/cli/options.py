@@ -18,6 +18,7 @@ weights, and :meth:`ModelSettings.check_network` refuses a ``--network`` that di
 from __future__ import annotations
 
 import argparse
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,12 @@ from runtime.options import (DEVICES_HELP, DEFAULT_INPUT_SIZE, DEFAULT_MAX_PIXEL
 
 _DEFAULTS = Thresholds()
 POSTPROCESS = ("pipeline", "network")     # runtime.detector.POSTPROCESS (that module imports torch)
+
+
+def description(doc: str) -> str:
+    """The first paragraph of a module docstring as a ``--help`` description: reStructuredText's double backticks
+    become single quotes, as the rest of --help writes code."""
+    return re.sub(r"``(.+?)``", r"'\1'", doc.split("\n\n")[0])
 
 
 def argparse_type(check, name: str):
@@ -60,6 +67,22 @@ count = argparse_type(lambda t: check_count("the value", t), "count")
 count_or_zero = argparse_type(lambda t: check_count("the value", t, low=0), "count_or_zero")
 non_negative = argparse_type(lambda t: check_non_negative("the value", t), "non_negative")
 device = argparse_type(check_device, "device")
+
+
+def _origin_size(text: str) -> str:
+    """The original test_widerface.py's ``--origin_size True|False`` → a resize policy: True is ``original``
+    (each image at its own size); False (its 1600-pixel short side) has no counterpart here: refused, with why."""
+    if text.strip().lower() in ("true", "1", "yes"):
+        return "original"
+    if text.strip().lower() in ("false", "0", "no"):
+        raise RetinaFaceError("--origin_size False (the original's resize to a 1600-pixel short side, at most 2150 "
+                              "long) has no counterpart here: use --resize stretch or letterbox with --input-size "
+                              "WxH, or drop the flag (images run at their own size, --origin_size True)")
+    raise RetinaFaceError(f"--origin_size takes True or False, found {text!r}; here it is --resize original (the "
+                          "default)")
+
+
+origin_size = argparse_type(_origin_size, "origin_size")
 
 
 # detect.py's --network values → the configuration names of network.config (and the weights' own names).
@@ -189,6 +212,8 @@ class PipelineFlags(FlagGroup):
                                 f"(default {self.resize_default})")
         group.add_argument("--input-size", type=size, default=DEFAULT_INPUT_SIZE, metavar="WxH",
                            help="network input for stretch / letterbox (default %dx%d)" % DEFAULT_INPUT_SIZE)
+        group.add_argument("--origin_size", dest="resize", type=origin_size, default=argparse.SUPPRESS,
+                           help=argparse.SUPPRESS)
         self.thresholds.add(group)
         group.add_argument("--postprocess", default="pipeline", choices=POSTPROCESS,
                            help="pipeline: decoding and NMS as detect.py (default); network: the model's own, for "
@@ -234,11 +259,16 @@ class ThresholdFlags(FlagGroup):
 
 
 class VisThresholdFlag(FlagGroup):
-    """--vis-threshold (detect.py's --vis_thres): the lowest score a face needs to be reported or drawn."""
+    """--vis-threshold (detect.py's --vis_thres): the lowest score a face needs to be reported (and drawn, for a
+    command that draws: ``drawn``)."""
+
+    def __init__(self, *, drawn: bool = True):
+        self.drawn = drawn
 
     def add(self, parser) -> "VisThresholdFlag":
+        what = "reported and drawn" if self.drawn else "reported"
         action = parser.add_argument("--vis-threshold", type=probability, default=DEFAULT_VIS_THRESHOLD,
-                                     help=f"faces reported and drawn from this score (default {DEFAULT_VIS_THRESHOLD})")
+                                     help=f"faces {what} from this score (default {DEFAULT_VIS_THRESHOLD})")
         alias(parser, action, "--vis_thres")
         return self
 
@@ -246,10 +276,73 @@ class VisThresholdFlag(FlagGroup):
         return args.vis_threshold
 
 
+STDOUT_NAMES = ("-", "/dev/stdout")
+
+
+def add_json_arg(parser, what: str, *, switch: bool = False) -> None:
+    """``--json OUT.json`` (``-``: standard output) and ``--force``, the same in every command. ``switch``: the
+    command had ``--json`` as a switch printing JSON, so ``--json`` alone still means standard output."""
+    extra = dict(nargs="?", const="-") if switch else {}
+    alone = "; --json alone: standard output" if switch else ""
+    parser.add_argument("--json", dest="json_path", metavar="OUT.json", **extra,
+                        help=f"write {what} as JSON to this file (- for standard output{alone}); missing folders "
+                             "are created")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --json file")
+
+
+def is_stdout(path: str) -> bool:
+    return path in STDOUT_NAMES
+
+
+def check_json_path(args: argparse.Namespace) -> None:
+    """``--json``'s file checked before any work (see retinaface_trt.fileio.check_writable); an image file name is
+    refused, as it is an input that ``--json`` took where the switch form was meant."""
+    path = getattr(args, "json_path", None)
+    if not path or is_stdout(path):
+        return
+    from runtime.options import IMAGE_SUFFIXES
+
+    if path.lower().endswith(IMAGE_SUFFIXES):
+        raise RetinaFaceError(f"--json {path}: that is an image, not a JSON file name; put --json after the "
+                              "images, or write --json - (standard output) or --json OUT.json")
+    from retinaface_trt.fileio import check_writable
+
+    check_writable(path, args.force)
+
+
 def add_cuda_device_arg(parser) -> None:
-    """``--device``: the CUDA device TensorRT works on (a CPU is no choice there, unlike detect's --device)."""
-    parser.add_argument("--device", default="cuda", metavar="N|cuda:N",
-                        help="CUDA device to use: N, cuda:N or cuda (default: cuda, device 0)")
+    """``--device``: the CUDA device TensorRT works on (a CPU is no choice there, unlike detect's --device); the
+    default is ``auto`` as in every command, which here means CUDA device 0."""
+    parser.add_argument("--device", default="auto", metavar="N|cuda:N",
+                        help="CUDA device to use: N, cuda:N, cuda or auto (default: auto, CUDA device 0; TensorRT "
+                             "needs an NVIDIA GPU)")
+
+
+def add_weights_arg(parser, positional: str, *, help: str) -> None:
+    """``--weights W``, as in every command, and W as the first positional (the older spelling, kept): the
+    positional ``positional`` (named for --help) is optional; :func:`take_weights` puts the values in place."""
+    parser.add_argument("--weights", dest="weights_flag", metavar=positional.upper(), help=help)
+    parser.add_argument("weights_positional", nargs="?", metavar=positional.upper(),
+                        help="the same as --weights (the older spelling)")
+
+
+def take_weights(args: argparse.Namespace, required: bool = True):
+    """The weights of :func:`add_weights_arg` (None when absent and not ``required``). A usage error (exit 2) if
+    they are given twice (--weights and the positional) or, when ``required``, not at all."""
+    if args.weights_flag is not None and args.weights_positional is not None:
+        _usage_error(args, f"the weights are given twice, with --weights and as {args.weights_positional}; "
+                           "keep --weights")
+    weights = args.weights_flag if args.weights_flag is not None else args.weights_positional
+    if required and weights is None:
+        _usage_error(args, "no weights given: pass --weights W (a .pth or .wts file)")
+    return weights
+
+
+def _usage_error(args: argparse.Namespace, message: str):
+    parser = getattr(args, "command_parser", None)
+    if parser is None:
+        raise RetinaFaceError(message)
+    parser.error(message)
 
 
 # INT8 ---------------------------------------------------------------------------------------------------------
@@ -330,8 +423,11 @@ class DetectorSettings:
     int8: object = None          # runtime.calibration.Int8Settings, or None
 
     def options(self) -> dict:
-        """The keyword arguments of ``Detector.from_options``."""
+        """The keyword arguments of ``Detector.from_options``; RetinaFaceError naming the flags without a model."""
         model, pipeline = self.model, self.pipeline
+        if model.weights is None and model.engine is None:
+            raise RetinaFaceError("no model given: pass --weights W (a .pth or .wts file, e.g. "
+                                  "weights/mobilenet0.25_Final.pth) or --engine E (a TensorRT engine or an .onnx model)")
         return dict(weights=model.weights, engine=model.engine, backend=model.backend, device=model.device,
                     precision=model.precision, engine_cache=model.engine_cache, threads=model.threads,
                     resize=pipeline.resize, input_size=pipeline.input_size, thresholds=pipeline.thresholds,

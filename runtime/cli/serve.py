@@ -15,7 +15,7 @@ from runtime.serve import settings as defaults
 
 _SERVICE = defaults.ServeSettings()
 DETECTOR = options.DetectorFlags(int8=False)
-VIS = options.VisThresholdFlag()
+VIS = options.VisThresholdFlag(drawn=False)
 
 
 _port = options.argparse_type(defaults.check_port, "port")
@@ -23,7 +23,7 @@ _port = options.argparse_type(defaults.check_port, "port")
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("serve", help="HTTP service: base64 or image bytes in, the SDK's JSON out",
-                              description=__doc__.split("\n\n")[0])
+                              description=options.description(__doc__))
     DETECTOR.add(p)
     VIS.add(p)
     group = p.add_argument_group("service")
@@ -54,7 +54,8 @@ def add_parser(subparsers) -> None:
 def serve_settings(args: argparse.Namespace) -> defaults.ServeSettings:
     """The :class:`ServeSettings` given by the service and pipeline flags."""
     detection = DETECTOR.pipeline.thresholds.parse(args)
-    return defaults.ServeSettings(max_batch=args.max_batch, max_delay_ms=args.max_delay_ms,
+    return defaults.ServeSettings(max_batch=args.max_batch,
+                                  max_delay_ms=args.max_delay_ms,
                                   max_queue=args.max_queue, max_body_mib=args.max_body_mib,
                                   shutdown_timeout_s=args.shutdown_timeout, header_timeout_s=args.header_timeout,
                                   body_timeout_s=args.body_timeout, vis_threshold=VIS.parse(args),

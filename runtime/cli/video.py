@@ -147,7 +147,8 @@ def run_videos(args, videos: list[str], chosen: options.DetectorSettings) -> int
     elapsed = time.perf_counter() - start
     if not args.quiet:
         print(f"{len(videos)} video{'s' * (len(videos) != 1)}, {frames} frames, {faces} faces, "
-              f"{frames / max(elapsed, 1e-9):.1f} frames/s", file=sys.stderr)
+              f"{frames / max(elapsed, 1e-9):.1f} frames/s"
+              + (f"; copies in {args.save_dir}" if args.save_dir else ""), file=sys.stderr)
     return 1 if failed else 0
 
 
@@ -157,7 +158,11 @@ def _line_writer(stack: contextlib.ExitStack, path: str | None):
 
     if not path:
         return lambda record: None
-    handle = sys.stdout if path in ("-", "/dev/stdout") else stack.enter_context(open(path, "w", encoding="utf-8"))
+    if path not in options.STDOUT_NAMES:
+        from retinaface_trt.fileio import make_dirs
+
+        make_dirs(os.path.dirname(path) or ".")      # missing folders are made, as for every output file
+    handle = sys.stdout if path in options.STDOUT_NAMES else stack.enter_context(open(path, "w", encoding="utf-8"))
 
     def write(record: dict) -> None:
         handle.write(to_json(record) + "\n")

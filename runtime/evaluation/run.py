@@ -108,21 +108,28 @@ def summarise(results: Mapping[str, dict], n_images: int, settings: Mapping | No
 
 def plot_pr_curves(results: Mapping[str, dict], path: Path) -> None:
     """Write the easy / medium / hard precision-recall curves as a PNG (matplotlib, Agg backend)."""
+    figure = pr_figure(results)
+    with atomic_write(path, "wb") as handle:
+        figure.savefig(handle, format="png")
+
+
+def pr_figure(results: Mapping[str, dict]):
+    """The matplotlib Figure of :func:`plot_pr_curves`: the legend sits below the axes, where it covers no curve
+    (inside, any corner is crossed by one of the three curves on some detector)."""
     from retinaface_trt.extras import require
 
     require("matplotlib", "eval", "plotting the precision-recall curves").use("Agg")
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(6, 5), dpi=100)
+    figure = Figure(figsize=(6, 6), dpi=100, layout="constrained")
     axes = figure.add_subplot()
     for setting in SETTINGS:
         r = results[setting]
         axes.plot(r["recall"], r["precision"], label=f"{setting}  AP {r['ap']:.4f}  ({r['faces']} faces)")
     axes.set(xlabel="recall", ylabel="precision", xlim=(0, 1), ylim=(0, 1.01), title="WIDER FACE val")
     axes.grid(alpha=0.3)
-    axes.legend(loc="upper right")
-    with atomic_write(path, "wb") as handle:
-        figure.savefig(handle, format="png")
+    figure.legend(loc="outside lower center")
+    return figure
 
 
 def write_outputs(out_dir: Path, predictions: Mapping[str, np.ndarray], summary: dict,

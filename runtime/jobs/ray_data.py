@@ -4,7 +4,7 @@ Ray Data reads the image files (``ray.data.read_binary_files``, from local folde
 them in batches to a pool of actors, each of which builds one Detector once (Ray gives an actor made with
 ``num_gpus=1`` its own GPU, as ``cuda:0`` of that actor) and turns each batch into records; Ray schedules,
 retries and spreads the work over every node of the cluster. Needs the ``ray`` extra
-(``pip install 'retinaface-trt[ray]'``)::
+(``pip install '.[ray]'`` in the clone)::
 
     import ray
     from runtime.jobs.ray_data import detect_dataset, write_records

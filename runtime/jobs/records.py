@@ -31,7 +31,7 @@ import time
 from typing import NamedTuple
 
 from retinaface_trt.errors import RetinaFaceError
-from retinaface_trt.fileio import atomic_write, check_writable, is_stream, write_text_atomic
+from retinaface_trt.fileio import atomic_write, check_writable, is_stream, make_dirs, write_text_atomic
 from runtime.face import to_json
 
 SYNC_INTERVAL_S = 1.0
@@ -153,7 +153,7 @@ class RecordStore:
             raise RetinaFaceError(f"--json-lines {self.path} is a folder; expected a file name such as "
                                   f"{os.path.join(self.path, 'records.jsonl')}")
         if not os.path.exists(self.path):
-            check_writable(self.path, force=True)      # its folder exists and takes files; created on first append
+            check_writable(self.path, force=True)      # its folder takes files; file and folders made on first append
             return
         try:
             self._reader = open(self.path, "rb")
@@ -171,6 +171,8 @@ class RecordStore:
         if self.path == "-":
             self._writer = sys.stdout
             return self._writer
+        if not self.stream:
+            make_dirs(os.path.dirname(self.path) or ".")   # as every output file's (retinaface_trt.fileio)
         writer = open(self.path, "ab")
         if not self.stream:
             if self._reader is None:

@@ -27,9 +27,10 @@ import json
 from pathlib import Path
 
 from retinaface_trt.errors import RetinaFaceError
+from retinaface_trt.extras import install_hint
 
 DRY_RUN_HINT = "without it, `retinaface-trt selftest --backend torch` runs every case as a dry run on the executor"
-ONNX_EXTRA = "pip install 'retinaface-trt[onnx]'"
+ONNX_EXTRA = install_hint("onnx")
 RECIPE_FORMAT = "retinaface-trt executor stand-in 1"
 
 

@@ -6,7 +6,7 @@
 * :mod:`runtime.serve.triton`: ``retinaface-trt export-triton``'s repository (an ensemble of Python-backend
   pre/post-processing around a TensorRT plan or the executor) and the launcher of a local ``tritonserver``.
 
-Importing this package imports nothing heavy; the ASGI stack comes with ``pip install 'retinaface-trt[serve]'``
+Importing this package imports nothing heavy; the ASGI stack comes with ``pip install '.[serve]'`` in the clone
 (:func:`require` says so when it is missing). See docs/serving.md.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib.util
 
 from retinaface_trt.errors import RetinaFaceError
+from retinaface_trt.extras import install_hint
 
 SERVE_MODULES = ("starlette", "uvicorn", "prometheus_client")
 
@@ -24,4 +25,4 @@ def require(modules=SERVE_MODULES, extra: str = "serve") -> None:
     missing = [name for name in modules if importlib.util.find_spec(name) is None]
     if missing:
         raise RetinaFaceError(f"{', '.join(missing)} not installed; the service needs them: "
-                              f"pip install 'retinaface-trt[{extra}]'")
+                              f"{install_hint(extra)}")

@@ -50,6 +50,20 @@ def test_checks_leave_no_file_behind(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_an_output_file_in_missing_folders_gets_them_when_written_as_save_dir_does(tmp_path, read_only):
+    target = tmp_path / "new" / "deep" / "out.json"
+    check_writable(target)
+    assert list(tmp_path.iterdir()) == []            # the check creates nothing
+    write_text_atomic(target, "{}")
+    assert target.read_text() == "{}"
+    parent = read_only(tmp_path / "ro")
+    with pytest.raises(RetinaFaceError, match="Permission denied"):
+        check_writable(parent / "new" / "out.json")   # the nearest existing folder is tried
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(RetinaFaceError, match="plain is a file, not a folder"):
+        check_writable(tmp_path / "plain" / "new" / "out.json")
+
+
 def test_os_error_while_writing_is_one_line_naming_the_path(tmp_path):
     target = tmp_path / "out.json"
     with pytest.raises(RetinaFaceError, match=f"^cannot write {target}: No space left on device$"):

@@ -75,6 +75,15 @@ def test_too_few_images_says_how_many_there_are(crop_folder):
         cal.calibration_images(settings(crop_folder, count=50))
 
 
+def test_fewer_images_than_the_minimum_ask_for_more_images_not_a_count_below_it(tmp_path):
+    for n in range(4):
+        _file(tmp_path, f"{n}.jpg")
+    with pytest.raises(RetinaFaceError) as error:
+        cal.calibration_images(settings(tmp_path))
+    assert "holds 4 images, fewer than the 16 asked for" in str(error.value)
+    assert "at least 16: add 12 or more images" in str(error.value) and "--calibration-count 4" not in str(error.value)
+
+
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads folders without read permission")
 def test_an_unreadable_folder_is_one_error(tmp_path):
     locked = tmp_path / "locked"
@@ -183,8 +192,9 @@ def test_a_damaged_cache_is_one_error(tmp_path, crop_folder, mnet_pth, mnet_arra
 
 def test_an_unwritable_cache_is_refused_before_calibrating(tmp_path, crop_folder, mnet_pth, mnet_arrays, monkeypatch):
     monkeypatch.setattr(cal, "calibrate", lambda *a, **k: pytest.fail("calibrated for nothing"))
-    with pytest.raises(RetinaFaceError, match="does not exist"):
-        plan_of(mnet_pth, mnet_arrays, settings(crop_folder, cache=tmp_path / "missing" / "c.json"))
+    (tmp_path / "plain").write_text("x")       # a missing folder would be made; a file in the path cannot be
+    with pytest.raises(RetinaFaceError, match="plain is a file, not a folder"):
+        plan_of(mnet_pth, mnet_arrays, settings(crop_folder, cache=tmp_path / "plain" / "c.json"))
 
 
 def test_an_image_that_does_not_decode_is_one_error_and_no_cache_is_written(tmp_path, crop_folder, mnet_pth,

@@ -89,6 +89,21 @@ def test_compare_cli_json_and_atol_exit(mnet_pth, shared_dir, capsys):
     assert 0 < worst and "more than --atol" in captured.err
 
 
+def test_compare_cli_json_takes_a_path_as_in_every_command(mnet_pth, shared_dir, tmp_path, capsys):
+    target = tmp_path / "new" / "report.json"
+    code = main(["compare", "--weights", str(mnet_pth), "--input-size", "160x160", "--json", str(target),
+                 str(shared_dir / "images" / "astronaut_512x512.png")])
+    out = capsys.readouterr().out
+    assert code == 0 and "pytorch vs executor" in out            # the table still printed
+    assert len(json.loads(target.read_text())["pairs"]) == 3
+
+
+def test_compare_cli_refuses_an_image_taken_as_the_json_path(mnet_pth, shared_dir, capsys):
+    image = shared_dir / "images" / "astronaut_512x512.png"
+    code = main(["compare", "--weights", str(mnet_pth), "--json", str(image), str(image)])
+    assert code == 1 and "that is an image, not a JSON file name" in capsys.readouterr().err
+
+
 def test_compare_cli_skips_an_engine_it_cannot_run(mnet_pth, shared_dir, tmp_path, capsys, monkeypatch):
     from runtime import backends
 

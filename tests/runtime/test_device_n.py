@@ -71,7 +71,7 @@ def test_the_executor_works_on_device_1_only(shared_dir, mnet_pth, tmp_path, cro
 
 @pytest.mark.tensorrt
 def test_tensorrt_builds_and_runs_on_device_1_only(shared_dir, mnet_pth, tmp_path, crowd_reference):
-    pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install 'retinaface-trt[tensorrt]')")
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install '.[tensorrt]' in the clone)")
     from runtime.backends.tensorrt.sidecar import read_sidecar
 
     facts, dets = probe("tensorrt", "stretch", shared_dir, mnet_pth, tmp_path)     # the cached 640×640 engine

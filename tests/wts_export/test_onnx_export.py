@@ -193,7 +193,7 @@ def test_cli_dynamic_with_an_input_size_is_a_usage_error(mnet_pth, tmp_path, cap
     with pytest.raises(SystemExit) as exit_info:
         main(["export-onnx", str(mnet_pth), str(tmp_path / "m.onnx"), "--dynamic", "--input-size", "320x240"])
     err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "usage: retinaface-trt export-onnx" in err and "not allowed with" in err
+    assert exit_info.value.code == 2 and "retinaface-trt export-onnx: error:" in err and "not allowed with" in err
     assert not (tmp_path / "m.onnx").exists()
 
 

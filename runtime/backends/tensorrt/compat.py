@@ -45,11 +45,12 @@ import time
 from dataclasses import dataclass
 
 from retinaface_trt.errors import RetinaFaceError
+from retinaface_trt.extras import install_hint
 from runtime.calibration import ROUTES
 
 log = logging.getLogger("retinaface_trt.tensorrt")
 
-INSTALL_COMMAND = ("pip install 'retinaface-trt[tensorrt]' (or `pip install tensorrt-cu12` / `tensorrt-cu13` to "
+INSTALL_COMMAND = (f"{install_hint('tensorrt')} (or `pip install tensorrt-cu12` / `tensorrt-cu13` to "
                    "match your CUDA)")
 HARDWARE_COMPATIBILITY = ("none", "ampere+", "same-cc")
 

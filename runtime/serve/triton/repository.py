@@ -25,6 +25,7 @@ from pathlib import Path
 
 from retinaface_trt import __version__
 from retinaface_trt.errors import RetinaFaceError
+from retinaface_trt.extras import install_hint
 from runtime.serve import triton as names
 from runtime.serve.triton.configs import (ExportOptions, NetworkModel, batching, ensemble_config, instances,
                                           parameter_list, post_config, pre_config, tensor)
@@ -74,7 +75,7 @@ def _built_engine(weights, device, engine_cache, options: ExportOptions) -> Path
     from runtime.device import resolve_device
 
     if not tensorrt_available():
-        raise RetinaFaceError("TensorRT is not installed: pip install 'retinaface-trt[tensorrt]' (or export the "
+        raise RetinaFaceError(f"TensorRT is not installed: {install_hint('tensorrt')} (or export the "
                               "network for Triton's Python backend: --backend torch)")
     from runtime.backends.tensorrt.cache import default_engine_cache, ensure_engine
 

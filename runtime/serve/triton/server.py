@@ -109,12 +109,14 @@ class TritonServer:
     """``tritonserver`` on ``repository`` with HTTP, gRPC and metrics on 127.0.0.1; a context manager.
 
     install: a :class:`TritonInstall`; workdir: a folder for the backend links and ``tritonserver.log``.
+    Both paths may be relative to the caller's working directory: they are made absolute here, because the
+    server runs in ``workdir`` (a relative repository path would otherwise be looked up there).
     After :meth:`start`: ``http_url`` ("127.0.0.1:PORT", as tritonclient wants it), ``grpc_url``, ``metrics_url``.
     """
 
     def __init__(self, install: TritonInstall, repository: str | os.PathLike, workdir: str | os.PathLike,
                  extra_args: tuple[str, ...] = ()):
-        self.install, self.repository, self.workdir = install, Path(repository), Path(workdir)
+        self.install, self.repository, self.workdir = install, Path(repository).absolute(), Path(workdir).absolute()
         self.extra_args = tuple(extra_args)
         self.log_path = self.workdir / "tritonserver.log"
         self.ports: dict[str, int] = {}

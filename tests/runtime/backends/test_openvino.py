@@ -132,5 +132,5 @@ def test_missing_openvino_names_the_extra(mnet_pth, monkeypatch):
         return real(name, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "__import__", without_openvino)
-    with pytest.raises(RetinaFaceError, match=r"pip install 'retinaface-trt\[openvino\]'"):
+    with pytest.raises(RetinaFaceError, match=r"pip install '\.\[openvino\]' in the retinaface-trt checkout"):
         create_backend("openvino", weights=str(mnet_pth), device="cpu")

@@ -24,7 +24,7 @@ def test_torch_is_the_executor_s_old_name(mnet_pth):
 
 def test_tensorrt_missing_names_the_install_command(monkeypatch):
     monkeypatch.setattr(backends, "tensorrt_available", lambda: False)
-    with pytest.raises(RetinaFaceError, match=r"pip install 'retinaface-trt\[tensorrt\]'"):
+    with pytest.raises(RetinaFaceError, match=r"pip install '\.\[tensorrt\]' in the retinaface-trt checkout"):
         backends.create_backend("tensorrt", engine="model.engine")
 
 
@@ -137,3 +137,11 @@ def test_tensorrt_on_the_cpu_is_refused_before_an_engine_is_built(mnet_pth, monk
     monkeypatch.setattr(cache, "ensure_engine", lambda *a, **k: pytest.fail("an engine was built for --device cpu"))
     with pytest.raises(RetinaFaceError, match="the tensorrt backend runs on an NVIDIA GPU, not on cpu"):
         backends.create_backend("tensorrt", weights=mnet_pth, device="cpu")
+
+
+@pytest.mark.parametrize("precision, warned", [("fp16", True), ("fp32", False)])
+def test_fp16_on_a_cpu_is_said_to_be_slow(mnet_pth, caplog, precision, warned):
+    with caplog.at_level("WARNING", logger="retinaface_trt"):
+        backends.create_backend("torch", weights=str(mnet_pth), device="cpu", precision=precision).close()
+    said = [r.getMessage() for r in caplog.records if "fp16 on a CPU" in r.getMessage()]
+    assert len(said) == int(warned) and (not warned or "use --precision fp32 on a CPU" in said[0])

@@ -18,7 +18,7 @@ def test_build_without_tensorrt_exits_1_with_install_command(no_tensorrt, mnet_p
     code = main(["build", str(mnet_pth), "-o", str(tmp_path / "m.engine")])
     err = capsys.readouterr().err
     assert (code, err.count("\n")) == (1, 1)
-    assert "TensorRT is not installed" in err and "pip install 'retinaface-trt[tensorrt]'" in err
+    assert "TensorRT is not installed" in err and "pip install '.[tensorrt]' in the retinaface-trt checkout" in err
 
 
 def test_build_does_not_suggest_a_backend_flag_it_does_not_have(no_tensorrt, mnet_pth, tmp_path, capsys):
@@ -34,9 +34,10 @@ def test_build_writes_nothing_without_tensorrt(no_tensorrt, mnet_pth, tmp_path):
 
 def test_the_output_is_checked_before_anything_else(no_tensorrt, mnet_pth, tmp_path, capsys):
     """Issue 13: `build -o` is checked for writing before TensorRT is even looked for."""
-    code = main(["build", str(mnet_pth), "-o", str(tmp_path / "missing" / "m.engine")])
+    (tmp_path / "plain").write_bytes(b"")
+    code = main(["build", str(mnet_pth), "-o", str(tmp_path / "plain" / "m.engine")])
     err = capsys.readouterr().err
-    assert code == 1 and "folder" in err and "does not exist" in err and "TensorRT" not in err
+    assert code == 1 and "plain is a file, not a folder" in err and "TensorRT" not in err
 
 
 def test_an_existing_engine_needs_force(no_tensorrt, mnet_pth, tmp_path, capsys):

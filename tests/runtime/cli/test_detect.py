@@ -164,6 +164,14 @@ def test_one_summary_line_by_default(detect, crowd_copy, tmp_path, capsys):
     assert re.fullmatch(rf"2 images, {faces} faces, \d+\.\d ms/image", last), last
 
 
+def test_the_summary_says_where_dash_s_wrote_the_copies(detect, crowd_copy, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert detect(str(crowd_copy), "-s") == 0
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert last.endswith(f"; annotated copies in {os.path.join('out', 'annotated')}"), last
+    assert (tmp_path / "out" / "annotated" / crowd_copy.name).is_file()
+
+
 @pytest.mark.parametrize("where", ["before", "after"])
 def test_quiet_prints_nothing_on_success(detect, crowd_copy, capsys, where):
     argv = [str(crowd_copy), str(crowd_copy), "-q"] if where == "after" else [str(crowd_copy), str(crowd_copy)]
@@ -178,12 +186,20 @@ def test_verbose_counts_before_and_after_the_subcommand():
     assert cli.parse_args(parser, ["detect", "a.jpg", "-v"]).verbose == 1
 
 
-def test_unknown_flag_shows_the_subcommand_usage(detect, crowd_copy, capsys):
+def test_unknown_flag_is_one_line_with_a_hint_not_the_usage(detect, crowd_copy, capsys):
     with pytest.raises(SystemExit) as exit_info:
         detect(str(crowd_copy), "--bogus")
     err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "usage: retinaface-trt detect" in err
-    assert "retinaface-trt detect: error: unrecognized arguments: --bogus" in err
+    assert exit_info.value.code == 2 and "usage:" not in err and len(err.splitlines()) == 1
+    assert err.startswith("retinaface-trt detect: error: unrecognized arguments: --bogus (")
+    assert "`retinaface-trt detect --help` lists the flags" in err
+
+
+def test_a_mistyped_flag_gets_the_flag_it_resembles(detect, crowd_copy, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        detect(str(crowd_copy), "--wieghts", "w.pth")
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and len(err.splitlines()) == 1 and "did you mean --weights?" in err
 
 
 def test_json_naming_a_folder_is_refused_before_work(no_model, crowd_copy, tmp_path, capsys):

@@ -50,10 +50,15 @@ def test_force_overwrites(mnet_pth, tmp_path):
     assert len(read_wts(out)) == len(load_weights(mnet_pth))
 
 
-def test_missing_output_folder_writes_nothing(mnet_pth, tmp_path, capsys):
-    assert main(["export-wts", str(mnet_pth), str(tmp_path / "absent" / "m.wts")]) == 1
-    assert "does not exist" in capsys.readouterr().err
-    assert list(tmp_path.iterdir()) == []
+def test_an_output_in_a_missing_folder_gets_the_folder_as_save_dir_does(mnet_pth, tmp_path):
+    assert main(["export-wts", "--weights", str(mnet_pth), str(tmp_path / "absent" / "m.wts")]) == 0
+    assert (tmp_path / "absent" / "m.wts").stat().st_size > 0
+
+
+def test_a_failed_export_makes_no_folder(tmp_path, capsys):
+    (tmp_path / "bad.pth").write_bytes(b"not a checkpoint")
+    assert main(["export-wts", str(tmp_path / "bad.pth"), str(tmp_path / "absent" / "m.wts")]) == 1
+    assert list(tmp_path.iterdir()) == [tmp_path / "bad.pth"] and len(capsys.readouterr().err.splitlines()) == 1
 
 
 def test_unrecognised_weights_are_refused(tmp_path, capsys):

@@ -51,6 +51,16 @@ def test_inspect_of_a_missing_engine_says_the_engine_is_missing(tmp_path, capsys
     assert "engine file" in err and "absent.engine does not exist" in err and ".json" not in err
 
 
+@pytest.mark.parametrize("name, said", [("m.wts", "is a weights file, not a TensorRT engine"),
+                                        ("m.pth", "is a weights file, not a TensorRT engine"),
+                                        ("m.onnx", "is an ONNX model, not a TensorRT engine")])
+def test_inspect_of_weights_or_an_onnx_model_says_what_they_are(tmp_path, capsys, name, said):
+    (tmp_path / name).write_bytes(b"weights")
+    assert main(["inspect", str(tmp_path / name)]) == 1
+    err = capsys.readouterr().err
+    assert said in err and "retinaface-trt build" in err and "sidecar" not in err and len(err.splitlines()) == 1
+
+
 def test_inspect_when_the_sidecar_is_a_directory_is_one_line(engine, capsys):
     engine.with_name(engine.name + ".json").unlink()
     engine.with_name(engine.name + ".json").mkdir()

@@ -81,8 +81,8 @@ def test_a_keep_pattern_of_no_layer_is_one_error(detect_args, crop_folder, capsy
 
 def test_compare_adds_the_int8_path_and_judges_it_by_its_faces(mnet_pth, shared_dir, crop_folder, capsys):
     args = ["compare", str(shared_dir / "images" / "crowd_1024x624.jpg"), "--weights", str(mnet_pth),
-            "--input-size", "320x320", "--calibration-images", str(crop_folder), "--calibration-count", "16",
-            "--match-iou", "0.9", "--json"]
+            "--input-size", "320x320", "--precision", "int8", "--calibration-images", str(crop_folder),
+            "--calibration-count", "16", "--match-iou", "0.9", "--json"]
     assert main(args) == 0           # the INT8 outputs differ from float32 by far more than --atol, by design
     report = json.loads(capsys.readouterr().out)
     assert "executor-int8 (emulated)" in report["paths"]

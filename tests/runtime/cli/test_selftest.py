@@ -47,7 +47,7 @@ def test_the_report_is_written_as_json(tmp_path, capsys):
 @pytest.mark.parametrize("name, make, message", [
     ("selftest.json", lambda p: p.write_text("old"), "already exists; pass --force"),
     ("selftest.json", lambda p: p.mkdir(), "is a folder"),
-    ("missing/selftest.json", lambda p: None, "folder"),
+    ("plain/selftest.json", lambda p: p.parent.write_text("x"), "plain is a file, not a folder"),
 ])
 def test_an_unwritable_report_is_refused_before_any_work(tmp_path, capsys, name, make, message):
     report = tmp_path / name

@@ -147,3 +147,14 @@ def test_unwritable_output_folder_is_one_line(dataset, tmp_path, monkeypatch):
     monkeypatch.setattr(os, "makedirs", full_disk)
     with pytest.raises(RetinaFaceError, match="cannot create folder .*predictions/0--Test: No space left on device"):
         evaluate_folder(FakeDetector(truth), images, truth, out_dir=tmp_path / "out", show_progress=False)
+
+
+def test_the_legend_of_the_curves_covers_no_part_of_the_axes(dataset):
+    from runtime.evaluation.run import pr_figure
+
+    curve = {"recall": np.linspace(0, 1, 50), "precision": np.linspace(1, 0, 50), "ap": 0.5, "faces": 10}
+    figure = pr_figure({s: curve for s in SETTINGS})
+    figure.savefig(io.BytesIO(), format="png")     # the constrained layout places the legend while drawing
+    renderer = figure._get_renderer()
+    legend, axes = figure.legends[0].get_window_extent(renderer), figure.axes[0].get_window_extent(renderer)
+    assert legend.y1 <= axes.y0 and len(figure.legends[0].get_texts()) == 3

@@ -67,9 +67,14 @@ def test_a_folder_is_refused(tmp_path):
         RecordStore.open(tmp_path)
 
 
-def test_a_missing_folder_is_refused_before_any_work(tmp_path):
-    with pytest.raises(RetinaFaceError, match="does not exist"):
-        RecordStore.open(tmp_path / "nope" / "r.jsonl")
+def test_a_missing_folder_is_made_on_the_first_record_only(tmp_path):
+    with RecordStore.open(tmp_path / "new" / "r.jsonl") as store:
+        assert list(tmp_path.iterdir()) == []          # opening writes nothing
+        store.append({"image": "a.jpg", "width": 1, "height": 1, "faces": []})
+    assert json.loads((tmp_path / "new" / "r.jsonl").read_text())["image"] == "a.jpg"
+    (tmp_path / "plain").write_text("x")
+    with pytest.raises(RetinaFaceError, match="plain is a file, not a folder"):
+        RecordStore.open(tmp_path / "plain" / "r.jsonl")
 
 
 def test_the_last_record_of_an_image_counts(tmp_path):

@@ -16,7 +16,7 @@ import pytest
 
 pytestmark = pytest.mark.tensorrt
 torch = pytest.importorskip("torch")
-trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install 'retinaface-trt[tensorrt]')")
+trt = pytest.importorskip("tensorrt", reason="TensorRT is not installed (pip install '.[tensorrt]' in the clone)")
 if not torch.cuda.is_available():
     pytest.skip("TensorRT needs a CUDA device; PyTorch sees none", allow_module_level=True)
 

@@ -58,7 +58,7 @@ def missing(reason: str):
 def require_modules(*names: str, extra: str) -> None:
     absent = [name for name in names if importlib.util.find_spec(name) is None]
     if absent:
-        missing(f"{', '.join(absent)} not installed: pip install 'retinaface-trt[{extra}]'")
+        missing(f"{', '.join(absent)} not installed: pip install '.[{extra}]' in the retinaface-trt checkout")
 
 
 @pytest.fixture(scope="session")

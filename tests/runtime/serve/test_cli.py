@@ -61,7 +61,7 @@ def test_a_taken_port_fails_before_the_model_loads(capsys):
 def test_a_missing_extra_names_the_install_command():
     from runtime.serve import require
 
-    with pytest.raises(RetinaFaceError, match=r"no_such_module_xyz not installed; .*pip install 'retinaface-trt\[serve\]'"):
+    with pytest.raises(RetinaFaceError, match=r"no_such_module_xyz not installed; .*pip install '\.\[serve\]' in the retinaface-trt checkout"):
         require(("no_such_module_xyz",))
 
 

@@ -151,8 +151,10 @@ def test_output_is_checked_before_any_work(tmp_path):
     (tmp_path / "dir.engine.json").mkdir()
     with pytest.raises(RetinaFaceError, match="already exists; pass --force"):
         prepare_output(tmp_path / "old.engine", force=False)
-    with pytest.raises(RetinaFaceError, match="folder .* does not exist"):
-        prepare_output(tmp_path / "missing" / "m.engine", force=False)
+    (tmp_path / "plain").write_bytes(b"")
+    with pytest.raises(RetinaFaceError, match="plain is a file, not a folder"):
+        prepare_output(tmp_path / "plain" / "m.engine", force=False)
+    assert prepare_output(tmp_path / "new" / "m.engine", force=False) and not (tmp_path / "new").exists()
     with pytest.raises(RetinaFaceError, match="dir.engine.json: it is a directory"):
         prepare_output(tmp_path / "dir.engine", force=True)
 

@@ -155,7 +155,7 @@ def test_missing_tensorrt_names_the_install_command_and_what_works_without_it(mo
         trt_compat.import_tensorrt()
     with pytest.raises(RetinaFaceError) as hinted:
         trt_compat.import_tensorrt("or use `--backend torch`")
-    assert "pip install 'retinaface-trt[tensorrt]'" in str(bare.value) and "--backend" not in str(bare.value)
+    assert "pip install '.[tensorrt]' in the retinaface-trt checkout" in str(bare.value) and "--backend" not in str(bare.value)
     assert str(hinted.value).endswith("; or use `--backend torch`")
 
 

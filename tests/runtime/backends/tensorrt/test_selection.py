@@ -68,7 +68,7 @@ def test_tensorrt_with_a_corrupt_engine_is_not_rebuilt_from_the_weights(engine, 
 
 
 def test_tensorrt_without_tensorrt_names_the_install_and_the_alternative(no_tensorrt):
-    with pytest.raises(RetinaFaceError, match=r"pip install 'retinaface-trt\[tensorrt\]'.*--backend executor"):
+    with pytest.raises(RetinaFaceError, match=r"pip install '\.\[tensorrt\]' in the retinaface-trt checkout.*--backend executor"):
         backends.create_backend("tensorrt", engine="m.engine")
 
 
