@@ -90,6 +90,8 @@ def hold_output(path: str | os.PathLike, hint: str = "wait for it to finish, or 
         yield
         return
     lock = path.parent / f".{path.name}.lock"
+    if not path.parent.is_dir():          # output files get their missing folders (as atomic_write's)
+        make_dirs(path.parent)
     try:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
     except OSError as error:

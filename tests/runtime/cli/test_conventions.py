@@ -84,14 +84,19 @@ def test_serve_batches_one_image_on_a_cpu_and_sixteen_on_a_gpu(monkeypatch):
     import torch
 
     from runtime.cli import serve
+    from runtime.device import resolve_device
 
     parser = build_parser()
+
+    def batch(*flags):
+        args = cli.parse_args(parser, ["serve", "--weights", "w.pth", *flags])
+        return serve.serve_settings(args).batch_for(resolve_device(args.device))
+
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert serve.serve_settings(cli.parse_args(parser, ["serve", "--weights", "w.pth"])).max_batch == 1
-    assert serve.serve_settings(cli.parse_args(parser, ["serve", "--weights", "w.pth", "--max-batch", "8"])).max_batch == 8
+    assert batch() == 1 and batch("--max-batch", "8") == 8
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert serve.serve_settings(cli.parse_args(parser, ["serve", "--weights", "w.pth"])).max_batch == 16
+    assert batch() == 16 and batch("--max-batch", "8") == 8
 
 
 def test_no_model_names_the_flags(no_model, shared_dir, capsys):
