@@ -71,15 +71,15 @@ class Engine:
         stalled source raises RetinaFaceError after its last good frame."""
         from runtime.video import DEFAULT_TIMEOUT_S, detect_video, frame_record
 
-        if self.detector is None:
-            raise RetinaFaceError("this Engine was released; create a new one")
-        for item in detect_video(self.detector, source, every, vis_threshold=self.vis_threshold,
-                                 timeout_s=timeout_s or DEFAULT_TIMEOUT_S):
-            yield to_json(frame_record(source, item, item.image.shape[1], item.image.shape[0]))
+        with self._in_use() as detector:        # a release waits until the video is read or the iterator closed
+            for item in detect_video(detector, source, every, vis_threshold=self.vis_threshold,
+                                     timeout_s=timeout_s or DEFAULT_TIMEOUT_S):
+                yield to_json(frame_record(source, item, item.image.shape[1], item.image.shape[0]))
 
     def release(self) -> None:
-        """Free the model and all GPU memory it held, once the ``infer`` calls in flight have returned (later
-        calls raise RetinaFaceError). Safe to call twice, and from any thread."""
+        """Free the model and all GPU memory it held, once the ``infer`` calls in flight have returned and the
+        ``video`` iterators in use are exhausted or closed (later calls raise RetinaFaceError). Safe to call twice,
+        and from any thread."""
         with self._calls:
             detector, self.detector = self.detector, None
             self._calls.wait_for(lambda: self._in_flight == 0)

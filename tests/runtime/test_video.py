@@ -302,3 +302,22 @@ def test_sdk_engine_gives_one_json_record_per_frame(crowd_reference, crowd_mkv, 
     assert [r["frame"] for r in records] == [0, 2, 4]
     expected = int((crowd_reference["dets_640_in_origin_coords"][:, 4] >= 0.9).sum())
     assert all(len(r["faces"]) == expected and min(f["score"] for f in r["faces"]) >= 0.9 for r in records)
+
+
+def test_release_waits_for_a_video_being_read(crowd_reference, crowd_mkv):
+    from retinaface_trt.errors import RetinaFaceError
+    from runtime import Engine
+    from runtime.detector import Detector
+
+    engine = Engine(detector=Detector(ReplayBackend(crowd_reference), resize="stretch"))
+    frames = engine.video(str(crowd_mkv))
+    first = next(frames)
+    released = threading.Event()
+    releasing = threading.Thread(target=lambda: (engine.release(), released.set()))
+    releasing.start()
+    assert not released.wait(0.5)                  # the video being read keeps its detector
+    rest = list(frames)
+    releasing.join(30)
+    assert released.is_set() and len([first, *rest]) == 5
+    with pytest.raises(RetinaFaceError, match="released"):
+        next(engine.video(str(crowd_mkv)))
