@@ -15,8 +15,9 @@ many small requests of one size, a huge ``--batch``) cannot exhaust the machine:
   rounded up);
 * :data:`RAM_SHARE`: half of what is available, leaving the rest to the process itself, its model and others.
 
-The budget is taken once when a service or a ``detect`` run starts, and never below :data:`MIN_PIXEL_BUDGET`
-(one 640×640 image). How it is used: a batch holds images while their pixels sum to at most the budget; an
+With ``detect --devices``, the worker processes share the host: each takes ``available host memory / workers``
+(its device's free memory stays its own). The budget is taken once when a service or a ``detect`` run starts,
+and never below :data:`MIN_PIXEL_BUDGET` (one 640×640 image). How it is used: a batch holds images while their pixels sum to at most the budget; an
 image larger than the budget (but within ``max_pixels``) runs alone, never beside another one.
 
 In flight (``detect`` over folders, :mod:`runtime.jobs`): :class:`PixelBudget` holds the pixels of the decoded
@@ -42,17 +43,20 @@ FALLBACK_BYTES = 4 << 30   # a machine whose free memory cannot be read: assume 
 ENVIRONMENT = "RETINAFACE_TRT_PIXEL_BUDGET"
 
 
-def pixel_budget(device=None) -> int:
+def pixel_budget(device=None, host_share: int = 1) -> int:
     """The number of image pixels that may be decoded and batched at once here (see the module doc).
 
     device: the detector's device (``"cpu"``, ``"cuda:0"``, a ``torch.device``) or None for the host only.
+    host_share: how many processes of one run share this host's memory (``detect --devices``: one per device);
+    each gets that fraction of the host's part (a device's own memory is its worker's alone).
     """
     override = os.environ.get(ENVIRONMENT, "").strip()
     if override:
         from runtime.options import check_count
 
         return check_count(ENVIRONMENT, override)
-    sizes = [size for size in (_host_available(), _device_free(device)) if size]
+    host = _host_available()
+    sizes = [size for size in (host and host // max(1, int(host_share)), _device_free(device)) if size]
     available = min(sizes) if sizes else FALLBACK_BYTES
     return max(MIN_PIXEL_BUDGET, int(available * RAM_SHARE) // BYTES_PER_PIXEL)
 

@@ -208,7 +208,8 @@ def _check_batch(args) -> None:
 
     width, height = args.input_size or DEFAULT_INPUT_SIZE
     given = getattr(args, "pixel_budget", None)
-    budget = given * 1_000_000 if given else pixel_budget(args.devices[0] if args.devices else args.device)
+    devices = _devices(args) or [args.device]
+    budget = given * 1_000_000 if given else pixel_budget(devices[0], host_share=len(devices))
     if not batch_fits(width * height, args.batch, budget):
         whose = "--pixel-budget" if given else ("this machine's pixel budget (half its free memory at 192 bytes a "
                                                 "pixel, see docs/errors.md)")

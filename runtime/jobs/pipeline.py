@@ -113,7 +113,7 @@ def detect_stream(detector, source, settings: JobSettings, read=None) -> Iterato
     outcomes are made (``settings.pixel_budget``, or this machine's :func:`runtime.budget.pixel_budget`), which
     also bounds the pixels of one batch."""
     settings = settings.sized(detector.device)
-    limit = settings.pixel_budget or pixel_budget(detector.device)
+    limit = settings.pixel_budget or pixel_budget(detector.device, settings.host_share)
     budget = PixelBudget(limit)
     batcher = Batcher(settings.batch, settings.hold, canvas_key(detector), budget=limit)
     reader = ImageReader(source, settings.read_threads, settings.prefetch, settings.queued, detector.max_pixels, read,

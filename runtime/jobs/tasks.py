@@ -60,6 +60,8 @@ class JobSettings:
     pixel_budget:  pixels of the decoded images alive at once, and of one batch, per device; None: this
                    machine's (:func:`runtime.budget.pixel_budget`); one larger image still runs, alone
     in_flight:     batches with the detector at once (one on the device while the next is staged and uploaded)
+    host_share:    worker processes of this run on this host (each takes that share of the host's memory when
+                   ``pixel_budget`` is None)
 
     Decoded images alive at once, per device, whatever the number of tasks (:meth:`image_bound`): ``prefetch``
     submitted and one in the reader's hands, ``queued`` handed on, one being taken by the batcher, ``hold``
@@ -76,6 +78,7 @@ class JobSettings:
     max_wait_s: float = MAX_WAIT_S
     pixel_budget: int | None = None
     in_flight: int = 2
+    host_share: int = 1
 
     @property
     def prefetch(self) -> int:

@@ -26,6 +26,7 @@ script needs the ``if __name__ == "__main__":`` guard that ``spawn`` always need
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import multiprocessing
@@ -72,6 +73,8 @@ class WorkerPool:
                  log_level: int | None = None):
         if not devices:
             raise RetinaFaceError("no device to run on; pass --devices cuda:0,… or cpu")
+        # the workers share this host's memory: each one's pixel budget is its share of it (runtime.budget)
+        settings = dataclasses.replace(settings, host_share=len(devices))
         self.devices, self.factory, self.settings = list(devices), factory, settings
         self.parcel = settings.batch or 8
         self.credit = max(credit or 0, 2 * self.parcel + settings.prefetch + settings.hold)

@@ -22,6 +22,19 @@ def test_the_budget_is_half_the_available_memory_over_the_bytes_a_pixel_takes(mo
     assert budget.pixel_budget("cuda:0") == budget.MIN_PIXEL_BUDGET
 
 
+def test_workers_of_one_run_share_the_hosts_memory(monkeypatch):
+    from runtime.jobs.tasks import JobSettings
+    from runtime.jobs.workers import WorkerPool
+
+    monkeypatch.delenv(budget.ENVIRONMENT, raising=False)
+    monkeypatch.setattr(budget, "_host_available", lambda: 8 << 30)
+    monkeypatch.setattr(budget, "_device_free", lambda device: None)
+    assert budget.pixel_budget(host_share=4) == (8 << 30) // 4 // 2 // budget.BYTES_PER_PIXEL
+    monkeypatch.setattr(budget, "_device_free", lambda device: 1 << 30)           # a device's memory is its own
+    assert budget.pixel_budget("cuda:1", host_share=4) == (1 << 30) // 2 // budget.BYTES_PER_PIXEL
+    assert WorkerPool(["cpu", "cpu", "cpu"], object, JobSettings()).settings.host_share == 3
+
+
 def test_the_host_memory_read_here_is_positive_and_below_the_machine_total():
     import os
 
