@@ -189,7 +189,7 @@ def _runner(args, detector: options.DetectorSettings):
 def _record_settings(args) -> dict:
     """What the records of a ``--json-lines`` file depend on: a resumed run must use the same (the store refuses
     others, see :mod:`runtime.jobs.records`)."""
-    model = args.engine if getattr(args, "engine", None) else args.weights
+    model = args.engine or args.weights
     return {"model": os.path.realpath(model) if model else None, "precision": args.precision, "resize": args.resize,
             "input_size": list(args.input_size) if args.input_size else None,
             "confidence_threshold": args.confidence_threshold, "nms_threshold": args.nms_threshold,
@@ -207,7 +207,7 @@ def _check_batch(args) -> None:
     from runtime.options import DEFAULT_INPUT_SIZE
 
     width, height = args.input_size or DEFAULT_INPUT_SIZE
-    given = getattr(args, "pixel_budget", None)
+    given = args.pixel_budget
     devices = _devices(args) or [args.device]
     budget = given * 1_000_000 if given else pixel_budget(devices[0], host_share=len(devices))
     if not batch_fits(width * height, args.batch, budget):
