@@ -74,7 +74,7 @@ class Engine:
         with self._in_use() as detector:        # a release waits until the video is read or the iterator closed
             for item in detect_video(detector, source, every, vis_threshold=self.vis_threshold,
                                      timeout_s=timeout_s or DEFAULT_TIMEOUT_S):
-                yield to_json(frame_record(source, item, item.image.shape[1], item.image.shape[0]))
+                yield to_json(frame_record(source, item))
 
     def release(self) -> None:
         """Free the model and all GPU memory it held, once the ``infer`` calls in flight have returned and the

@@ -9,7 +9,7 @@ a batch is one backend call).
 
 Records: one per detected frame, ``{"video": source, "frame": index (0-based, in decoding order), "time":
 seconds from the stream's start (its presentation time stamp), "width", "height", "faces": [...]}`` with the
-faces of :func:`runtime.face.image_record`.
+faces of :func:`runtime.face.report`.
 
 Damage and stalls: a file that stops decoding part way (truncated, corrupt) gives the frames decoded before and
 :attr:`VideoReader.problem`, one line about the rest; a source sending nothing for ``timeout_s`` seconds (a
@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import queue
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Iterator
 
@@ -221,18 +221,27 @@ def _reason(error: Exception) -> str:
 
 @dataclass
 class FrameFaces:
-    """One frame and its faces: ``dets`` float32 [K, 15] (:meth:`Detector.detect_arrays`' rows with a score ≥ the
-    vis threshold), or None for a frame skipped by ``every``; ``faces`` the same as :class:`runtime.face.Face`."""
+    """One frame and what is reported of it: the :class:`runtime.face.Report` of its detections (as for a still
+    image), or None for a frame skipped by ``every``."""
 
     index: int
     time: float
     image: np.ndarray | None
-    dets: np.ndarray | None
-    faces: list = field(default_factory=list)
+    report: object = None
 
     @property
     def detected(self) -> bool:
-        return self.dets is not None
+        return self.report is not None
+
+    @property
+    def dets(self) -> np.ndarray | None:
+        """The reported rows float32 [K, 15] (score ≥ the vis threshold), or None for a skipped frame."""
+        return None if self.report is None else self.report.rows
+
+    @property
+    def faces(self) -> list:
+        """The reported faces (:class:`runtime.face.Face`); none for a skipped frame."""
+        return [] if self.report is None else self.report.faces
 
 
 def detect_frames(detector, frames, every: int = 1, batch: int = 8, vis_threshold: float | None = None
@@ -243,7 +252,7 @@ def detect_frames(detector, frames, every: int = 1, batch: int = 8, vis_threshol
     vis_threshold: faces with a lower score are dropped (default :data:`runtime.face.DEFAULT_VIS_THRESHOLD`).
     Frames not selected are yielded with ``dets`` None (and their image, when decoded), for written videos.
     """
-    from runtime.face import DEFAULT_VIS_THRESHOLD, faces_from_array, reported_rows
+    from runtime.face import DEFAULT_VIS_THRESHOLD, report
 
     threshold = DEFAULT_VIS_THRESHOLD if vis_threshold is None else vis_threshold
     pending: list[Frame] = []
@@ -253,11 +262,12 @@ def detect_frames(detector, frames, every: int = 1, batch: int = 8, vis_threshol
         chosen = [f for f in pending if f.index % every == 0]
         found = iter(detector.detect_arrays([f.image for f in chosen]) if chosen else ())
         for frame in pending:
-            dets = next(found) if frame.index % every == 0 else None
-            if dets is not None:
-                dets = reported_rows(dets, threshold)
-            yield FrameFaces(frame.index, frame.time, frame.image,
-                             dets, faces_from_array(dets) if dets is not None else [])
+            if frame.index % every == 0:
+                height, width = frame.image.shape[:2]
+                yield FrameFaces(frame.index, frame.time, frame.image, report(None, width, height, next(found),
+                                                                              threshold))
+            else:
+                yield FrameFaces(frame.index, frame.time, frame.image)
         pending.clear()
 
     for frame in frames:
@@ -286,11 +296,9 @@ def detect_video(detector, source: str, every: int = 1, batch: int | None = None
             raise RetinaFaceError(reader.problem)
 
 
-def frame_record(source: str, item: FrameFaces, width: int, height: int) -> dict:
-    """The JSON record of a detected frame (see the module doc)."""
-    from runtime.face import image_record
-
-    record = image_record(None, width, height, item.faces)        # the faces reported by detect_frames
+def frame_record(source: str, item: FrameFaces) -> dict:
+    """The JSON record of a detected frame (see the module doc): its report's record without the image name."""
+    record = dict(item.report.record)
     del record["image"]
     return {"video": source, "frame": item.index, "time": round(item.time, 6), **record}
 

@@ -69,7 +69,7 @@ def run_video(detector, source: str, settings: VideoSettings, write_record) -> V
         for item in detect_frames(detector, reader, every, settings.batch or default_batch(detector.device),
                                   settings.vis_threshold):
             if item.detected:
-                write_record(frame_record(source, item, reader.width, reader.height))
+                write_record(frame_record(source, item))
                 _write_crops(item, source, settings)
                 tally.detected, tally.faces, last = tally.detected + 1, tally.faces + len(item.faces), item
             if copy is not None:
