@@ -122,7 +122,7 @@ def detected(task: Task, image: np.ndarray, dets: np.ndarray, settings: JobSetti
     """The outcome of ``task`` from its BGR ``image`` [H, W, 3] and its detections float32 [K, 15]
     (:meth:`runtime.detector.Detector.detect_arrays`, by score)."""
     shown = report(task.path, image.shape[1], image.shape[0], dets, settings.vis_threshold)
-    copy = annotated_copy(task.path, image, shown.faces, settings.anonymize, shown.rows) if settings.annotate else None
+    copy = annotated_copy(task.path, image, shown, settings.anonymize) if settings.annotate else None
     crops = ()
     if settings.crop_size:
         from runtime.align import encoded_crops
@@ -137,13 +137,14 @@ def failed(task: Task, message: str) -> Outcome:
     return Outcome(task.index, error_record(task.path, named))
 
 
-def annotated_copy(path: str, bgr: np.ndarray, faces, anonymize=None, dets=None) -> bytes:
-    """``bgr`` with ``faces`` drawn as detect.py draws them (or, with ``anonymize``, an AnonymizeSettings, the
-    boxes of ``dets`` [K, 15] hidden), encoded in the format of ``path``'s extension."""
+def annotated_copy(path: str, bgr: np.ndarray, shown, anonymize=None) -> bytes:
+    """``bgr`` with the faces of ``shown`` (the image's :class:`runtime.face.Report`) drawn as detect.py draws
+    them (or, with ``anonymize``, an AnonymizeSettings, their boxes hidden: no Face objects needed), encoded in
+    the format of ``path``'s extension."""
     from runtime.draw import draw_faces, encode_like
 
     if anonymize is not None:
         from runtime.anonymize import anonymized
 
-        return encode_like(os.path.basename(path), anonymized(bgr, detections.boxes(dets), anonymize))
-    return encode_like(os.path.basename(path), draw_faces(bgr, faces))
+        return encode_like(os.path.basename(path), anonymized(bgr, detections.boxes(shown.rows), anonymize))
+    return encode_like(os.path.basename(path), draw_faces(bgr, shown.faces))
