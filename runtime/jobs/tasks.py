@@ -138,13 +138,20 @@ def failed(task: Task, message: str) -> Outcome:
 
 
 def annotated_copy(path: str, bgr: np.ndarray, shown, anonymize=None) -> bytes:
-    """``bgr`` with the faces of ``shown`` (the image's :class:`runtime.face.Report`) drawn as detect.py draws
-    them (or, with ``anonymize``, an AnonymizeSettings, their boxes hidden: no Face objects needed), encoded in
-    the format of ``path``'s extension."""
-    from runtime.draw import draw_faces, encode_like
+    """:func:`shown_copy`, encoded in the format of ``path``'s extension."""
+    from runtime.draw import encode_like
 
+    return encode_like(os.path.basename(path), shown_copy(bgr, shown, anonymize))
+
+
+def shown_copy(bgr: np.ndarray, shown, anonymize=None) -> np.ndarray:
+    """``bgr`` with the faces of ``shown`` (the image's :class:`runtime.face.Report`) drawn as detect.py draws
+    them, or, with ``anonymize`` (an AnonymizeSettings), their boxes hidden (no Face objects needed). Images
+    and video frames alike."""
     if anonymize is not None:
         from runtime.anonymize import anonymized
 
-        return encode_like(os.path.basename(path), anonymized(bgr, detections.boxes(shown.rows), anonymize))
-    return encode_like(os.path.basename(path), draw_faces(bgr, shown.faces))
+        return anonymized(bgr, detections.boxes(shown.rows), anonymize)
+    from runtime.draw import draw_faces
+
+    return draw_faces(bgr, shown.faces)

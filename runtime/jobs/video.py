@@ -96,15 +96,12 @@ def _copy(reader, source: str, settings: VideoSettings):
 
 
 def _hidden_or_drawn(image, last, anonymize):
+    """The frame as written: the faces of the last detected frame ``last`` drawn or hidden (none yet: as is)."""
     if last is None:
         return image
-    if anonymize is not None:
-        from runtime.anonymize import anonymized
+    from runtime.jobs.tasks import shown_copy
 
-        return anonymized(image, detections.boxes(last.dets), anonymize)
-    from runtime.draw import draw_faces
-
-    return draw_faces(image, last.faces)
+    return shown_copy(image, last.report, anonymize)
 
 
 def _write_crops(item, source: str, settings: VideoSettings) -> None:
