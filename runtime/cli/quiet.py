@@ -45,19 +45,36 @@ def quiet_libraries() -> None:
 def filtered_stderr():
     """File descriptor 2 through the filter of the module doc until the block ends."""
     sys.stderr.flush()
+    stream, terminal = sys.stderr, os.isatty(2)
     original = os.dup(2)
     read_end, write_end = os.pipe()
     os.dup2(write_end, 2)
     os.close(write_end)
     pump = threading.Thread(target=_pump, args=(read_end, original), name="retinaface-stderr", daemon=True)
     pump.start()
+    sys.stderr = _Terminal(stream, terminal)     # fd 2 is a pipe now: what it leads to still decides isatty
     try:
         yield
     finally:
-        sys.stderr.flush()
+        sys.stderr = stream
+        stream.flush()
         os.dup2(original, 2)        # the pipe's last writer here: the pump reads its end
         pump.join(timeout=10)
         os.close(original)
+
+
+class _Terminal:
+    """``stream`` (sys.stderr, now writing into the filter's pipe) answering ``isatty()`` for where the pipe
+    leads, so that the progress bar still redraws in place on a terminal (runtime.progress)."""
+
+    def __init__(self, stream, terminal: bool):
+        self._stream, self._terminal = stream, terminal
+
+    def isatty(self) -> bool:
+        return self._terminal
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
 
 
 def _pump(read_end: int, out: int) -> None:

@@ -56,3 +56,35 @@ def test_the_filter_drops_library_lines_and_keeps_everything_else_in_order():
               b"[ WARN:0@0.084] global grfmt_tiff.cpp:811 readData ...\n", b"retinaface-trt detect: error: x\n",
               b"[ERROR:0@0.055] global loadsave.cpp imencode\n", b"2 images, 0 faces"]
     assert _filtered(chunks) == b"detect 1/2 [##   ] 50%\rretinaface-trt detect: error: x\n2 images, 0 faces"
+
+
+def _stderr_seen_through_the_filter(terminal: bool) -> bytes:
+    """What a child printing ``sys.stderr.isatty()`` inside :func:`quiet.filtered_stderr` writes to its fd 2, a
+    pseudo-terminal or a pipe."""
+    import pty
+
+    code = "import sys\nfrom runtime.cli import quiet\nwith quiet.filtered_stderr():\n    print(sys.stderr.isatty(), file=sys.stderr)\n"
+    if terminal:
+        leader, follower = pty.openpty()
+    else:
+        leader, follower = os.pipe()
+    child = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stderr=follower)
+    os.close(follower)
+    data = b""
+    while True:
+        try:
+            chunk = os.read(leader, 4096)
+        except OSError:             # a pseudo-terminal whose other side closed
+            break
+        if not chunk:
+            break
+        data += chunk
+    child.wait(60)
+    os.close(leader)
+    return data
+
+
+def test_the_progress_bar_still_sees_a_terminal_behind_the_filter():
+    # fd 2 becomes the filter's pipe; the bar must still be redrawn in place where stderr is a terminal
+    assert _stderr_seen_through_the_filter(terminal=True).strip() == b"True"
+    assert _stderr_seen_through_the_filter(terminal=False).strip() == b"False"
