@@ -190,10 +190,11 @@ def _record_settings(args) -> dict:
     """What the records of a ``--json-lines`` file depend on: a resumed run must use the same (the store refuses
     others, see :mod:`runtime.jobs.records`)."""
     model = args.engine or args.weights
+    from retinaface_trt.thresholds import Thresholds
+
     return {"model": os.path.realpath(model) if model else None, "precision": args.precision, "resize": args.resize,
             "input_size": list(args.input_size) if args.input_size else None,
-            "confidence_threshold": args.confidence_threshold, "nms_threshold": args.nms_threshold,
-            "top_k": args.top_k, "keep_top_k": args.keep_top_k, "vis_threshold": args.vis_threshold,
+            **{name: getattr(args, name) for name in Thresholds.names()}, "vis_threshold": args.vis_threshold,
             "max_pixels": args.max_pixels}
 
 
