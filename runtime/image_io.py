@@ -42,7 +42,7 @@ import numpy as np
 
 from retinaface_trt.errors import RetinaFaceError
 from retinaface_trt.extras import install_hint
-from runtime.options import DEFAULT_MAX_PIXELS, max_file_bytes
+from runtime.options import DECODERS, DEFAULT_MAX_PIXELS, max_file_bytes
 
 
 _DATA_URL = re.compile(r"^\s*data:image/[\w.+-]+;base64,", re.IGNORECASE)
@@ -63,15 +63,21 @@ _FILE_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"), 
 def read_image(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read an image file into BGR uint8 [H, W, 3]. Raises RetinaFaceError if it is missing, not a regular
     file, too large (bytes, or pixels declared by its header) or unreadable; see the module doc."""
+    return _decode(read_bytes(path, max_pixels), os.fspath(path), max_pixels)
+
+
+def read_bytes(path: str | os.PathLike, max_pixels: int = DEFAULT_MAX_PIXELS) -> bytes:
+    """The encoded bytes of the image file ``path``, once steps 1 and 2 of the module doc passed (a regular
+    file, its length and its header's size within ``max_pixels``); :func:`read_image` decodes them on the host,
+    :func:`decode_jpegs` on the GPU."""
     path = os.fspath(path)
     with _open_regular(path, max_pixels) as handle:
         check_header(handle, path, max_pixels)
         handle.seek(0)
         try:
-            data = handle.read()
+            return handle.read()
         except OSError as error:
             raise RetinaFaceError(f"cannot read {path}: {error.strerror or error}") from None
-    return _decode(data, path, max_pixels)
 
 
 def decode_base64(text: str, max_pixels: int = DEFAULT_MAX_PIXELS, source: str = "base64 input") -> np.ndarray:
@@ -305,16 +311,18 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
 
 # JPEG decoding on the GPU ------------------------------------------------------------------------------------
 
-DECODERS = ("auto", "cv2", "nvjpeg")
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
 
-def resolve_decoder(decoder: str, device) -> str:
-    """``cv2`` or ``nvjpeg`` for images that a pipeline on ``device`` receives encoded.
+def resolve_decoder(decoder: str, device, precision: str) -> str:
+    """``cv2`` or ``nvjpeg`` for images that a pipeline on ``device`` computing in ``precision`` decodes.
 
-    ``auto`` takes nvJPEG (``torchvision.io.decode_jpeg`` on the GPU, ten times faster than ``cv2.imdecode``
-    per image) for a CUDA device when torchvision is installed, else OpenCV. Both give BGR; their pixels differ
-    by a few grey levels (different IDCT and chroma upsampling), the faces found do not (tested).
+    ``auto`` takes nvJPEG (``torchvision.io.decode_jpeg`` on the GPU, batched: several times the images per
+    second of ``cv2.imdecode`` on every core, docs/benchmarks.md) for a CUDA device when torchvision is installed
+    and the precision is not ``fp32``, else OpenCV. Both give BGR; their pixels differ by a few grey levels
+    (different IDCT and chroma upsampling), the faces found do not (tested). ``fp32`` keeps OpenCV's pixels:
+    it is the precision whose detections equal the original implementation's within 1e-4, which decodes with
+    OpenCV; ``fp16`` and ``int8`` differ from it more than the decoders do.
     """
     if decoder not in DECODERS:
         raise RetinaFaceError(f"unknown decoder {decoder!r}; expected one of: {', '.join(DECODERS)}")
@@ -322,7 +330,12 @@ def resolve_decoder(decoder: str, device) -> str:
     if decoder == "nvjpeg" and not available:
         raise RetinaFaceError(f"the nvjpeg decoder needs a CUDA device and torchvision "
                               f"({install_hint('nvjpeg')}); use decoder 'cv2'")
-    return "nvjpeg" if decoder == "nvjpeg" or (decoder == "auto" and available) else "cv2"
+    return "nvjpeg" if decoder == "nvjpeg" or (decoder == "auto" and available and precision != "fp32") else "cv2"
+
+
+def is_jpeg(data: bytes) -> bool:
+    """Whether ``data`` starts as a JPEG does (what nvJPEG may decode)."""
+    return data[:3] == _JPEG_MAGIC
 
 
 def decode_for(data: bytes, decoder: str, device, source: str = "image", max_pixels: int = DEFAULT_MAX_PIXELS):
@@ -330,23 +343,71 @@ def decode_for(data: bytes, decoder: str, device, source: str = "image", max_pix
     for a JPEG with nvJPEG a BGR uint8 [H, W, 3] tensor on ``device``. Anything nvJPEG does not take (other
     formats, CMYK or progressive corner cases) goes to OpenCV, which also gives the error for bad data. The
     length and header checks of :func:`decode_image` come first either way."""
-    if decoder == "nvjpeg" and data[:3] == _JPEG_MAGIC:
+    if decoder == "nvjpeg" and is_jpeg(data):
         _check_bytes(len(data), source, max_pixels)
         check_header(io.BytesIO(data), source, max_pixels)
-        image = _nvjpeg(data, device)
-        if image is not None:
-            check_size(image, source, max_pixels)
-            return image
+        image = decode_jpegs([data], device, [source], max_pixels)[0]
+        if isinstance(image, RetinaFaceError):
+            raise image
+        return image
     return decode_image(data, source=source, max_pixels=max_pixels)
 
 
-def _nvjpeg(data: bytes, device):
+def decode_jpegs(datas: list[bytes], device, sources: list[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> list:
+    """JPEG bytes (already checked: :func:`read_bytes`, or the checks of :func:`decode_for`) decoded by nvJPEG in
+    one batched call, each a BGR uint8 [H, W, 3] tensor on ``device`` (EXIF orientation applied, as
+    ``cv2.imdecode`` applies it); or, where nvJPEG refuses an image, OpenCV's ndarray; or, for data that neither
+    decodes, the RetinaFaceError naming its source (in place of the image: one bad file fails alone).
+
+    The decoding runs on a stream of its own, which is waited for before returning: the tensors are complete
+    for any stream that reads them. They were allocated on that stream, so whoever frees them must be done with
+    them first (the pipeline frees a batch's images after waiting for its detections)."""
+    import torch
+
+    if not datas:
+        return []
+    device = torch.device(device)
+    with torch.cuda.device(device):
+        stream = _decode_stream(device)
+        stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(stream):
+            decoded = _nvjpeg_batch(datas, device)
+            if decoded is None:              # nvJPEG refuses the batch as a whole when one image fails: each alone
+                decoded = [(_nvjpeg_batch([data], device) or [None])[0] for data in datas]
+            images = [None if rgb is None else rgb.flip(0).permute(1, 2, 0) for rgb in decoded]  # RGB → BGR
+        stream.synchronize()
+    results: list = []
+    for data, source, image in zip(datas, sources, images):
+        try:
+            if image is None:
+                image = decode_image(data, source=source, max_pixels=max_pixels)
+            else:
+                check_size(image, source, max_pixels)
+        except RetinaFaceError as error:
+            image = error
+        results.append(image)
+    return results
+
+
+_DECODE_STREAMS: dict = {}
+
+
+def _decode_stream(device):
+    """The one CUDA stream per device that nvJPEG decodes on (created on first use)."""
+    import torch
+
+    if device not in _DECODE_STREAMS:
+        _DECODE_STREAMS.setdefault(device, torch.cuda.Stream(device))
+    return _DECODE_STREAMS[device]
+
+
+def _nvjpeg_batch(datas: list[bytes], device):
+    """torchvision's batched nvJPEG decode of ``datas`` into RGB [3, H, W] tensors, or None when it refuses."""
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
+    encoded = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in datas]
     try:
-        rgb = decode_jpeg(torch.frombuffer(bytearray(data), dtype=torch.uint8), mode=ImageReadMode.RGB,
-                          device=device, apply_exif_orientation=True)     # as cv2.imread / decode_image do
+        return decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True)
     except RuntimeError:
         return None
-    return rgb.flip(0).permute(1, 2, 0)        # [3, H, W] RGB → [H, W, 3] BGR, as cv2.imdecode gives

@@ -16,6 +16,7 @@ from retinaface_trt.thresholds import check_count, check_probability  # noqa: F4
 
 DEVICES_HELP = "cpu, cuda, cuda:N or auto (cuda when available)"
 RESIZE_POLICIES = ("original", "stretch", "letterbox", "padded")
+DECODERS = ("auto", "cv2", "nvjpeg")   # JPEG decoders (runtime.image_io.resolve_decoder)
 # File name endings of the image formats OpenCV reads (cv2.imread's documented list, OpenEXR left out: this
 # OpenCV build has it disabled): what a folder of images holds (detect's folders, calibration images).
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".jp2", ".pgm", ".ppm", ".pnm",

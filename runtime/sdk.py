@@ -31,8 +31,9 @@ class Engine:
     backend:          ``auto`` (default), ``tensorrt``, ``torch`` or ``onnxruntime``
     device:           ``auto`` (CUDA when available, default), ``cpu``, ``cuda``, ``cuda:N``
     vis_threshold:    faces with a lower score are left out of the record (default 0.6)
-    decoder:          ``auto`` (nvJPEG on a CUDA device when torchvision is installed, else OpenCV), ``cv2``
-                      (``cv2.imdecode``, exactly detect.py's pixels) or ``nvjpeg``; both give BGR
+    decoder:          ``auto`` (nvJPEG on a CUDA device when torchvision is installed and the precision is not
+                      fp32, else OpenCV: :func:`runtime.image_io.resolve_decoder`), ``cv2`` (``cv2.imdecode``,
+                      exactly detect.py's pixels) or ``nvjpeg``; both give BGR
     detector:         an existing :class:`runtime.detector.Detector` to use instead of building one (the Engine
                       then owns it: ``release`` closes it)
     **options:        :class:`runtime.detector.Detector` options (resize, input_size, thresholds, max_pixels)
@@ -48,7 +49,7 @@ class Engine:
         self.detector = detector or Detector.from_options(weights=weights, engine=engine, backend=backend,
                                                           device=device, **options)
         try:
-            self.decoder = resolve_decoder(decoder, self.detector.device)
+            self.decoder = resolve_decoder(decoder, self.detector.device, self.detector.backend.precision)
         except BaseException:
             self.detector.close()
             raise

@@ -21,13 +21,14 @@ from dataclasses import dataclass
 
 from runtime.budget import PixelBudget
 from runtime.face import to_json
-from runtime.jobs.pipeline import detect_stream
+from runtime.jobs.pipeline import decoding, detect_stream
 from runtime.jobs.reader import END, ImageReader, TaskList
 from runtime.jobs.tasks import JobSettings, Task
 
 
 @dataclass(frozen=True)
 class FolderResult:
+    decoder: str
     images: int
     failed: int
     faces: int
@@ -44,19 +45,20 @@ class FolderResult:
         return self.images / self.detect_s
 
     def as_dict(self) -> dict:
-        return {"images": self.images, "failed": self.failed, "faces": self.faces,
+        return {"decoder": self.decoder, "images": self.images, "failed": self.failed, "faces": self.faces,
                 "decode_images_per_s": round(self.decode_per_s, 1), "detect_images_per_s": round(self.detect_per_s, 1),
                 "ratio": round(self.detect_per_s / self.decode_per_s, 3), "decode_s": round(self.decode_s, 3),
                 "detect_s": round(self.detect_s, 3), "peak_decoded_megapixels": round(self.peak_pixels / 1e6, 1)}
 
 
-def decode_pass(paths: list[str], settings: JobSettings, max_pixels: int) -> tuple[float, int]:
-    """Seconds to read and decode ``paths`` with the job reader's settings, and the most pixels decoded at once."""
+def decode_pass(paths: list[str], settings: JobSettings, max_pixels: int, device) -> tuple[float, int]:
+    """Seconds to read and decode ``paths`` with the job reader's settings (sized for a detector on ``device``),
+    and the most pixels decoded at once."""
     budget = PixelBudget(settings.pixel_budget)
     tasks = TaskList(Task(i, path) for i, path in enumerate(paths))
     start = time.perf_counter()
     with ImageReader(tasks, settings.read_threads, settings.prefetch, settings.queued, max_pixels,
-                     budget=budget) as reader:
+                     budget=budget, **decoding(settings, device)) as reader:
         while (item := reader.get()) is not END:
             budget.give(item.pixels)
     return time.perf_counter() - start, budget.peak
@@ -76,9 +78,9 @@ def detect_pass(detector, paths: list[str], settings: JobSettings) -> tuple[floa
 
 def folder_benchmark(detector, paths: list[str], settings: JobSettings, warmup: int) -> FolderResult:
     """The decode-only pass, then the detect pass, over ``paths`` (after an untimed pass over ``warmup`` of them)."""
-    settings = settings.sized(detector.device)
+    settings = settings.sized(detector)
     if warmup:
         detect_pass(detector, paths[:warmup], settings)
-    decode_s, peak = decode_pass(paths, settings, detector.max_pixels)
+    decode_s, peak = decode_pass(paths, settings, detector.max_pixels, detector.device)
     detect_s, faces, failed = detect_pass(detector, paths, settings)
-    return FolderResult(len(paths), failed, faces, decode_s, detect_s, peak)
+    return FolderResult(settings.decoder, len(paths), failed, faces, decode_s, detect_s, peak)

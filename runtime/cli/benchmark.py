@@ -14,7 +14,7 @@ import sys
 
 from runtime.backends import BACKENDS, FLOAT_PRECISIONS
 from runtime.cli import options
-from runtime.options import DEFAULT_INPUT_SIZE, RESIZE_POLICIES
+from runtime.options import DECODERS, DEFAULT_INPUT_SIZE, RESIZE_POLICIES
 
 
 def add_parser(subparsers) -> None:
@@ -51,6 +51,8 @@ def add_parser(subparsers) -> None:
                         help="decoding threads (default: as detect, the CPUs this process may use, at most 8)")
     folder.add_argument("--pixel-budget", type=options.count, default=None, metavar="MP",
                         help="megapixels decoded at once (default: this machine's, as detect)")
+    folder.add_argument("--decoder", choices=DECODERS, default="auto",
+                        help="JPEG decoder of both passes, as detect's --decoder (default auto)")
     options.add_json_arg(p, "env, rows and failures")
     p.set_defaults(run=run)
 
@@ -111,11 +113,11 @@ def _folder(args, device) -> int:
 
     budget = args.pixel_budget * 1_000_000 if args.pixel_budget else pixel_budget(device)
     settings = JobSettings(batch=args.batch or (128 if gpu else 4), read_threads=args.read_threads or
-                           default_read_threads(), pixel_budget=budget)
+                           default_read_threads(), pixel_budget=budget, decoder=args.decoder)
     warmup = min(len(paths), args.warmup if args.warmup is not None else 2 * settings.batch)
     size = "" if args.resize == "original" else " {}x{}".format(*args.input_size)
     print(f"method: {len(paths)} inputs; untimed pass over the first {warmup}; then decode only (reader, "
-          f"{settings.read_threads} threads, cv2.imdecode, {budget / 1e6:.0f} MP budget) and detect's pipeline "
+          f"{settings.read_threads} threads, decoder {args.decoder} as each row says, {budget / 1e6:.0f} MP budget) and detect's pipeline "
           f"(same reader, batch {settings.batch}, resize {args.resize}{size}, JSON records); wall clock "
           f"(time.perf_counter); device {torch.cuda.get_device_name(device) if gpu else platform.processor() or 'cpu'}"
           f", {os.cpu_count()} CPUs", flush=True)
@@ -132,7 +134,7 @@ def _folder(args, device) -> int:
                 continue
             row = {"backend": backend, "precision": precision, "resize": args.resize, **result.as_dict()}
             rows.append(row)
-            print(f"{backend:11} {precision}  decode {row['decode_images_per_s']:.1f} images/s  detect "
+            print(f"{backend:11} {precision}  {row['decoder']:6}  decode {row['decode_images_per_s']:.1f} images/s  detect "
                   f"{row['detect_images_per_s']:.1f} images/s  ratio {row['ratio']:.2f}  ({row['images']} images, "
                   f"{row['faces']} faces, {row['failed']} failed, peak {row['peak_decoded_megapixels']} MP decoded)",
                   flush=True)

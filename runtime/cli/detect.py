@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from retinaface_trt.errors import RetinaFaceError
 from runtime.cli import options
-from runtime.options import IMAGE_SUFFIXES
+from runtime.options import DECODERS, IMAGE_SUFFIXES
 
 DEFAULT_SAVE_DIR = os.path.join("out", "annotated")   # where detect.py's -s/--save_image puts the copies
 MAX_BATCH = 1024
@@ -104,6 +104,10 @@ def _add_folder_args(parser) -> None:
     group.add_argument("--read-threads", type=options.count, default=None, metavar="N",
                        help="threads reading and decoding images, per device (default: the CPUs this process may "
                             "use, shared by the devices, at most 8)")
+    group.add_argument("--decoder", choices=DECODERS, default="auto",
+                       help="JPEG decoder: cv2 (cv2.imdecode, detect.py's pixels), nvjpeg (batched on the GPU) or "
+                            "auto (default: nvjpeg on a GPU for fp16 and int8 when torchvision is installed, else "
+                            "cv2; docs/detection.md)")
 
 
 def run(args) -> int:
@@ -175,7 +179,8 @@ def _runner(args, detector: options.DetectorSettings):
     settings = JobSettings(batch=args.batch, vis_threshold=VIS.parse(args), annotate=bool(args.save_dir),
                            read_threads=args.read_threads or default_read_threads(workers),
                            pixel_budget=args.pixel_budget and args.pixel_budget * 1_000_000,
-                           anonymize=anonymize_settings(args), crop_size=args.crop_size if args.crops else None)
+                           anonymize=anonymize_settings(args), crop_size=args.crop_size if args.crops else None,
+                           decoder=args.decoder)
     if names:
         from runtime.jobs.workers import DetectorFactory, WorkerPool
 
@@ -195,7 +200,7 @@ def _record_settings(args) -> dict:
     return {"model": os.path.realpath(model) if model else None, "precision": args.precision, "resize": args.resize,
             "input_size": list(args.input_size) if args.input_size else None,
             **{name: getattr(args, name) for name in Thresholds.names()}, "vis_threshold": args.vis_threshold,
-            "max_pixels": args.max_pixels}
+            "max_pixels": args.max_pixels, "decoder": args.decoder}
 
 
 def _check_batch(args) -> None:

@@ -27,7 +27,7 @@ from typing import Callable, Iterator
 from retinaface_trt.errors import RetinaFaceError
 from runtime.budget import PixelBudget, batch_fits, pixel_budget
 from runtime.jobs.reader import END, Decoded, ImageReader, TaskList
-from runtime.jobs.tasks import JobSettings, Outcome, Task, detected, failed
+from runtime.jobs.tasks import DECODE_BATCH, JobSettings, Outcome, Task, detected, failed
 
 _COLLECT_S = 0.002        # while batches are being detected, look this often whether one finished
 
@@ -100,6 +100,13 @@ def canvas_key(detector) -> Callable:
     return lambda shape: layout((shape[1], shape[0]), resize, input_size).canvas
 
 
+def decoding(settings: JobSettings, device) -> dict:
+    """The reader's decoding options for ``settings`` (sized): JPEGs decoded on ``device`` with nvJPEG, or none."""
+    if settings.decoder != "nvjpeg":
+        return {}
+    return {"decode_on": device, "decode_batch": DECODE_BATCH}
+
+
 def detect_stream(detector, source, settings: JobSettings, read=None) -> Iterator[Outcome]:
     """The outcomes of ``source``'s tasks (a reader source, see :mod:`runtime.jobs.reader`), as their batches
     finish: not in task order when images of several sizes interleave. ``detector`` is a
@@ -112,12 +119,12 @@ def detect_stream(detector, source, settings: JobSettings, read=None) -> Iterato
     :class:`runtime.budget.PixelBudget` from before their decode until their
     outcomes are made (``settings.pixel_budget``, or this machine's :func:`runtime.budget.pixel_budget`), which
     also bounds the pixels of one batch."""
-    settings = settings.sized(detector.device)
+    settings = settings.sized(detector)
     limit = settings.pixel_budget or pixel_budget(detector.device, settings.host_share)
     budget = PixelBudget(limit)
     batcher = Batcher(settings.batch, settings.hold, canvas_key(detector), budget=limit)
     reader = ImageReader(source, settings.read_threads, settings.prefetch, settings.queued, detector.max_pixels, read,
-                         budget=budget)
+                         budget=budget, **decoding(settings, detector.device))
     with reader, BatchRunner(detector, settings, budget) as run:
         while (item := reader.get(timeout=run.wait_s(batcher.wait_s(settings.max_wait_s)))) is not END:
             if item is None:                      # nothing new for a while: collect; run what waits longest if

@@ -13,6 +13,11 @@ pixels of all decoded images alive in a job are then bounded, whatever their siz
 the feeder only takes pixels that fit at once (it must keep handing on what is decoded, or the consumer could
 wait for an image that waits for pixels that only the consumer gives back).
 
+With ``decode_on`` (a CUDA device), JPEGs are decoded there with nvJPEG (:func:`runtime.image_io.decode_jpegs`):
+the threads only read and check the files, and the feeder decodes the JPEGs read so far in one batched call
+(up to ``decode_batch`` of them), so that the GPU decodes many images per call; the images handed on are then
+tensors on that device. Other formats are still decoded by OpenCV in the threads.
+
 A source has one method, ``take(wait: bool) -> Task | None | END``: the next task; ``None`` when none is ready
 (``wait=False``: at once; ``wait=True``: after waiting a moment, so that the feeder can notice it is being closed);
 :data:`END` when there are no more. The reader waits for tasks only when it has nothing submitted, so images
@@ -38,13 +43,16 @@ _POLL_S = 0.1             # how often blocked threads look whether the reader is
 
 
 class Decoded(NamedTuple):
-    """A task read: ``image`` BGR uint8 [H, W, 3], or None with ``error`` (one line naming the input);
-    ``pixels``: what the image holds of the reader's pixel budget (to give back when done with it)."""
+    """A task read: ``image`` BGR uint8 [H, W, 3] (an ndarray, or a tensor on the device that decoded it), or None
+    with ``error`` (one line naming the input); ``pixels``: what the image holds of the reader's pixel budget (to
+    give back when done with it). Inside the reader, ``encoded`` holds the bytes of a JPEG that the feeder decodes
+    on the device."""
 
     task: Task
     image: np.ndarray | None
     error: str | None = None
     pixels: int = 0
+    encoded: bytes | None = None
 
 
 class TaskList:
@@ -68,15 +76,18 @@ class ImageReader:
     seconds (None: wait as long as it takes), or :data:`END`. ``read(path, max_pixels=...)`` reads one image
     (default :func:`runtime.image_io.read_image`; 0 pixels: no limit). ``budget``: a
     :class:`runtime.budget.PixelBudget` (see the module doc), with ``measure(path) -> pixels or None`` (default
-    :func:`runtime.image_io.declared_pixels`).
+    :func:`runtime.image_io.declared_pixels`). ``decode_on``, ``decode_batch``: JPEGs decoded on that CUDA device
+    by nvJPEG, that many per call at most (see the module doc); ``read`` is then not used.
     """
 
     def __init__(self, source, read_threads: int = 2, prefetch: int = 4, queued: int = 1,
-                 max_pixels: int = DEFAULT_MAX_PIXELS, read=None, budget=None, measure=None):
+                 max_pixels: int = DEFAULT_MAX_PIXELS, read=None, budget=None, measure=None, decode_on=None,
+                 decode_batch: int = 32):
         from runtime.image_io import declared_pixels, read_image
 
         self.source, self.prefetch = source, max(1, prefetch)
         self._read = read or read_image
+        self.decode_on, self.decode_batch = decode_on, max(1, decode_batch)
         self.budget, self._measure = budget, measure or declared_pixels
         self._pending = None      # (task, pixels): the next task, waiting for its pixels
         self._typical = 1         # pixels of the last image decoded
@@ -117,7 +128,7 @@ class ImageReader:
             while not self._closing.is_set():
                 ended = ended or self._submit(submitted)
                 if submitted:
-                    self._put(submitted.popleft().result())
+                    self._hand_on(submitted)      # (in a frame of its own: no image outlives it here)
                 elif ended:
                     self._put(END)
                     return
@@ -142,6 +153,26 @@ class ImageReader:
             submitted.append(self._pool.submit(self._decode, task, pixels))
         return False
 
+    def _hand_on(self, submitted: collections.deque) -> None:
+        for decoded in self._ready(submitted):
+            self._put(decoded)
+
+    def _ready(self, submitted: collections.deque) -> list[Decoded]:
+        """The oldest submitted read, waited for, decoded; with ``decode_on``, also the reads after it that are
+        already done (up to ``decode_batch``), their JPEGs decoded on the device in one call."""
+        group = [submitted.popleft().result()]
+        if self.decode_on is None:
+            return group
+        while len(group) < self.decode_batch and submitted and submitted[0].done():
+            group.append(submitted.popleft().result())
+        from runtime.image_io import decode_jpegs
+
+        jpegs = [item for item in group if item.encoded is not None]
+        images = iter(decode_jpegs([item.encoded for item in jpegs], self.decode_on,
+                                   [item.task.path for item in jpegs], self._max_pixels))
+        return [item if item.encoded is None else self._settle(item.task, next(images), item.pixels)
+                for item in group]
+
     def _declared(self, task: Task) -> int:
         """The pixels that ``task``'s image will take of the budget, as far as known before decoding it."""
         if self.budget is None or task.error is not None:
@@ -156,10 +187,26 @@ class ImageReader:
         if task.error is not None:
             return Decoded(task, None, task.error)
         try:
-            image = self._read(task.path, max_pixels=self._max_pixels)
+            if self.decode_on is None:
+                image = self._read(task.path, max_pixels=self._max_pixels)
+            else:
+                from runtime.image_io import decode_image, is_jpeg, read_bytes
+
+                data = read_bytes(task.path, self._max_pixels)
+                if is_jpeg(data):       # decoded by the feeder, with the JPEGs read beside it
+                    return Decoded(task, None, pixels=pixels, encoded=data)
+                image = decode_image(data, task.path, self._max_pixels)
         except (RetinaFaceError, OSError) as failure:     # one bad input is reported; the others still run
             self._give(pixels)
             return Decoded(task, None, str(failure))
+        return self._settle(task, image, pixels)
+
+    def _settle(self, task: Task, image, pixels: int) -> Decoded:
+        """The Decoded of ``image`` (or of the RetinaFaceError in its place), its pixels in the budget corrected
+        from ``pixels`` (taken before decoding) to the decoded image's."""
+        if isinstance(image, RetinaFaceError):
+            self._give(pixels)
+            return Decoded(task, None, str(image))
         if self.budget is None:
             return Decoded(task, image)
         actual = self._typical = image.shape[0] * image.shape[1]

@@ -18,6 +18,7 @@ from runtime.face import DEFAULT_VIS_THRESHOLD, error_record, report
 # Images of one canvas size wait this long for more of their size before running as a smaller batch, in seconds.
 MAX_WAIT_S = 0.01
 MAX_READ_THREADS = 8     # past this, decoding a folder is bound by the disk or the GIL, not by threads
+DECODE_BATCH = 32        # JPEGs per nvJPEG call at most (runtime.jobs.reader)
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ class JobSettings:
     in_flight:     batches with the detector at once (one on the device while the next is staged and uploaded)
     host_share:    worker processes of this run on this host (each takes that share of the host's memory when
                    ``pixel_budget`` is None)
+    decoder:       ``auto``, ``cv2`` or ``nvjpeg`` (:func:`runtime.image_io.resolve_decoder`, decided for each
+                   device's detector by :meth:`sized`); with ``nvjpeg`` the reader decodes JPEGs on the device
 
     Decoded images alive at once, per device, whatever the number of tasks (:meth:`image_bound`): ``prefetch``
     submitted and one in the reader's hands, ``queued`` handed on, one being taken by the batcher, ``hold``
@@ -79,11 +82,13 @@ class JobSettings:
     pixel_budget: int | None = None
     in_flight: int = 2
     host_share: int = 1
+    decoder: str = "auto"
 
     @property
     def prefetch(self) -> int:
-        """Decodes submitted ahead: every thread busy, and as many waiting for a thread."""
-        return 2 * self.read_threads
+        """Reads submitted ahead: every thread busy, and as many waiting for a thread; with nvJPEG, at least
+        one decoding call's worth."""
+        return max(2 * self.read_threads, DECODE_BATCH if self.decoder == "nvjpeg" else 0)
 
     @property
     def queued(self) -> int:
@@ -95,11 +100,15 @@ class JobSettings:
         """Images the batcher may keep waiting for more of their size (when reached, the oldest size runs)."""
         return 2 * (self.batch or 1)
 
-    def sized(self, device) -> "JobSettings":
-        """These settings with ``batch`` decided for ``device`` (a torch.device or its name)."""
+    def sized(self, detector) -> "JobSettings":
+        """These settings for ``detector`` (its ``device`` and ``backend.precision``): ``batch`` decided
+        (:func:`default_batch`) and ``decoder`` resolved to ``cv2`` or ``nvjpeg``."""
         from dataclasses import replace
 
-        return self if self.batch else replace(self, batch=default_batch(device))
+        from runtime.image_io import resolve_decoder
+
+        return replace(self, batch=self.batch or default_batch(detector.device),
+                       decoder=resolve_decoder(self.decoder, detector.device, detector.backend.precision))
 
     def image_bound(self) -> int:
         """The most decoded images that exist at once in one device's pipeline (see the class doc)."""
@@ -119,9 +128,11 @@ def default_read_threads(workers: int = 1) -> int:
 
 
 def detected(task: Task, image: np.ndarray, dets: np.ndarray, settings: JobSettings) -> Outcome:
-    """The outcome of ``task`` from its BGR ``image`` [H, W, 3] and its detections float32 [K, 15]
+    """The outcome of ``task`` from its BGR ``image`` [H, W, 3] (ndarray or device tensor) and its detections float32 [K, 15]
     (:meth:`runtime.detector.Detector.detect_arrays`, by score)."""
     shown = report(task.path, image.shape[1], image.shape[0], dets, settings.vis_threshold)
+    if (settings.annotate or settings.crop_size) and not isinstance(image, np.ndarray):
+        image = image.cpu().numpy()             # decoded on the device (nvJPEG): copies are drawn on the host
     copy = annotated_copy(task.path, image, shown, settings.anonymize) if settings.annotate else None
     crops = ()
     if settings.crop_size:

@@ -10,17 +10,27 @@ from runtime.image_io import resolve_decoder
 
 
 def test_auto_is_opencv_on_the_cpu():
-    assert resolve_decoder("auto", torch.device("cpu")) == "cv2"
+    assert resolve_decoder("auto", torch.device("cpu"), "fp16") == "cv2"
+
+
+@pytest.mark.parametrize("precision, expected", [("fp32", "cv2"), ("fp16", "nvjpeg"), ("int8", "nvjpeg")])
+def test_auto_on_a_gpu_keeps_opencv_for_fp32_only(monkeypatch, precision, expected):
+    """fp32 is the precision equal to the original within 1e-4, which decodes with OpenCV: auto keeps its pixels."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "torchvision" else real(name, *a))
+    assert resolve_decoder("auto", torch.device("cuda", 0), precision) == expected
 
 
 def test_nvjpeg_on_the_cpu_is_refused_with_the_fix():
     with pytest.raises(RetinaFaceError, match="decoder 'cv2'"):
-        resolve_decoder("nvjpeg", torch.device("cpu"))
+        resolve_decoder("nvjpeg", torch.device("cpu"), "fp16")
 
 
 def test_unknown_decoder_is_refused():
     with pytest.raises(RetinaFaceError, match="cv2, nvjpeg"):
-        resolve_decoder("pillow", torch.device("cpu"))
+        resolve_decoder("pillow", torch.device("cpu"), "fp16")
 
 
 def _matched(reference, other, iou=0.9):
@@ -52,3 +62,59 @@ def test_nvjpeg_and_opencv_give_the_same_faces(mnet_pth, shared_dir, name):
     assert len(from_cpu) > 0
     assert _matched(from_cpu, from_gpu) >= 0.97 * len(from_cpu)
     assert _matched(from_gpu, from_cpu) >= 0.97 * len(from_gpu)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_batch_decoded_by_nvjpeg_equals_its_images_decoded_alone(shared_dir):
+    """One batched call gives each JPEG the pixels it gets alone; a broken JPEG fails alone, with its name."""
+    pytest.importorskip("torchvision")
+    from runtime.image_io import decode_for, decode_jpegs
+
+    names = ["crowd_1024x624.jpg", "selfie_1600x898.jpg", "children_1024x768.jpg"]
+    datas = [(shared_dir / "images" / name).read_bytes() for name in names]
+    broken = datas[0][:2000]
+    device = torch.device("cuda", 0)
+    decoded = decode_jpegs(datas + [broken], device, names + ["broken.jpg"])
+    for data, image in zip(datas, decoded):
+        assert isinstance(image, torch.Tensor) and image.device == device
+        assert torch.equal(image, decode_for(data, "nvjpeg", device))
+    assert isinstance(decoded[3], RetinaFaceError) and "broken.jpg" in str(decoded[3])
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_detect_over_a_folder_with_nvjpeg_finds_opencvs_faces(mnet_pth, shared_dir, tmp_path):
+    """The job pipeline with JPEGs decoded on the GPU (the reader's batched nvJPEG) against OpenCV's pixels, on
+    the shared photos repeated: the same records in the same order, faces matched at IoU 0.9."""
+    pytest.importorskip("torchvision")
+    import shutil
+
+    import numpy as np
+
+    from runtime.detector import Detector
+    from runtime.jobs.pipeline import detect_stream
+    from runtime.jobs.reader import TaskList
+    from runtime.jobs.tasks import JobSettings, Task
+
+    paths = []
+    for i in range(24):
+        name = ["crowd_1024x624.jpg", "selfie_1600x898.jpg", "children_1024x768.jpg"][i % 3]
+        paths.append(str(tmp_path / f"{i:02d}_{name}"))
+        shutil.copyfile(shared_dir / "images" / name, paths[-1])
+    records = {}
+    with Detector.from_options(weights=str(mnet_pth), backend="torch", device="cuda", precision="fp16",
+                               resize="stretch") as detector:
+        for decoder in ("cv2", "nvjpeg"):
+            settings = JobSettings(batch=8, read_threads=4, decoder=decoder, vis_threshold=0.5)
+            outcomes = detect_stream(detector, TaskList(Task(i, p) for i, p in enumerate(paths)), settings)
+            records[decoder] = {o.index: o.record for o in outcomes}
+    assert sorted(records["nvjpeg"]) == list(range(24))
+    for index, cpu in records["cv2"].items():
+        gpu = records["nvjpeg"][index]
+        assert (gpu["image"], gpu["width"], gpu["height"]) == (cpu["image"], cpu["width"], cpu["height"])
+        boxes = [np.array([[f["box"]["x"], f["box"]["y"], f["box"]["x"] + f["box"]["w"], f["box"]["y"] + f["box"]["h"]]
+                           for f in r["faces"]], np.float32).reshape(-1, 4) for r in (cpu, gpu)]
+        assert len(boxes[0]) > 0
+        assert _matched(boxes[0], boxes[1]) >= 0.95 * len(boxes[0])
+        assert _matched(boxes[1], boxes[0]) >= 0.95 * len(boxes[1])

@@ -34,6 +34,7 @@ def expected_record(path: str, image: np.ndarray, vis_threshold: float = 0.6) ->
 class FakeBackend:
     name = "fake"
     cfg = MOBILENET_0_25
+    precision = "fp32"
 
 
 class FakeDetector:

@@ -104,3 +104,70 @@ def test_closing_early_stops_the_threads():
     with reader:
         assert reader.get(timeout=5).task.index == 0
     assert not reader._feeder.is_alive()
+
+
+# ---- JPEGs decoded on the device in batches (nvJPEG, stood in for by OpenCV here) -----------------------------
+
+class BatchDecoder:
+    """Stands in for :func:`runtime.image_io.decode_jpegs` (no GPU here): OpenCV's pixels, each call's size kept."""
+
+    def __init__(self):
+        self.calls: list[int] = []
+
+    def __call__(self, datas, device, sources, max_pixels):
+        from runtime.image_io import decode_image
+
+        self.calls.append(len(datas))
+        out = []
+        for data, source in zip(datas, sources):
+            try:
+                out.append(decode_image(data, source=source, max_pixels=max_pixels))
+            except RetinaFaceError as error:
+                out.append(error)
+        return out
+
+
+@pytest.fixture
+def mixed_folder(tmp_path):
+    """40 files: JPEGs, two PNGs and one broken JPEG (index 7), each its own grey level."""
+    import cv2
+
+    paths = []
+    for i in range(40):
+        suffix = ".png" if i in (5, 30) else ".jpg"
+        path = tmp_path / f"{i:02d}{suffix}"
+        cv2.imwrite(str(path), np.full((24 + i, 32, 3), 5 * i, np.uint8))
+        if i == 7:
+            path.write_bytes(path.read_bytes()[:40])      # a JPEG header, then nothing
+        paths.append(str(path))
+    return paths
+
+
+def test_jpegs_decoded_on_the_device_come_in_task_order_in_batches(mixed_folder, monkeypatch):
+    """With ``decode_on``, the threads only read the files and the feeder decodes the JPEGs read so far in one
+    call: the same images, in the same order, as OpenCV in the threads; other formats and broken files as there."""
+    import runtime.image_io as image_io
+    from runtime.budget import PixelBudget
+
+    decoder = BatchDecoder()
+    monkeypatch.setattr(image_io, "decode_jpegs", decoder)
+    tasks = [Task(i, path) for i, path in enumerate(mixed_folder)]
+
+    def run(**options):
+        budget = PixelBudget(10_000_000)
+        with ImageReader(TaskList(tasks), read_threads=4, prefetch=16, queued=4, budget=budget, **options) as reader:
+            items = []
+            while (item := reader.get(timeout=5)) is not END:
+                items.append((item.task.index, None if item.image is None else item.image.tobytes(), item.error,
+                              item.pixels, item.encoded))
+                budget.give(item.pixels)
+        assert budget.taken == 0
+        return items
+
+    on_threads, on_device = run(), run(decode_on="cpu", decode_batch=8)
+    assert on_device == on_threads
+    assert [index for index, *_ in on_device] == list(range(40))
+    assert on_device[7][1] is None and "07.jpg" in on_device[7][2]
+    assert all(encoded is None for *_, encoded in on_device)          # no bytes leave the reader
+    # 38 JPEGs, one refused by its header before any decoder sees it
+    assert sum(decoder.calls) == 37 and max(decoder.calls) > 1 and max(decoder.calls) <= 8
