@@ -8,6 +8,14 @@ A CLI input that failed gives ``{"image": ..., "width": null, "height": null, "f
 Detections arrive as rows of :mod:`retinaface_trt.detections`; :func:`report` is the one step from them to
 the record (the vis threshold is applied there, once; the record is made from the array at once, and Face
 objects only when asked for, for the faces reported).
+
+Records become text with :func:`to_json`: compact JSON (no spaces) written by orjson, whose float formatting
+(the shortest text that reads back as the same float, as Python's ``repr``) is about 15 times faster than the
+standard library's for a crowd's record (0.03 against 0.5 ms for 51 faces on the development machine): on a
+GPU that was a quarter of an SDK call. Non-finite numbers have no JSON form; orjson would write them as
+``null``, so they are refused where a record is made from an array (:func:`array_record`), and by
+:func:`to_json` for what the standard library writes (indented files, and the text of a record whose strings
+orjson refuses: an undecodable file name, held as lone surrogates, is written ``\udcff``-escaped).
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
+import orjson
 
 from retinaface_trt.errors import RetinaFaceError
 from retinaface_trt import detections
@@ -80,6 +89,8 @@ def array_record(image, width: int, height: int, rows: np.ndarray) -> dict:
     """:func:`image_record` of ``faces_from_array(rows)``, the same dict, made from reported rows [K, 15]
     (:func:`reported_rows`) at once: one ``tolist``, no :class:`Face` per face."""
     rows = np.asarray(rows, dtype=np.float32).astype(np.float64)      # the Python floats Face holds
+    if not np.isfinite(rows).all():
+        raise RetinaFaceError(NOT_FINITE)
     boxes = detections.boxes(rows)
     boxes[:, 2:] -= boxes[:, :2]                                        # x2, y2 → w, h (a view: rows change)
     faces = [{"score": score, "box": dict(zip("xywh", box)),
@@ -118,10 +129,19 @@ def error_record(image, message: str) -> dict:
     return {"image": image, "width": None, "height": None, "faces": [], "error": message}
 
 
+NOT_FINITE = ("the detections hold values that are not finite (infinity or NaN): the network overflowed float32, "
+              "so its weights are out of range; check the weights file")
+
+
 def to_json(value, indent: int | None = None) -> str:
-    """Serialise records; NaN/inf are refused (they are not JSON) with a RetinaFaceError."""
+    """Serialise records: compact JSON by orjson (``indent`` None), or the standard library's indented text;
+    NaN/inf are refused with a RetinaFaceError (see the module doc)."""
+    if indent is None:
+        try:
+            return orjson.dumps(value).decode()
+        except orjson.JSONEncodeError:        # a string that is not UTF-8 (lone surrogates): escaped as below
+            pass
     try:
-        return json.dumps(value, indent=indent, allow_nan=False)
+        return json.dumps(value, indent=indent, allow_nan=False, separators=None if indent else (",", ":"))
     except ValueError:
-        raise RetinaFaceError("the detections hold values that are not finite (infinity or NaN): the network "
-                              "overflowed float32, so its weights are out of range; check the weights file") from None
+        raise RetinaFaceError(NOT_FINITE) from None

@@ -3,14 +3,16 @@
 # Python backend come with the nvidia-pytriton wheel, whose Python package pins numpy<2, so they get a
 # virtual environment of their own, holding what the repository's Python models import: this project
 # (editable), torch (the CPU wheel CI installs) and an OpenCV that runs on numpy 1.
-# A complete environment is left alone.
+# An environment that has them is kept (the project is installed into it again).
 #
 # Usage: tools/install_triton.sh [VENV]     (default: .cache/venv-triton)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${1:-.cache/venv-triton}"
 
-if "$VENV/bin/python" -c "import pytriton, runtime, cv2, torch" 2>/dev/null; then
+if "$VENV/bin/python" -c "import pytriton, cv2, torch" 2>/dev/null; then
+  # the project again, for requirements it gained since the environment was made
+  "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-compile -e .
   echo "Triton environment: already in $VENV"
   exit 0
 fi

@@ -64,7 +64,7 @@ def test_a_store_opened_on_a_missing_file_never_truncates_records_another_run_wr
     with pytest.raises(RetinaFaceError, match="created by another run while this one ran"):
         late.append({"image": "b.jpg", "faces": []})
     late.close()
-    assert path.read_text() == '{"image": "a.jpg", "faces": []}\n'
+    assert path.read_text() == '{"image":"a.jpg","faces":[]}\n'
 
 
 @pytest.mark.parametrize("changed", [["--vis-threshold", "0.3"], ["--input-size", "320x320"],
