@@ -14,8 +14,9 @@ Records become text with :func:`to_json`: compact JSON (no spaces) written by or
 standard library's for a crowd's record (0.03 against 0.5 ms for 51 faces on the development machine): on a
 GPU that was a quarter of an SDK call. Non-finite numbers have no JSON form; orjson would write them as
 ``null``, so they are refused where a record is made from an array (:func:`array_record`), and by
-:func:`to_json` for what the standard library writes (indented files, and the text of a record whose strings
-orjson refuses: an undecodable file name, held as lone surrogates, is written ``\udcff``-escaped).
+:func:`to_json` whatever made the value: a text holding ``null`` (an error record's width, or a NaN) is checked
+again by the standard library, which refuses NaN; the standard library also writes indented files and a record
+whose strings orjson refuses (an undecodable file name, held as lone surrogates, is written ``\udcff``-escaped).
 """
 
 from __future__ import annotations
@@ -138,10 +139,21 @@ def to_json(value, indent: int | None = None) -> str:
     NaN/inf are refused with a RetinaFaceError (see the module doc)."""
     if indent is None:
         try:
-            return orjson.dumps(value).decode()
+            text = orjson.dumps(value)
         except orjson.JSONEncodeError:        # a string that is not UTF-8 (lone surrogates): escaped as below
             pass
+        else:
+            if b"null" in text:               # orjson's NaN/inf, or a real null: the standard library tells
+                _refuse_non_finite(value)
+            return text.decode()
     try:
         return json.dumps(value, indent=indent, allow_nan=False, separators=None if indent else (",", ":"))
+    except ValueError:
+        raise RetinaFaceError(NOT_FINITE) from None
+
+
+def _refuse_non_finite(value) -> None:
+    try:
+        json.dumps(value, allow_nan=False)
     except ValueError:
         raise RetinaFaceError(NOT_FINITE) from None
