@@ -39,9 +39,10 @@ def parse(argv):
     parser.add_argument("--base64-json", action="store_true",
                         help='post {"image": "<base64>"} as application/json instead of the image bytes')
     parser.add_argument("--check-sdk", action="store_true",
-                        help="count an answer as failed unless it is the SDK's record for the image up to rounding "
-                             "(numbers within 1e-3 relative; the SDK built in this process with the serve flags' "
-                             "--weights, --device, --backend, --precision, --resize and --input-size)")
+                        help="count an answer as failed unless it is the SDK's record for the image up to the "
+                             "precision's rounding (runtime.serve.load.same_answer; the SDK built in this process "
+                             "with the serve flags' --weights, --device, --backend, --precision, --resize, "
+                             "--input-size and --vis-threshold)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("serve", nargs="*", help="flags of `retinaface-trt serve` (after --)")
     return parser.parse_args(argv)
@@ -69,38 +70,25 @@ def measure(url: str, args) -> list:
 
 
 def sdk_check(args):
-    """``check(status, answer)``: the answer's record equals ``Engine.infer``'s of the image (the serve flags'
-    model and pipeline options)."""
+    """``check(status, answer)``: the answer's record is ``Engine.infer``'s of the image (the serve flags' model
+    and pipeline options) up to the rounding of the precision (:func:`runtime.serve.load.same_answer`)."""
     import base64
 
     from runtime import Engine
+    from runtime.face import DEFAULT_VIS_THRESHOLD
+    from runtime.serve.load import same_answer
 
     flags = argparse.ArgumentParser(add_help=False)
     for name in ("--weights", "--device", "--backend", "--precision", "--resize"):
         flags.add_argument(name)
     flags.add_argument("--input-size", type=lambda t: tuple(int(v) for v in t.split("x")))
+    flags.add_argument("--vis-threshold", type=float)
     known, _ = flags.parse_known_args(args.serve)
     options = {key: value for key, value in vars(known).items() if value is not None}
     with Engine(decoder="cv2", **options) as engine:
         want = json.loads(engine.infer(base64.b64encode(args.image.read_bytes()).decode()))
-    return lambda status, data: status == 200 and same_record({**json.loads(data), "image": None}, want)
-
-
-def same_record(got, want, tolerance: float = 1e-3) -> bool:
-    """The same record, numbers within ``tolerance`` relative (absolute below 1): a micro-batch of several images
-    sums the convolutions in another order than the SDK's batch of one (float32: about 1e-7 relative; float16,
-    whose unit roundoff is 2^-11, about 1e-3), so its faces are the SDK's up to rounding."""
-    import math
-
-    if isinstance(want, dict):
-        return isinstance(got, dict) and got.keys() == want.keys() and all(
-            same_record(got[k], want[k], tolerance) for k in want)
-    if isinstance(want, list):
-        return isinstance(got, list) and len(got) == len(want) and all(
-            same_record(g, w, tolerance) for g, w in zip(got, want))
-    if isinstance(want, float) and isinstance(got, (int, float)):
-        return math.isclose(got, want, rel_tol=tolerance, abs_tol=tolerance)
-    return got == want
+    precision, vis = options.get("precision", "fp32"), options.get("vis_threshold", DEFAULT_VIS_THRESHOLD)
+    return lambda status, data: status == 200 and same_answer(json.loads(data), want, precision, vis)
 
 
 def main(argv=None) -> int:

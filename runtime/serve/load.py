@@ -42,6 +42,52 @@ class LoadResult:
         return asdict(self)
 
 
+# How far an answer's scores may be from the SDK's for the same image (see same_answer): a micro-batch sums the
+# convolutions in another order than the SDK's batch of one. In float32 that moves a score by about 1e-7; in
+# float16 (unit roundoff u = 2^-11) each of the network's ~30 layers may round its outputs one unit apart, up to
+# ~30u = 1.5e-2 on a logit, at most a quarter of that on a softmax score (4e-3): 1e-2 leaves a margin of 2.5.
+# INT8 is float32 arithmetic between quantization steps; one activation rounded across a step moves a score by
+# more, hence 2e-2.
+SCORE_TOLERANCE = {"fp32": 1e-3, "fp16": 1e-2, "int8": 2e-2}
+
+
+def same_answer(got: dict, want: dict, precision: str, vis_threshold: float) -> bool:
+    """Whether record ``got`` (the service's) is record ``want`` (``Engine.infer``'s for the same image) up to
+    the rounding of ``precision``: the same image size, and the same faces: each matched one to one (box IoU ≥
+    0.95, scores within :data:`SCORE_TOLERANCE`, landmarks within 2 % of the box width), except that a face
+    whose score is within the tolerance of ``vis_threshold`` may be reported by one side only."""
+    from runtime.postprocess import box_iou
+
+    tolerance = SCORE_TOLERANCE[precision]
+    if (got.get("width"), got.get("height")) != (want.get("width"), want.get("height")):
+        return False
+    theirs, ours = want["faces"], list(got.get("faces", []))
+    iou = box_iou(_corners(theirs), _corners(ours))
+    free = np.ones(len(ours), bool)
+    for i, face in enumerate(theirs):
+        candidates = np.where(free, iou[i], -1.0)
+        j = int(np.argmax(candidates)) if len(ours) else -1
+        if j < 0 or candidates[j] < 0.95:
+            if face["score"] < vis_threshold + tolerance:
+                continue
+            return False
+        match, reach = ours[j], 0.02 * face["box"]["w"]
+        if abs(match["score"] - face["score"]) > tolerance or any(
+                abs(a["x"] - b["x"]) > reach or abs(a["y"] - b["y"]) > reach
+                for a, b in zip(face["landmarks"], match["landmarks"])):
+            return False
+        free[j] = False
+    return all(face["score"] < vis_threshold + tolerance for face, left in zip(ours, free) if left)
+
+
+def _corners(faces: list) -> np.ndarray:
+    """Record boxes {x, y, w, h} → [K, 4] (x1, y1, x2, y2)."""
+    boxes = np.array([[f["box"]["x"], f["box"]["y"], f["box"]["w"], f["box"]["h"]] for f in faces],
+                     np.float64).reshape(-1, 4)
+    boxes[:, 2:] += boxes[:, :2]
+    return boxes
+
+
 def percentiles_ms(latencies_s, points=(50, 99)) -> list[float]:
     """Latencies in seconds → the given percentiles in ms (linear interpolation between samples)."""
     return [float(v) * 1000 for v in np.percentile(np.asarray(latencies_s, dtype=np.float64), points)]

@@ -50,3 +50,33 @@ def test_markdown_table_rows():
     table = markdown_table([LoadResult(1, 50, 10.0, 5.0, 190.4, 240.6, 0), LoadResult(16, 50, 5.0, 10.0, 1500, 2100, 1)])
     assert table.splitlines()[2] == "| 1 | 50 | 5.00 | 190 | 241 | 0 |"
     assert table.splitlines()[3] == "| 16 | 50 | 10.00 | 1500 | 2100 | 1 |"
+
+
+def _face(x, score, shift=0.0):
+    box = {"x": x + shift, "y": 10.0, "w": 50.0, "h": 60.0}
+    return {"score": score, "box": box,
+            "landmarks": [{"id": i, "x": x + 10 + i + shift, "y": 30.0} for i in range(5)]}
+
+
+def _record(*faces):
+    return {"image": None, "width": 640, "height": 480, "faces": list(faces)}
+
+
+@pytest.mark.parametrize("precision, got, same", [
+    ("fp32", _record(_face(0, 0.9), _face(100, 0.7)), True),
+    ("fp32", _record(_face(0, 0.9005), _face(100, 0.7)), True),              # within 1e-3
+    ("fp32", _record(_face(0, 0.905), _face(100, 0.7)), False),              # a score 5e-3 away
+    ("fp16", _record(_face(0, 0.905), _face(100, 0.7)), True),               # float16 rounding
+    ("fp16", _record(_face(0, 0.9, shift=0.5), _face(100, 0.7)), True),      # half a pixel: IoU 0.98
+    ("fp16", _record(_face(0, 0.9, shift=5.0), _face(100, 0.7)), False),     # ten per cent of the box
+    ("fp16", _record(_face(0, 0.9)), False),                                 # a face well above 0.6 missing
+    ("fp16", _record(), False),                                              # no face at all
+    ("fp16", _record(_face(0, 0.9), _face(100, 0.7), _face(300, 0.65)), False),   # one more, well above 0.6
+    ("fp16", _record(_face(0, 0.9), _face(100, 0.7), _face(300, 0.605)), True),   # one more, at the threshold
+    ("fp16", {**_record(_face(0, 0.9), _face(100, 0.7)), "width": 641}, False),
+])
+def test_same_answer_allows_the_precisions_rounding_and_nothing_more(precision, got, same):
+    from runtime.serve.load import same_answer
+
+    want = _record(_face(0, 0.9), _face(100, 0.7))
+    assert same_answer(got, want, precision, vis_threshold=0.6) is same
