@@ -8,8 +8,13 @@ Every caller goes through :class:`Detector`: the ``detect`` CLI, the SDK ``Engin
 
 On a CUDA device everything between the upload and the copy back stays on the device and waits on nothing
 (:mod:`runtime.preprocess`, :mod:`runtime.postprocess`); where the backend allows it (``capturable``: the
-executor and TensorRT) the whole chain is captured as one CUDA graph per batch shape, the second time that
-shape is seen, and replayed after that. On the CPU the same chain runs with OpenCV and NumPy.
+executor and TensorRT) the whole chain is captured as one CUDA graph per batch shape, once the backend runs
+that shape with its final kernels (from its second call; the executor first lets cuDNN plan it, see
+:class:`runtime.device.TuneAfter`), and replayed after that. On a GPU a batch of n images runs as a batch of
+:func:`runtime.device.batch_bucket` (n), the next power of two, padded with blank canvases whose detections are
+dropped: a canvas has a few batch shapes, whatever sizes of batches the callers send. :meth:`Detector.prepare`
+plans and captures the shapes to come before the first image (a service's warm-up). On the CPU the same chain
+runs with OpenCV and NumPy, batches as they come.
 
 A Detector serialises its calls (a lock): it may be shared between threads.
 """
@@ -23,7 +28,7 @@ import numpy as np
 import torch
 
 from retinaface_trt.errors import RetinaFaceError
-from runtime.device import Buffers, GraphCache
+from runtime.device import Buffers, GraphCache, batch_bucket
 from runtime.face import Face, faces_from_array
 from runtime.image_io import to_bgr8
 from retinaface_trt.thresholds import Thresholds
@@ -62,8 +67,9 @@ class Detector:
         self.device = torch.device(backend.device)
         on_gpu = self.device.type == "cuda"
         graphs = backend.capturable if cuda_graphs is None else bool(cuda_graphs)
-        self._graphs = GraphCache.stages({"place": self._placed, "detect": self._detected}) \
-            if graphs and on_gpu else None
+        self._graphs = GraphCache.stages({"place": self._placed, "detect": self._detected},
+                                         {"place": {"capture_after": PLACE_CAPTURE_AFTER},
+                                          "detect": {"ready": self._settled}}) if graphs and on_gpu else None
         self._host = Buffers("cpu", pinned=on_gpu)          # uploads and results, page-locked on a GPU
         self._uploads = Buffers(self.device)                 # the device copies of the uploads
         self._staged: dict = {}                              # (device type, staging name) → bytes held
@@ -132,6 +138,26 @@ class Detector:
                     results[index] = dets
         return results
 
+    def prepare(self, size: tuple[int, int] | None = None, batches=(1,)) -> None:
+        """Plan and capture now what batches of ``batches`` images (each rounded up to its
+        :func:`runtime.device.batch_bucket`) of images of ``size`` (W, H; None: the input size, for ``stretch``
+        and ``letterbox``) will run, so that the first of them runs at full speed (cuDNN's planning of a
+        float16 shape takes seconds). A no-op on the CPU."""
+        if self.backend is None:
+            raise RetinaFaceError("this detector was closed; create a new one")
+        if size is None and self.resize in ("original", "padded"):
+            raise RetinaFaceError(f"resize {self.resize!r} has no canvas of its own: pass the image size (W, H)")
+        if self.device.type != "cuda":
+            return
+        width, height = self._plan(tuple(size or self.input_size)[::-1] + (3,)).canvas
+        with _on(self.device), self._lock:
+            for n in sorted({batch_bucket(n, self.backend.max_batch) for n in batches}):
+                self.backend.settle((n, 3, height, width))
+                blank = self._uploads.get("prepare", (n, height, width, 3), torch.uint8).zero_()
+                for _ in range(2 if self._graphs is None else self._graphs["detect"].capture_after):
+                    self._download(*self._stage("detect", self._detected, blank))
+                self._uploads.drop("prepare")
+
     @property
     def cuda_graphs(self) -> bool:
         """Whether the chain is replayed as CUDA graphs (see the class docstring)."""
@@ -153,6 +179,22 @@ class Detector:
     def _placed(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 [N, H, W, 3] on the device → the resize policy's uint8 canvas [N, h, w, 3]."""
         return place(images, layout((images.shape[2], images.shape[1]), self.resize, self.input_size))
+
+    def _settled(self, key: tuple) -> bool:
+        """Whether the backend runs the detect stage's ``key`` ("detect", N, H, W, 3) with its final kernels."""
+        _, n, height, width, _ = key
+        return self.backend.settled((n, 3, height, width))
+
+    def _padded(self, canvas: torch.Tensor) -> torch.Tensor:
+        """A canvas batch on a GPU padded to its :func:`runtime.device.batch_bucket` with blank canvases."""
+        n = canvas.shape[0]
+        bucket = batch_bucket(n, self.backend.max_batch)
+        if self.device.type != "cuda" or bucket == n:
+            return canvas
+        padded = self._uploads.get("padded", (bucket,) + tuple(canvas.shape[1:]), torch.uint8)
+        padded[:n].copy_(canvas)
+        padded[n:].zero_()
+        return padded
 
     def _detected(self, canvas: torch.Tensor):
         """uint8 canvas [N, h, w, 3] on the device → (dets [N, D, 15] in network pixels, counts [N])."""
@@ -195,7 +237,7 @@ class Detector:
                             batch = self._uploads.get("upload", tuple(batch.shape), torch.uint8).copy_(batch)
                     canvases.append(self._stage("place", self._placed, batch) if plan.resizes else batch)
                 canvas = canvases[0] if len(canvases) == 1 else torch.cat(canvases)
-                dets, counts = self._download(*self._stage("detect", self._detected, canvas))
+                dets, counts = self._download(*self._stage("detect", self._detected, self._padded(canvas)))
                 # dets views a pinned buffer that the next call of this shape overwrites: copy out under the lock
                 plans = [plan for plan, images in sizes for _ in range(len(images))]
                 return [plan.transform.detections_to_original(dets[i, :counts[i]]) for i, plan in enumerate(plans)]
@@ -219,7 +261,8 @@ class Detector:
         if self.device.type != "cuda":
             return torch.from_numpy(np.stack(images)), None
         staged = self._staging(self._host, shape)
-        np.stack(images, out=staged.numpy())
+        for slot, image in zip(staged, images):     # torch's copy lets go of the GIL (np.stack holds it): the
+            slot.copy_(torch.from_numpy(image))     # reading threads go on decoding meanwhile
         on_device = self._staging(self._uploads, shape)
         with torch.cuda.stream(self._copies):
             on_device.copy_(staged, non_blocking=True)
@@ -278,6 +321,11 @@ class Detector:
 
 
 POSTPROCESS = ("pipeline", "network")
+# The call of a resize shape (images of one size → their canvas) from which it is replayed as a CUDA graph: a
+# resize is a few kernels, and the shapes of a folder's batches of each photo size rarely recur, so a capture
+# must be earned by a few calls (the detect stage, which the batch buckets keep to a few shapes, is captured
+# from its second).
+PLACE_CAPTURE_AFTER = 4
 
 
 def _check_postprocess(postprocess: str, backend, thresholds: Thresholds) -> str:

@@ -54,9 +54,48 @@ def cpu_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-# The call of a shape from which cuDNN runs it (autotuned): earlier calls of that shape run PyTorch's own kernels
-# (see float32_convolutions).
-CUDNN_TUNE_AFTER = 2
+def batch_bucket(n: int, limit: int | None = None) -> int:
+    """The batch size that ``n`` images run as on a GPU: the next power of two, at most ``limit`` (a backend's
+    ``max_batch``; None: no limit). Every batch shape is planned by cuDNN (seconds in float16) and captured as a
+    CUDA graph of its own, so a stream of partial batches of any size would keep planning; rounded up, a canvas
+    has at most eight batch shapes up to 128, for at most twice the work of the images padded in."""
+    bucket = 1 << max(0, n - 1).bit_length()
+    return min(bucket, limit) if limit else bucket
+
+
+class TuneAfter:
+    """``rule(key, pixels) -> bool``: whether a shape is run by cuDNN, autotuned (True), or by PyTorch's own
+    kernels (False); ``pixels`` are the pixels this call runs (batch × height × width).
+
+    Planning a shape is a one-off price (measured on an H100, docs/benchmarks.md: about 0.15 s in float32 and
+    2.2 s in float16) and the untuned kernels pay rent: several times slower on every call. A shape is therefore
+    tuned once the pixels it has run untuned would have paid for its plan (the ski-rental rule: never more than
+    twice the cost of the best choice made knowing the future), so a folder of one-off sizes never plans, a
+    fixed input size plans within a few batches, and a size that recurs plans once it has earned it.
+    :meth:`settle` tunes a shape from its next call (a warm-up that knows the shapes to come). The ``size``
+    most recently used keys are remembered (bounded memory for a stream of one-off sizes).
+    """
+
+    def __init__(self, pixels: int, size: int = 1024):
+        self.pixels, self.size = pixels, size
+        self._run: collections.OrderedDict = collections.OrderedDict()     # key → pixels run untuned
+
+    def __call__(self, key, pixels: int) -> bool:
+        run = self._run.pop(key, 0)
+        self._run[key] = run + (pixels if run < self.pixels else 0)
+        if len(self._run) > self.size:
+            self._run.popitem(last=False)
+        return run >= self.pixels
+
+    def settled(self, key) -> bool:
+        """Whether ``key``'s next call runs tuned (a graph captured now keeps the tuned kernels)."""
+        return self._run.get(key, 0) >= self.pixels
+
+    def settle(self, key) -> None:
+        self._run.pop(key, None)
+        self._run[key] = self.pixels
+        if len(self._run) > self.size:
+            self._run.popitem(last=False)
 
 
 @contextlib.contextmanager
@@ -66,13 +105,12 @@ def float32_convolutions(repeated: bool = True):
     "fp32" must mean float32: TF32 rounds convolution inputs to 10 mantissa bits (score differences up to
     1e-3 from the original's outputs). TensorRT fp32 engines are built with TF32 cleared for the same reason.
 
-    ``repeated``: the input shape was seen before (see :class:`SeenCounter`). Then cuDNN runs, autotuned
-    (``cudnn.benchmark``): it plans and times its kernels once per shape, then runs the fastest. A shape seen for
-    the first time runs PyTorch's own CUDA kernels instead, which need no plan: cuDNN's planning of a new shape
-    would cost every photo of a one-off size its price (measured on an H200, `docs/benchmarks.md`: 1.8 s per new
-    size before this rule; now about 10 ms for a size's first detection, 0.15 to 0.4 s once for its second in
-    float32, about 2.5 s in float16). PyTorch's matrix products are float32 too, unless the process allows TF32
-    in matrix products, in which case cuDNN (TF32 cleared) is kept.
+    ``repeated``: the input shape has earned its plan (see :class:`TuneAfter`). Then cuDNN runs, autotuned
+    (``cudnn.benchmark``): it plans and times its kernels once per shape, then runs the fastest. Until then the
+    shape runs PyTorch's own CUDA kernels, which need no plan: cuDNN's planning of a new shape would cost every
+    photo of a one-off size its price (measured on an H100, `docs/benchmarks.md`: about 0.15 s in float32 and
+    2.2 s in float16). PyTorch's matrix products are float32 too, unless the process allows TF32 in matrix
+    products, in which case cuDNN (TF32 cleared) is kept.
     """
     cudnn = torch.backends.cudnn
     use_cudnn = cudnn.enabled and (repeated or torch.backends.cuda.matmul.allow_tf32)
@@ -84,9 +122,8 @@ class SeenCounter:
     """``seen(key) -> int``: how many times ``key`` has been seen, this call included, over the last ``size``
     distinct keys (the least recently seen are forgotten, so a stream of one-off keys takes bounded memory).
 
-    Used to hand a shape to cuDNN from its second call (:func:`float32_convolutions`), and by
-    :class:`GraphCache` to capture a key from its ``capture_after``-th call: a folder of photos of one-off sizes
-    never pays for cuDNN's planning or for captures, a fixed input size pays for them once.
+    Used by :class:`GraphCache` to capture a key from its ``capture_after``-th call: a folder of photos of
+    one-off sizes never pays for captures, a fixed input size pays for them once.
     """
 
     def __init__(self, size: int = 1024):
@@ -104,33 +141,38 @@ class SeenCounter:
 class GraphCache:
     """``cache(key, *tensors)``: ``fn(*tensors)`` eagerly, or replayed from a CUDA graph once ``key`` is known.
 
-    A key (for example a batch shape) is captured the ``capture_after``-th time it is seen (earlier calls run
-    eagerly: a folder of photos of one-off sizes never pays for captures) and kept in a least-recently-used
+    A key (for example a batch shape) is captured the ``capture_after``-th time it is seen, or later, once
+    ``ready(key)`` (default: always) says that ``fn`` runs as it will from now on (a backend still running a
+    shape with untuned kernels, :class:`TuneAfter`, is not captured with them); earlier calls run eagerly: a
+    folder of photos of one-off sizes never pays for captures. Graphs are kept in a least-recently-used
     cache of ``size`` graphs that share one memory pool (they are never replayed concurrently). Before a
     capture, ``fn`` runs ``warmup`` times on a side stream (cuDNN and Triton choose and compile their kernels
     there). Inputs are copied into the graph's static inputs unless they are those very tensors; the outputs
     returned are the graph's static outputs, overwritten by the next replay of that key: read them first.
     """
 
-    def __init__(self, fn: Callable, capture_after: int = 2, size: int = 8, warmup: int = 2, pool=None):
+    def __init__(self, fn: Callable, capture_after: int = 2, size: int = 8, warmup: int = 2, pool=None,
+                 ready: Callable | None = None):
         self.fn, self.capture_after, self.size, self.warmup = fn, capture_after, size, warmup
+        self.ready = ready
         self._graphs: collections.OrderedDict = collections.OrderedDict()
         self._seen = SeenCounter()
         self._failed: set = set()
         self._pool = pool
 
     @classmethod
-    def stages(cls, functions: dict, **options) -> dict:
-        """One cache per stage of a chain, all sharing one memory pool (the stages run one after the other,
-        each reading the previous one's static outputs, which a pool never hands out while they are held)."""
+    def stages(cls, functions: dict, options: dict | None = None) -> dict:
+        """One cache per stage of a chain (``{name: fn}``; ``options``: ``{name: keyword arguments}``), all
+        sharing one memory pool (the stages run one after the other, each reading the previous one's static
+        outputs, which a pool never hands out while they are held)."""
         pool = torch.cuda.graph_pool_handle()
-        return {name: cls(fn, pool=pool, **options) for name, fn in functions.items()}
+        return {name: cls(fn, pool=pool, **(options or {}).get(name, {})) for name, fn in functions.items()}
 
     def __call__(self, key, *xs: torch.Tensor):
         if key in self._graphs:
             self._graphs.move_to_end(key)
             return self._replay(self._graphs[key], xs)
-        if self._seen(key) < self.capture_after or key in self._failed:
+        if self._seen(key) < self.capture_after or key in self._failed or (self.ready and not self.ready(key)):
             return self.fn(*xs)
         try:
             self._graphs[key] = self._capture(xs)

@@ -1,11 +1,14 @@
-"""What a new image size costs on a CUDA GPU: ``Detector.detect`` on photos of one-off sizes, and the first
-three calls of one size (the first runs PyTorch's own kernels, the second hands the size to cuDNN and captures
-the CUDA graph, the later ones replay it). For docs/benchmarks.md.
+"""What a new image size costs on a CUDA GPU, and what it takes to pay for its plan: the figures behind
+``runtime.backends.executor.TUNE_AFTER_PIXELS`` (docs/benchmarks.md).
 
-    python tools/measure_new_sizes.py WEIGHTS IMAGE [--precision fp32] [--sizes 40]
+    python tools/measure_new_sizes.py WEIGHTS IMAGE [--precision fp32] [--sizes 12]
 
-Prints one JSON object: the median, mean and largest ms of the one-off sizes (300 to 1400 px per side, seeded),
-the ms of the first three calls of 1000×700, and the median of 15 later calls.
+For ``--sizes`` one-off sizes (300 to 1400 px per side, seeded), ``Detector.detect`` of the image resized to
+each: its first call (PyTorch's own kernels, as every call of a size runs until it has earned a plan), then the
+call that plans it with cuDNN (:meth:`Backend.settle` first), then the median of 5 later calls (planned,
+captured as a CUDA graph, replayed). Prints one JSON object: the medians over the sizes of those three (ms), the
+untuned and planned ms per megapixel, and the megapixels a size must run untuned to have paid for its plan
+(plan cost ÷ the difference per megapixel): what ``TUNE_AFTER_PIXELS`` should be for this GPU and precision.
 """
 
 import argparse
@@ -16,7 +19,7 @@ import cv2
 import numpy as np
 import torch
 
-from runtime.backends.executor import ExecutorBackend
+from runtime.backends.executor import TUNE_AFTER_PIXELS, ExecutorBackend
 from runtime.detector import Detector
 
 
@@ -33,19 +36,31 @@ def main() -> None:
     parser.add_argument("weights")
     parser.add_argument("image")
     parser.add_argument("--precision", default="fp32", choices=("fp32", "fp16"))
-    parser.add_argument("--sizes", type=int, default=40)
+    parser.add_argument("--sizes", type=int, default=12)
     args = parser.parse_args()
     image = cv2.imread(args.image)
-    detector = Detector(ExecutorBackend(args.weights, device="cuda", precision=args.precision))
+    backend = ExecutorBackend(args.weights, device="cuda", precision=args.precision)
+    detector = Detector(backend)
     detector.detect(cv2.resize(image, (320, 320)))      # CUDA and the backend initialised outside the timing
-    sizes = np.random.default_rng(2).integers(300, 1400, (args.sizes, 2))
-    one_off = [timed_ms(detector, cv2.resize(image, (int(w), int(h)))) for w, h in sizes]
-    same = cv2.resize(image, (1000, 700))
-    repeated = [timed_ms(detector, same) for _ in range(20)]
-    print(json.dumps({"device": torch.cuda.get_device_name(), "precision": args.precision,
-                      "one_off_median_ms": float(np.median(one_off)), "one_off_mean_ms": float(np.mean(one_off)),
-                      "one_off_max_ms": float(np.max(one_off)), "first_three_calls_of_1000x700_ms": repeated[:3],
-                      "later_median_ms": float(np.median(repeated[5:]))}))
+    rows = []
+    for width, height in np.random.default_rng(2).integers(300, 1400, (args.sizes, 2)).tolist():
+        resized = cv2.resize(image, (width, height))
+        first = timed_ms(detector, resized)
+        backend.settle((1, 3, height, width))
+        planned = timed_ms(detector, resized)
+        later = float(np.median([timed_ms(detector, resized) for _ in range(6)][1:]))
+        rows.append((width * height / 1e6, first, planned, later))
+    megapixels, first, planned, later = (np.array(column) for column in zip(*rows))
+    untuned_per_mp, tuned_per_mp = float(np.median(first / megapixels)), float(np.median(later / megapixels))
+    plan_ms = float(np.median(planned - later))
+    print(json.dumps({
+        "device": torch.cuda.get_device_name(), "precision": args.precision, "sizes": len(rows),
+        "megapixels_median": round(float(np.median(megapixels)), 3),
+        "first_call_ms": round(float(np.median(first)), 2), "planning_call_ms": round(float(np.median(planned)), 1),
+        "later_ms": round(float(np.median(later)), 3),
+        "untuned_ms_per_megapixel": round(untuned_per_mp, 2), "tuned_ms_per_megapixel": round(tuned_per_mp, 2),
+        "plan_paid_after_megapixels": round(plan_ms / max(untuned_per_mp - tuned_per_mp, 1e-9), 1),
+        "TUNE_AFTER_PIXELS_megapixels": TUNE_AFTER_PIXELS[args.precision] / 1e6}))
 
 
 if __name__ == "__main__":

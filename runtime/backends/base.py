@@ -81,6 +81,16 @@ class Backend:
             raise RetinaFaceError(f"this {self.name} model was built for {w}x{h} inputs, found {shape[3]}x"
                                   f"{shape[2]}; resize to {w}x{h} or {self.resize_hint}")
 
+    def settled(self, shape: tuple) -> bool:
+        """Whether ``infer`` of a batch of ``shape`` [N, 3, H, W] runs from now on as it will for good (a graph
+        captured now keeps the fast path). True unless the backend still chooses its kernels by use, as the
+        executor does (:class:`runtime.device.TuneAfter`)."""
+        return True
+
+    def settle(self, shape: tuple) -> None:
+        """Choose the final kernels of ``shape`` at its next ``infer`` (a warm-up that knows the shapes to
+        come); a no-op where :meth:`settled` is always True."""
+
     # What a subclass implements --------------------------------------------------------------------------
     def infer_impl(self, batch):
         raise NotImplementedError

@@ -9,8 +9,8 @@ TF32). On CUDA the pipeline replays the whole chain, this network included, as a
 Memory layout on CUDA, measured on an H200 (MobileNet-0.25): in float32, NCHW is as fast as NHWC (3,108 vs
 3,119 images/s at batch 128; detect 2.0 vs 2.5 ms) and cuDNN plans a new input shape in 0.15 s instead of
 2.1 s, so float32 stays NCHW; in float16, NHWC is 8% faster at batch 128 and both layouts cost about 2.5 s of
-planning per new shape, so float16 is NHWC. A shape's first call skips cuDNN either way
-(:func:`runtime.device.float32_convolutions`).
+planning per new shape, so float16 is NHWC. A new shape skips cuDNN either way until it has run enough pixels
+to pay for its plan (:data:`TUNE_AFTER_PIXELS`, :func:`runtime.device.float32_convolutions`).
 
 ``precision="int8"`` runs the explicit INT8 network definition (Q/DQ layers with the scales of a calibration,
 :mod:`runtime.calibration`): what a TensorRT INT8 engine built with those scales computes, emulated in float32.
@@ -25,12 +25,17 @@ import numpy as np
 import torch
 
 from retinaface_trt.errors import RetinaFaceError
-from runtime import device as _device
 from runtime.backends.base import Backend
-from runtime.device import SeenCounter, float32_convolutions, resolve_device
+from runtime.device import TuneAfter, float32_convolutions, resolve_device
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "int8": torch.float32}   # int8: float32 activations
 log = logging.getLogger("retinaface_trt")
+# The pixels (batch × height × width) a shape runs with PyTorch's own kernels before cuDNN plans it
+# (runtime.device.TuneAfter: the ski-rental rule). Measured on an H100 by tools/measure_new_sizes.py
+# (docs/benchmarks.md, 2026-12-07): a plan costs 2.18 s in float16 and 0.15 s in float32, while untuned kernels
+# take 33.9 ms per megapixel in float16 (2.5 planned) and 12.2 ms in float32 (2.9 planned); the plan is paid for
+# after about 70 and 16 megapixels. INT8 is emulated in float32.
+TUNE_AFTER_PIXELS = {"fp16": 70_000_000, "fp32": 16_000_000, "int8": 16_000_000}
 EMULATED = ("INT8 is emulated on the executor: quantize and dequantize run in float32 exactly as TensorRT documents "
             "them, so detections show the accuracy of an INT8 engine built with these scales, not its speed")
 
@@ -93,20 +98,32 @@ class ExecutorBackend(Backend):
         self._program = Program(network, self.device, dtype=self.input_dtype, fold_batchnorm=fold_batchnorm,
                                 channels_last=self.input_channels_last)
         self._names = (INPUT_NAME, DETECTION_NAMES if self.postprocess_in_network else OUTPUT_NAMES)
-        self._shapes_seen = SeenCounter()
+        self._tuning = TuneAfter(TUNE_AFTER_PIXELS[precision])
 
     def infer_impl(self, batch: torch.Tensor):
         """[N, 3, H, W] (float32 or ``input_dtype``) on ``device`` → (loc [N, P, 4], conf [N, P, 2],
         landms [N, P, 10]) float32 on ``device``; with post-processing inside, (dets [N, D, 15], count [N])."""
         input_name, output_names = self._names
-        with float32_convolutions(repeated=self._shapes_seen(tuple(batch.shape)) >= _device.CUDNN_TUNE_AFTER):
+        shape = tuple(batch.shape)
+        with float32_convolutions(repeated=self._tuning(shape, _pixels(shape))):
             outputs = self._program({input_name: batch})
         return tuple(outputs[name] for name in output_names)
+
+    def settled(self, shape: tuple) -> bool:
+        return self._tuning.settled(tuple(shape))
+
+    def settle(self, shape: tuple) -> None:
+        self._tuning.settle(tuple(shape))
 
     def close_impl(self) -> None:
         self._program = None
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
+
+
+def _pixels(shape: tuple) -> int:
+    """The pixels of a batch [N, C, H, W]."""
+    return shape[0] * shape[2] * shape[3]
 
 
 def _load(weights) -> Mapping[str, np.ndarray]:

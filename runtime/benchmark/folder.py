@@ -9,9 +9,10 @@ decoder, threads and pixel budget), so their ratio is the figure and a loaded ma
    JSON line as ``--json-lines`` writes it; nothing is written to disk.
 
 Before the timed passes, one untimed pass over the first ``warmup`` images loads the files into the page cache
-for the decoder and lets the detector set up what it sets up once per canvas size (CUDA graphs, cuDNN plans);
-with ``--resize original`` over photos of many sizes most sizes are still new in the timed pass: that cost is
-part of the figure, as it is part of a user's run.
+for the decoder and lets the detector set up what it sets up once per canvas size (CUDA graphs, cuDNN plans;
+with ``stretch`` and ``letterbox``, :meth:`runtime.detector.Detector.prepare` first plans full batches of the
+input size, which a long job reaches after a few batches); with ``--resize original`` over photos of many sizes
+most sizes are still new in the timed pass: that cost is part of the figure, as it is part of a user's run.
 """
 
 from __future__ import annotations
@@ -79,6 +80,8 @@ def detect_pass(detector, paths: list[str], settings: JobSettings) -> tuple[floa
 def folder_benchmark(detector, paths: list[str], settings: JobSettings, warmup: int) -> FolderResult:
     """The decode-only pass, then the detect pass, over ``paths`` (after an untimed pass over ``warmup`` of them)."""
     settings = settings.sized(detector)
+    if warmup and detector.resize in ("stretch", "letterbox"):
+        detector.prepare(batches=(settings.batch,))    # full batches' shape planned now (seconds in float16)
     if warmup:
         detect_pass(detector, paths[:warmup], settings)
     decode_s, peak = decode_pass(paths, settings, detector.max_pixels, detector.device)

@@ -46,8 +46,10 @@ class MicroBatcher:
     max_batch:   images per call (≥ 1)
     max_delay_s: how long to wait for more images after the first one of a batch, in seconds (≥ 0)
     metrics:     a :class:`runtime.serve.metrics.ServeMetrics`, or None
-    warmup:      an image run once before the first request (so the first request does not pay for
-                 lazy initialisation), or None; :attr:`ready` is set once it ran
+    warmup:      an image whose size the detector prepares for every batch up to ``max_batch``
+                 (:meth:`runtime.detector.Detector.prepare`: cuDNN's plans and CUDA graphs, seconds per batch
+                 shape in float16 on a GPU) and then runs once, before the first request, so that no request
+                 pays for them; or None. :attr:`ready` is set once it ran
     """
 
     def __init__(self, detector, max_batch: int = 16, max_delay_s: float = 0.002, metrics=None,
@@ -114,6 +116,8 @@ class MicroBatcher:
     def _warm_up(self) -> None:
         if self._warmup is not None:
             try:
+                height, width = self._warmup.shape[:2]
+                self.detector.prepare((width, height), range(1, self.max_batch + 1))
                 self.detector.detect_arrays([self._warmup])
             except Exception as error:   # noqa: BLE001 - reported by /readyz; requests still get answers
                 self.warmup_error = f"warm-up failed: {error}"

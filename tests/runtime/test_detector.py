@@ -116,3 +116,17 @@ def test_thresholds_must_be_the_networks(mnet_pth):
         Detector(backend, resize="stretch", input_size=(160, 160), postprocess="network",
                  thresholds=Thresholds(nms_threshold=0.3))
     assert Detector(backend, resize="stretch", input_size=(160, 160), postprocess="network").postprocess == "network"
+
+
+def test_prepare_needs_a_size_where_the_canvas_is_the_images_and_is_a_no_op_on_the_cpu(replay_backend):
+    with pytest.raises(RetinaFaceError, match="pass the image size"):
+        Detector(replay_backend, resize="original").prepare()
+    Detector(replay_backend, resize="stretch").prepare(batches=(1, 8))
+    Detector(replay_backend, resize="original").prepare((1024, 624), (3,))
+    assert replay_backend.batches == []                   # nothing ran: no plan to make on the CPU
+
+
+def test_batches_on_the_cpu_run_as_they_come(replay_backend, crowd_image):
+    """Padding to a power of two is for GPUs (one cuDNN plan per shape); on the CPU it would only cost."""
+    Detector(replay_backend, resize="stretch").detect_batch([crowd_image] * 3)
+    assert [b.shape[0] for b in replay_backend.batches] == [3]

@@ -101,7 +101,10 @@ def cuda_detectors(mnet_pth):
 @pytest.mark.parametrize("resize, key", [("original", "dets_origin"), ("stretch", "dets_640_in_origin_coords")])
 def test_cuda_fp32_equals_the_original_detections(cuda_detectors, crowd_image, crowd_reference, resize, key):
     detector = Detector(cuda_detectors["fp32"], resize=resize)
-    for _ in range(3):            # eager, then captured, then replayed: every call the same
+    height, width = crowd_image.shape[:2]
+    for call in range(4):         # PyTorch's kernels; then planned by cuDNN; captured; replayed: every call the same
+        if call == 1:
+            detector.prepare((width, height))
         faces = detector.detect(crowd_image)
         _assert_same_faces(faces, crowd_reference[key], min_score=0.02)
         ours = np.array([f.score for f in faces])
@@ -138,11 +141,45 @@ def test_cuda_batches_from_two_threads_get_what_one_thread_gets(cuda_detectors, 
     photos = [cv2.imread(str(shared_dir / "images" / n)) for n in sorted(REFERENCE_COUNTS)]
     batches = [[photo] * n for n in (1, 3, 2) for photo in photos]
     detector = Detector(cuda_detectors["fp32"], resize=resize)
-    for batch in batches:          # each shape's first call: PyTorch's kernels; from its second on, cuDNN's
-        detector.detect_arrays(batch)
+    for photo in photos:           # every shape planned by cuDNN and captured before the first comparison
+        detector.prepare((photo.shape[1], photo.shape[0]), (1, 2, 3))
     alone = [detector.detect_arrays(batch) for batch in batches]
     for _ in range(2):
         with ThreadPoolExecutor(2) as pool:
             together = list(pool.map(detector.detect_arrays, batches))
         for one, two in zip(alone, together):
             assert all(np.array_equal(a, b) for a, b in zip(one, two))
+
+
+@pytest.mark.cuda
+@gpu
+def test_cuda_batches_run_padded_to_a_power_of_two_and_padding_changes_no_detection(cuda_detectors, shared_dir):
+    """Three photos run as a batch of four (one blank canvas, its detections dropped); each photo's detections
+    are those of the photo alone (batch 1: other cuDNN kernels, so within float32 rounding) and, bit for bit,
+    those of a batch of four real photos."""
+    backend = cuda_detectors["fp32"]
+    photo = cv2.imread(str(shared_dir / "images" / "crowd_1024x624.jpg"))
+    photos = [photo, cv2.flip(photo, 1), cv2.GaussianBlur(photo, (5, 5), 0)]
+    detector = Detector(backend, resize="stretch")
+    three = detector.detect_arrays(photos)
+    assert backend._tuning._run.get((4, 3, 640, 640)) and (3, 3, 640, 640) not in backend._tuning._run
+    four = detector.detect_arrays(photos + [photo])
+    assert all(np.array_equal(a, b) for a, b in zip(three, four))
+    for together, image in zip(three, photos):
+        alone = detector.detect_batch([image])[0]
+        assert len(together[together[:, 4] >= 0.5]) > 5
+        _assert_same_faces(alone, together, min_score=0.02)
+
+
+@pytest.mark.cuda
+@gpu
+def test_cuda_prepare_plans_and_captures_every_bucket_asked_for(mnet_pth):
+    backend = ExecutorBackend(str(mnet_pth), device="cuda", precision="fp32")
+    try:
+        detector = Detector(backend, resize="stretch")
+        detector.prepare(batches=(1, 3))
+        assert backend.settled((1, 3, 640, 640)) and backend.settled((4, 3, 640, 640))
+        assert not backend.settled((2, 3, 640, 640))
+        assert set(detector._graphs["detect"]._graphs) == {("detect", 1, 640, 640, 3), ("detect", 4, 640, 640, 3)}
+    finally:
+        backend.close()

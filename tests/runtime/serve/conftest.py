@@ -109,7 +109,11 @@ class GatedDetector:
         if open_gate:
             self.gate.set()
         self.batches: list[int] = []
+        self.prepared: list[tuple] = []       # (size, batches) of each prepare call
         self.calls = threading.Semaphore(0)   # released once per detect_arrays call
+
+    def prepare(self, size, batches):
+        self.prepared.append((size, list(batches)))
 
     def detect_arrays(self, images):
         self.calls.release()

@@ -79,9 +79,12 @@ def test_stop_finishes_what_was_submitted_then_refuses():
 
 
 def test_warmup_sets_ready_and_a_failed_one_is_reported():
-    good = MicroBatcher(GatedDetector(), warmup=_image(2)).start()
+    detector = GatedDetector()
+    good = MicroBatcher(detector, max_batch=5, warmup=_image(2)).start()
     assert good.ready.wait(10) and good.warmup_error is None
     good.stop(10)
+    height, width = _image(2).shape[:2]
+    assert detector.prepared == [((width, height), [1, 2, 3, 4, 5])] and detector.batches[0] == 1
     failing = MicroBatcher(GatedDetector(), warmup=np.full((2, 2, 3), 255, np.uint8)).start()
     answer = failing.submit(_image(6))   # still served after a failed warm-up
     assert _widths([answer]) == [6]
