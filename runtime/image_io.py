@@ -314,15 +314,18 @@ def _to_uint8(image: np.ndarray) -> np.ndarray:
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
 
-def resolve_decoder(decoder: str, device, precision: str) -> str:
+def resolve_decoder(decoder: str, device, precision: str, *, folder: bool = False) -> str:
     """``cv2`` or ``nvjpeg`` for images that a pipeline on ``device`` computing in ``precision`` decodes.
 
-    ``auto`` takes nvJPEG (``torchvision.io.decode_jpeg`` on the GPU, batched: several times the images per
-    second of ``cv2.imdecode`` on every core, docs/benchmarks.md) for a CUDA device when torchvision is installed
-    and the precision is not ``fp32``, else OpenCV. Both give BGR; their pixels differ by a few grey levels
-    (different IDCT and chroma upsampling), the faces found do not (tested). ``fp32`` keeps OpenCV's pixels:
-    it is the precision whose detections equal the original implementation's within 1e-4, which decodes with
-    OpenCV; ``fp16`` and ``int8`` differ from it more than the decoders do.
+    ``auto`` takes nvJPEG (``torchvision.io.decode_jpeg`` on the GPU) for one image at a time (the SDK, the
+    service: ``folder`` False) on a CUDA device when torchvision is installed and the precision is not ``fp32``,
+    and OpenCV otherwise. A ``folder`` job's ``auto`` is OpenCV on every device: its reading threads decode in
+    parallel on every core, and on the project's GPU machine (one H100, 16 CPU cores, 2026-12-07) 16 threads of
+    ``cv2.imdecode`` decoded the shared photos at 1,028 images/s where batched nvJPEG reached 177 to 207 at any
+    batch size (docs/benchmarks.md). Both give BGR; their pixels differ by a few grey levels (different IDCT
+    and chroma upsampling), the faces found do not (tested). ``fp32`` keeps OpenCV's pixels: it is the precision
+    whose detections equal the original implementation's within 1e-4, which decodes with OpenCV; ``fp16`` and
+    ``int8`` differ from it more than the decoders do.
     """
     if decoder not in DECODERS:
         raise RetinaFaceError(f"unknown decoder {decoder!r}; expected one of: {', '.join(DECODERS)}")
@@ -330,7 +333,9 @@ def resolve_decoder(decoder: str, device, precision: str) -> str:
     if decoder == "nvjpeg" and not available:
         raise RetinaFaceError(f"the nvjpeg decoder needs a CUDA device and torchvision "
                               f"({install_hint('nvjpeg')}); use decoder 'cv2'")
-    return "nvjpeg" if decoder == "nvjpeg" or (decoder == "auto" and available and precision != "fp32") else "cv2"
+    if decoder == "auto":
+        return "nvjpeg" if available and precision != "fp32" and not folder else "cv2"
+    return decoder
 
 
 def is_jpeg(data: bytes) -> bool:
@@ -354,10 +359,15 @@ def decode_for(data: bytes, decoder: str, device, source: str = "image", max_pix
 
 
 def decode_jpegs(datas: list[bytes], device, sources: list[str], max_pixels: int = DEFAULT_MAX_PIXELS) -> list:
-    """JPEG bytes (already checked: :func:`read_bytes`, or the checks of :func:`decode_for`) decoded by nvJPEG in
-    one batched call, each a BGR uint8 [H, W, 3] tensor on ``device`` (EXIF orientation applied, as
-    ``cv2.imdecode`` applies it); or, where nvJPEG refuses an image, OpenCV's ndarray; or, for data that neither
-    decodes, the RetinaFaceError naming its source (in place of the image: one bad file fails alone).
+    """JPEG bytes (already checked: :func:`read_bytes`, or the checks of :func:`decode_for`) decoded by nvJPEG,
+    each a BGR uint8 [H, W, 3] tensor on ``device`` (EXIF orientation applied, as ``cv2.imdecode`` applies it);
+    or, where nvJPEG refuses an image, OpenCV's ndarray; or, for data that neither decodes, the RetinaFaceError
+    naming its source (in place of the image: one bad file fails alone).
+
+    Each JPEG is decoded by a call of its own: torchvision's batched call (a list of several JPEGs) gave other
+    images' pixels for the photos after the first on the project's H100 (torchvision 0.26, 2026-12-07: the
+    batch-against-alone test in tests/runtime/test_decoders.py failed), and it was no faster (177 to 207
+    images/s at any batch size).
 
     The decoding runs on a stream of its own, which is waited for before returning: the tensors are complete
     for any stream that reads them. They were allocated on that stream, so whoever frees them must be done with
@@ -371,9 +381,7 @@ def decode_jpegs(datas: list[bytes], device, sources: list[str], max_pixels: int
         stream = _decode_stream(device)
         stream.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(stream):
-            decoded = _nvjpeg_batch(datas, device)
-            if decoded is None:              # nvJPEG refuses the batch as a whole when one image fails: each alone
-                decoded = [(_nvjpeg_batch([data], device) or [None])[0] for data in datas]
+            decoded = [_nvjpeg(data, device) for data in datas]
             images = [None if rgb is None else rgb.flip(0).permute(1, 2, 0) for rgb in decoded]  # RGB → BGR
         stream.synchronize()
     results: list = []
@@ -401,13 +409,14 @@ def _decode_stream(device):
     return _DECODE_STREAMS[device]
 
 
-def _nvjpeg_batch(datas: list[bytes], device):
-    """torchvision's batched nvJPEG decode of ``datas`` into RGB [3, H, W] tensors, or None when it refuses."""
+def _nvjpeg(data: bytes, device):
+    """torchvision's nvJPEG decode of one JPEG into an RGB [3, H, W] tensor, or None when it refuses it (a list
+    of one: the call whose pixels tests/runtime/test_decoders.py checked on the H100)."""
     import torch
     from torchvision.io import ImageReadMode, decode_jpeg
 
-    encoded = [torch.frombuffer(bytearray(data), dtype=torch.uint8) for data in datas]
+    encoded = torch.frombuffer(bytearray(data), dtype=torch.uint8)
     try:
-        return decode_jpeg(encoded, mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True)
+        return decode_jpeg([encoded], mode=ImageReadMode.RGB, device=device, apply_exif_orientation=True)[0]
     except RuntimeError:
         return None

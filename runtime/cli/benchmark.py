@@ -48,7 +48,7 @@ def add_parser(subparsers) -> None:
     folder.add_argument("--resize", default="stretch", choices=RESIZE_POLICIES,
                         help="resize policy of the --folder pass (default stretch, to --input-size)")
     folder.add_argument("--read-threads", type=options.count, metavar="N",
-                        help="decoding threads (default: as detect, the CPUs this process may use, at most 8)")
+                        help="decoding threads (default: as detect, the CPUs this process may use, at most 32)")
     folder.add_argument("--pixel-budget", type=options.count, default=None, metavar="MP",
                         help="megapixels decoded at once (default: this machine's, as detect)")
     folder.add_argument("--decoder", choices=DECODERS, default="auto",

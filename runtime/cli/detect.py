@@ -103,11 +103,11 @@ def _add_folder_args(parser) -> None:
                             "budget, from its free memory: docs/errors.md)")
     group.add_argument("--read-threads", type=options.count, default=None, metavar="N",
                        help="threads reading and decoding images, per device (default: the CPUs this process may "
-                            "use, shared by the devices, at most 8)")
+                            "use, shared by the devices, at most 32)")
     group.add_argument("--decoder", choices=DECODERS, default="auto",
-                       help="JPEG decoder: cv2 (cv2.imdecode, detect.py's pixels), nvjpeg (batched on the GPU) or "
-                            "auto (default: nvjpeg on a GPU for fp16 and int8 when torchvision is installed, else "
-                            "cv2; docs/detection.md)")
+                       help="JPEG decoder: cv2 (cv2.imdecode in the reading threads, detect.py's pixels; auto, the "
+                            "default) or nvjpeg (on the GPU; slower than cv2 on every core of the GPU "
+                            "machine measured: docs/detection.md)")
 
 
 def run(args) -> int:

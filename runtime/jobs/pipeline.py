@@ -9,9 +9,11 @@ a group is one backend call. A group runs when it holds ``batch`` images, or as 
 (:func:`runtime.budget.pixel_budget`) allows: one more would exceed it; when ``hold`` images, or more pixels than
 the budget, wait in all groups
 (the group of the oldest one runs, so no image waits for ever behind images of other sizes); when no image came
-for ``max_wait_s`` after the oldest waiting one arrived and the detector has no batch (it does not sit idle while
-the reader is slower, and gets no partial batch while it is busy: on a GPU every new batch size is a new shape,
-run by PyTorch's own kernels, then planned by cuDNN, which costs seconds in float16); and at the end.
+for ``max_wait_s`` (the reader stalls: a slow disk, a slow source) and the detector has no batch; and at the end.
+A steady stream of images thus runs in full batches, however much faster the detector is than the reader:
+partial batches cost throughput on a GPU (each batch size is a shape of its own, see
+:func:`runtime.device.batch_bucket`, run by untuned kernels until cuDNN plans it, seconds in float16), while
+waiting for a full batch costs only the latency of the first images, the reader going on meanwhile.
 
 A batch refused with a RetinaFaceError (an image that a fixed-size engine does not take) runs again image by
 image, so that each input gets its own outcome; the message names the input.
@@ -46,6 +48,7 @@ class Batcher:
         self.budget = budget
         self._groups: dict = {}     # key → [Decoded], in the order of each group's oldest image
         self._since: dict = {}      # key → when the group's oldest image arrived
+        self._last = 0.0            # when the latest image arrived
         self.held = 0
         self.held_pixels = 0
 
@@ -56,6 +59,7 @@ class Batcher:
         if not group:
             self._since[key] = self._clock()
         group.append(item)
+        self._last = self._clock()
         self.held += 1
         pixels = self._pixels(key)
         self.held_pixels += pixels
@@ -69,11 +73,11 @@ class Batcher:
         return self._pop(next(iter(self._groups))) if self._groups else []
 
     def wait_s(self, max_wait_s: float) -> float | None:
-        """How long to wait for the next image before running :meth:`oldest`; None (as long as it takes) when
-        nothing waits."""
+        """How long to wait for the next image before running :meth:`oldest`: until ``max_wait_s`` after the
+        latest image arrived; None (as long as it takes) when nothing waits."""
         if not self._groups:
             return None
-        return max(0.0, self._since[next(iter(self._groups))] + max_wait_s - self._clock())
+        return max(0.0, self._last + max_wait_s - self._clock())
 
     def drain(self) -> Iterator[list[Decoded]]:
         """Every waiting group, oldest first."""

@@ -14,8 +14,8 @@ the feeder only takes pixels that fit at once (it must keep handing on what is d
 wait for an image that waits for pixels that only the consumer gives back).
 
 With ``decode_on`` (a CUDA device), JPEGs are decoded there with nvJPEG (:func:`runtime.image_io.decode_jpegs`):
-the threads only read and check the files, and the feeder decodes the JPEGs read so far in one batched call
-(up to ``decode_batch`` of them), so that the GPU decodes many images per call; the images handed on are then
+the threads only read and check the files, and the feeder decodes the JPEGs read so far (up to ``decode_batch``
+of them, one nvJPEG call each) on the decoding stream, waiting for it once; the images handed on are then
 tensors on that device. Other formats are still decoded by OpenCV in the threads.
 
 A source has one method, ``take(wait: bool) -> Task | None | END``: the next task; ``None`` when none is ready

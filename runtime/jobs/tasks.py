@@ -15,10 +15,12 @@ import numpy as np
 from retinaface_trt import detections
 from runtime.face import DEFAULT_VIS_THRESHOLD, error_record, report
 
-# Images of one canvas size wait this long for more of their size before running as a smaller batch, in seconds.
+# How long the reader may stall (no image decoded) before the images waiting run as a smaller batch, in seconds.
 MAX_WAIT_S = 0.01
-MAX_READ_THREADS = 8     # past this, decoding a folder is bound by the disk or the GIL, not by threads
-DECODE_BATCH = 32        # JPEGs per nvJPEG call at most (runtime.jobs.reader)
+# The default reading threads at most: decoding scales with the cores (on the 16-core GPU machine, 16 threads of
+# cv2.imdecode decoded 1,028 photos/s and 8 threads 596, 2026-12-07); past this, the disk or the GIL bounds it.
+MAX_READ_THREADS = 32
+DECODE_BATCH = 32        # JPEGs the reader's feeder decodes with nvJPEG at once, at most (runtime.jobs.reader)
 
 
 @dataclass(frozen=True)
@@ -57,14 +59,15 @@ class JobSettings:
     annotate:      make annotated copies (drawn and encoded by the reading threads' sibling pool)
     anonymize:     a :class:`runtime.anonymize.AnonymizeSettings`: the copies hide the faces instead
     crop_size:     make aligned crops of this side (None: none)
-    max_wait_s:    how long images wait for more of their size before running as a smaller batch
+    max_wait_s:    how long the reader may stall (no image decoded) before waiting images run as a smaller batch
     pixel_budget:  pixels of the decoded images alive at once, and of one batch, per device; None: this
                    machine's (:func:`runtime.budget.pixel_budget`); one larger image still runs, alone
     in_flight:     batches with the detector at once (one on the device while the next is staged and uploaded)
     host_share:    worker processes of this run on this host (each takes that share of the host's memory when
                    ``pixel_budget`` is None)
     decoder:       ``auto``, ``cv2`` or ``nvjpeg`` (:func:`runtime.image_io.resolve_decoder`, decided for each
-                   device's detector by :meth:`sized`); with ``nvjpeg`` the reader decodes JPEGs on the device
+                   device's detector by :meth:`sized`: ``auto`` is ``cv2``, the reading threads decoding on
+                   every core); with ``nvjpeg`` the reader decodes JPEGs on the device
 
     Decoded images alive at once, per device, whatever the number of tasks (:meth:`image_bound`): ``prefetch``
     submitted and one in the reader's hands, ``queued`` handed on, one being taken by the batcher, ``hold``
@@ -108,7 +111,8 @@ class JobSettings:
         from runtime.image_io import resolve_decoder
 
         return replace(self, batch=self.batch or default_batch(detector.device),
-                       decoder=resolve_decoder(self.decoder, detector.device, detector.backend.precision))
+                       decoder=resolve_decoder(self.decoder, detector.device, detector.backend.precision,
+                                               folder=True))
 
     def image_bound(self) -> int:
         """The most decoded images that exist at once in one device's pipeline (see the class doc)."""
@@ -121,7 +125,7 @@ def default_batch(device) -> int:
 
 
 def default_read_threads(workers: int = 1) -> int:
-    """The CPUs this process may use, shared by ``workers`` worker processes, at least 1, at most 8."""
+    """The CPUs this process may use, shared by ``workers`` worker processes, at least 1, at most MAX_READ_THREADS."""
     from runtime.device import cpu_cores
 
     return max(1, min(MAX_READ_THREADS, cpu_cores() // max(1, workers)))

@@ -185,3 +185,18 @@ def test_a_partial_batch_never_starts_while_the_detector_is_busy():
         if size < 8:
             assert not any(s < start < e for s, e, _ in spans), spans
     assert len(spans) <= 40 / 3, spans              # gathered while busy: a third of one per image at most
+
+
+def test_a_steady_stream_runs_full_batches_however_fast_the_detector():
+    """Images every 3 ms, a detector that takes no time: each batch of 16 takes 48 ms to fill, longer than
+    max_wait_s (30 ms), yet no image gap is that long, so every batch but the last is full (a partial batch is a
+    new shape on a GPU: untuned kernels, then seconds of cuDNN planning in float16)."""
+    def steady(path, max_pixels=0):
+        time.sleep(0.003)
+        return np.full((8, 8, 3), 100, np.uint8)
+
+    detector = FakeDetector()
+    settings = JobSettings(batch=16, read_threads=1, max_wait_s=0.03)
+    outcomes = list(detect_stream(detector, TaskList([Task(i, f"img_{i}") for i in range(72)]), settings, read=steady))
+    assert len(outcomes) == 72
+    assert [len(call) for call in detector.calls] == [16, 16, 16, 16, 8]

@@ -48,17 +48,20 @@ def test_when_hold_is_reached_the_group_of_the_oldest_image_runs():
     assert batcher.held == 2
 
 
-def test_the_wait_counts_from_the_oldest_waiting_image():
+def test_the_wait_counts_from_the_latest_image():
+    """A steady stream never runs a partial batch; a stalled one does, max_wait_s after its latest image."""
     clock = Clock()
     batcher = Batcher(4, 8, by_width, clock=clock)
     assert batcher.wait_s(0.01) is None                    # nothing waits: wait for the next image as long as it takes
     batcher.add(item(0, 8))
     clock.now = 0.004
     batcher.add(item(1, 9))
-    assert batcher.wait_s(0.01) == pytest.approx(0.006)
+    assert batcher.wait_s(0.01) == pytest.approx(0.01)
+    clock.now = 0.012                                      # past the oldest's 10 ms, not the latest's
+    assert batcher.wait_s(0.01) == pytest.approx(0.002)
     clock.now = 0.05
     assert batcher.wait_s(0.01) == 0.0
-    assert indexes(batcher.oldest()) == [0] and batcher.wait_s(0.01) == pytest.approx(0.0)
+    assert indexes(batcher.oldest()) == [0] and batcher.wait_s(0.01) == 0.0
 
 
 def test_drain_gives_every_group_oldest_first():
