@@ -31,6 +31,9 @@ def add_parser(subparsers) -> None:
                        help=f"address to listen on (default {defaults.DEFAULT_HOST}: this machine only)")
     group.add_argument("--port", type=_port, default=defaults.DEFAULT_PORT,
                        help=f"TCP port, 0 for any free one (default {defaults.DEFAULT_PORT})")
+    group.add_argument("--workers", type=options.count, default=_SERVICE.workers, metavar="N",
+                       help="processes serving on the one port, each with its own model (default 1; more where one "
+                            "process's Python work, not the device, bounds it: docs/serving.md)")
     group.add_argument("--max-batch", type=options.count, default=_SERVICE.max_batch,
                        help=f"images per detect_batch call (default 1 on a CPU, {defaults.GPU_MAX_BATCH} on a GPU)")
     group.add_argument("--max-delay-ms", type=options.count_or_zero, default=_SERVICE.max_delay_ms,
@@ -59,7 +62,7 @@ def serve_settings(args: argparse.Namespace) -> defaults.ServeSettings:
                                   max_queue=args.max_queue, max_body_mib=args.max_body_mib,
                                   shutdown_timeout_s=args.shutdown_timeout, header_timeout_s=args.header_timeout,
                                   body_timeout_s=args.body_timeout, vis_threshold=VIS.parse(args),
-                                  detection=detection)
+                                  detection=detection, workers=args.workers)
 
 
 def run(args) -> int:
@@ -67,29 +70,24 @@ def run(args) -> int:
 
     require()
     settings = serve_settings(args)
-    from runtime.serve.server import bind
+    from runtime.serve.server import bind, url_of
+    from runtime.serve.workers import Service, run_service, serve_workers
 
     sock = bind(args.host, args.port)   # before the model loads: a taken port fails at once
+
+    def announce():
+        workers = f"; {settings.workers} workers" if settings.workers > 1 else ""
+        print(f"retinaface-trt serve: listening on {url_of(sock)} (POST /v1/detect{workers}; SIGINT or SIGTERM "
+              "to stop)", file=sys.stderr, flush=True)
+
     try:
-        _serve(args, settings, sock)
+        service = Service(DETECTOR.parse(args).options(), tuple(args.input_size), settings, args.verbose > 0)
+        if settings.workers > 1:
+            status = serve_workers(service, sock, announce)
+        else:
+            run_service(service, sock, announce)
+            status = 0
     finally:
         sock.close()
     print("retinaface-trt serve: stopped", file=sys.stderr)
-    return 0
-
-
-def _serve(args, settings, sock) -> None:
-    import numpy as np
-
-    from runtime.detector import Detector
-    from runtime.serve.app import create_app
-    from runtime.serve.server import serve_forever, url_of, uvicorn_server
-
-    width, height = args.input_size
-    with Detector.from_options(**DETECTOR.parse(args).options()) as detector:
-        app = create_app(detector, settings, warmup=np.zeros((height, width, 3), np.uint8))
-        server = uvicorn_server(app, settings.shutdown_timeout_s, verbose=args.verbose > 0,
-                                header_timeout_s=settings.header_timeout_s)
-        print(f"retinaface-trt serve: listening on {url_of(sock)} (POST /v1/detect; SIGINT or SIGTERM "
-              "to stop)", file=sys.stderr, flush=True)
-        serve_forever(server, sock)
+    return status

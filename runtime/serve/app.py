@@ -69,7 +69,7 @@ class Service:
         self.detector = detector
         self.settings = settings
         self.metrics = ServeMetrics()
-        self.pixels = PixelBudget(settings.pixel_budget or pixel_budget(detector.device))
+        self.pixels = PixelBudget(settings.pixel_budget or pixel_budget(detector.device, settings.workers))
         self.batcher = MicroBatcher(detector, settings.batch_for(detector.device), settings.max_delay_ms / 1000,
                                     self.metrics, warmup)
         self.admitted = 0     # changed on the event loop's thread only

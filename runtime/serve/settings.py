@@ -52,6 +52,9 @@ class ServeSettings:
     vis_threshold:    faces in a record score at least this, unless a request asks for another (default 0.6)
     detection:        the post-processing the detector runs with; a request may raise its confidence
                       threshold or lower its keep_top_k, never the reverse (see :mod:`runtime.serve.requests`)
+    workers:          processes serving on the one listening socket (default 1; see :mod:`runtime.serve.workers`);
+                      each has its own model and its own ``max_queue``, and a ``1 / workers`` share of the
+                      host's memory for its default pixel budget
     """
 
     max_batch: int | None = None
@@ -65,9 +68,10 @@ class ServeSettings:
     shutdown_timeout_s: int = 30
     vis_threshold: float = DEFAULT_VIS_THRESHOLD
     detection: Thresholds = field(default_factory=Thresholds)
+    workers: int = 1
 
     def __post_init__(self):
-        for name in ("max_queue", "max_body_mib", "retry_after_s", "header_timeout_s", "body_timeout_s"):
+        for name in ("max_queue", "max_body_mib", "retry_after_s", "header_timeout_s", "body_timeout_s", "workers"):
             object.__setattr__(self, name, check_count(name, getattr(self, name)))
         if self.max_batch is not None:
             object.__setattr__(self, "max_batch", check_count("max_batch", self.max_batch))

@@ -104,3 +104,80 @@ def test_sigterm_drains_the_requests_in_flight(mnet_pth, photos, sdk):
     assert status == 0 and "retinaface-trt serve: stopped" in server.stderr()
     with pytest.raises(httpx.ConnectError):
         httpx.get(server.url + "/healthz", timeout=5)
+
+
+def _workers_of(pid: int) -> list[int]:
+    """The worker processes of a ``serve --workers`` parent (its spawned children; not the resource tracker)."""
+    with open(f"/proc/{pid}/task/{pid}/children") as handle:
+        children = [int(child) for child in handle.read().split()]
+    workers = []
+    for child in children:
+        with open(f"/proc/{child}/cmdline", "rb") as handle:
+            if b"spawn_main" in handle.read():
+                workers.append(child)
+    return workers
+
+
+@pytest.mark.usefixtures("serve_stack")
+def test_workers_listen_on_one_port_answer_as_the_sdk_and_stop_together(mnet_pth, photos, sdk):
+    import httpx
+
+    from runtime.serve.load import ServerProcess
+
+    server = ServerProcess(["--weights", str(mnet_pth), "--workers", "2", "--resize", "letterbox",
+                            "--input-size", "320x320"], cwd=REPO)
+    try:
+        server.wait_ready()
+        port = int(server.url.rsplit(":", 1)[1])
+        workers = _workers_of(server.process.pid)
+        assert len(workers) == 2
+        assert all(listening_addresses(pid) == {("127.0.0.1", port)} for pid in workers)
+        names = ["crowd_1024x624.jpg", "astronaut_512x512.png", "selfie_1600x898.jpg", "children_1024x768.jpg"] * 2
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda n: httpx.post(server.url + "/v1/detect", json={"image": b64(photos[n])},
+                                                         timeout=120), names))
+        server.process.send_signal(signal.SIGTERM)
+        status = server.process.wait(120)
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+    for name, response in zip(names, answers):
+        assert response.status_code == 200
+        assert len(response.json()["faces"]) == len(json.loads(sdk.infer(b64(photos[name])))["faces"])
+    err = server.stderr()
+    assert status == 0 and "2 workers" in err and "retinaface-trt serve: stopped" in err
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+
+
+@pytest.mark.usefixtures("serve_stack")
+def test_a_worker_that_cannot_start_stops_the_service_with_its_error():
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "retinaface_trt", "serve", "--weights", "missing.pth", "--workers",
+                           "2", "--port", "0"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1
+    assert ("retinaface-trt serve: worker 0: error: weights file missing.pth not found; expected a .pth or .wts file"
+            in done.stderr.splitlines())
+    assert "listening on" not in done.stderr and "worker 1" not in done.stderr
+
+
+@pytest.mark.usefixtures("serve_stack")
+def test_a_worker_lost_while_serving_stops_the_others_with_status_1(mnet_pth):
+    import os
+
+    from runtime.serve.load import ServerProcess
+
+    server = ServerProcess(["--weights", str(mnet_pth), "--workers", "2", "--resize", "stretch",
+                            "--input-size", "160x160"], cwd=REPO)
+    try:
+        server.wait_ready()
+        workers = _workers_of(server.process.pid)
+        os.kill(workers[1], signal.SIGKILL)
+        status = server.process.wait(120)
+    finally:
+        if server.process.poll() is None:
+            server.process.kill()
+    assert status == 1
+    assert "a worker ended (worker retinaface-serve-1 killed by SIGKILL); stopping the others" in server.stderr()
+    assert not Path(f"/proc/{workers[0]}").exists()
