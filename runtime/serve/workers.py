@@ -1,7 +1,7 @@
 """``retinaface-trt serve --workers N``: N processes answering on one listening socket.
 
-One process parses, decodes and batches every request and formats every answer behind one GIL; on a GPU that,
-not the device, bounds it (docs/benchmarks.md). Each worker is the whole service of :mod:`runtime.serve.app`
+One process parses, decodes and batches every request and formats every answer behind one GIL; on a GPU that
+can bound it before the device does (one process on an H100: 346 requests/s, docs/benchmarks.md; not profiled). Each worker is the whole service of :mod:`runtime.serve.app`
 (its own model, micro-batcher, ``max_queue``, readiness and metrics) on the listening socket that the parent bound:
 the kernel hands each new connection to one of them.
 
