@@ -81,10 +81,8 @@ class TuneAfter:
         self._run: collections.OrderedDict = collections.OrderedDict()     # key → pixels run untuned
 
     def __call__(self, key, pixels: int) -> bool:
-        run = self._run.pop(key, 0)
-        self._run[key] = run + (pixels if run < self.pixels else 0)
-        if len(self._run) > self.size:
-            self._run.popitem(last=False)
+        run = self._run.get(key, 0)
+        _remember(self._run, key, run + (pixels if run < self.pixels else 0), self.size)
         return run >= self.pixels
 
     def settled(self, key) -> bool:
@@ -92,10 +90,15 @@ class TuneAfter:
         return self._run.get(key, 0) >= self.pixels
 
     def settle(self, key) -> None:
-        self._run.pop(key, None)
-        self._run[key] = self.pixels
-        if len(self._run) > self.size:
-            self._run.popitem(last=False)
+        _remember(self._run, key, self.pixels, self.size)
+
+
+def _remember(ordered: collections.OrderedDict, key, value, size: int) -> None:
+    """``ordered[key] = value`` as the most recently used key, forgetting the least recently used beyond ``size``."""
+    ordered.pop(key, None)
+    ordered[key] = value
+    if len(ordered) > size:
+        ordered.popitem(last=False)
 
 
 @contextlib.contextmanager
@@ -131,10 +134,8 @@ class SeenCounter:
         self.size = size
 
     def __call__(self, key) -> int:
-        count = self._counts.pop(key, 0) + 1
-        self._counts[key] = count             # now the most recently seen
-        if len(self._counts) > self.size:
-            self._counts.popitem(last=False)
+        count = self._counts.get(key, 0) + 1
+        _remember(self._counts, key, count, self.size)
         return count
 
 

@@ -141,19 +141,16 @@ def to_json(value, indent: int | None = None) -> str:
         try:
             text = orjson.dumps(value)
         except orjson.JSONEncodeError:        # a string that is not UTF-8 (lone surrogates): escaped as below
-            pass
-        else:
-            if b"null" in text:               # orjson's NaN/inf, or a real null: the standard library tells
-                _refuse_non_finite(value)
-            return text.decode()
+            return _standard_json(value, indent)
+        if b"null" in text:                   # orjson's NaN/inf, or a real null: the standard library tells
+            _standard_json(value, indent)
+        return text.decode()
+    return _standard_json(value, indent)
+
+
+def _standard_json(value, indent: int | None) -> str:
+    """The standard library's text of ``value`` (compact for ``indent`` None); NaN/inf refused."""
     try:
         return json.dumps(value, indent=indent, allow_nan=False, separators=None if indent else (",", ":"))
-    except ValueError:
-        raise RetinaFaceError(NOT_FINITE) from None
-
-
-def _refuse_non_finite(value) -> None:
-    try:
-        json.dumps(value, allow_nan=False)
     except ValueError:
         raise RetinaFaceError(NOT_FINITE) from None

@@ -80,9 +80,9 @@ def detect_pass(detector, paths: list[str], settings: JobSettings) -> tuple[floa
 def folder_benchmark(detector, paths: list[str], settings: JobSettings, warmup: int) -> FolderResult:
     """The decode-only pass, then the detect pass, over ``paths`` (after an untimed pass over ``warmup`` of them)."""
     settings = settings.sized(detector)
-    if warmup and detector.resize in ("stretch", "letterbox"):
-        detector.prepare(batches=(settings.batch,))    # full batches' shape planned now (seconds in float16)
     if warmup:
+        if detector.resize in ("stretch", "letterbox"):
+            detector.prepare(batches=(settings.batch,))    # full batches' shape planned now (seconds in float16)
         detect_pass(detector, paths[:warmup], settings)
     decode_s, peak = decode_pass(paths, settings, detector.max_pixels, detector.device)
     detect_s, faces, failed = detect_pass(detector, paths, settings)

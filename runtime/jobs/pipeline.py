@@ -47,7 +47,6 @@ class Batcher:
         self.batch, self.hold, self._key, self._clock = batch, max(batch, hold), key, clock
         self.budget = budget
         self._groups: dict = {}     # key → [Decoded], in the order of each group's oldest image
-        self._since: dict = {}      # key → when the group's oldest image arrived
         self._last = 0.0            # when the latest image arrived
         self.held = 0
         self.held_pixels = 0
@@ -56,8 +55,6 @@ class Batcher:
         """Keep ``item``; return the batch that must run now, or None."""
         key = self._key(item.image.shape)
         group = self._groups.setdefault(key, [])
-        if not group:
-            self._since[key] = self._clock()
         group.append(item)
         self._last = self._clock()
         self.held += 1
@@ -86,7 +83,6 @@ class Batcher:
 
     def _pop(self, key) -> list[Decoded]:
         group = self._groups.pop(key)
-        del self._since[key]
         self.held -= len(group)
         self.held_pixels -= self._pixels(key) * len(group)
         return group

@@ -1,9 +1,10 @@
 """``retinaface-trt serve --workers N``: N processes answering on one listening socket.
 
 One process parses, decodes and batches every request and formats every answer behind one GIL; on a GPU that
-can bound it before the device does (one process on an H100: 346 requests/s, docs/benchmarks.md; not profiled). Each worker is the whole service of :mod:`runtime.serve.app`
-(its own model, micro-batcher, ``max_queue``, readiness and metrics) on the listening socket that the parent bound:
-the kernel hands each new connection to one of them.
+can bound it before the device does (one process on an H100: 346 requests/s, docs/benchmarks.md; not
+profiled). Each worker is the whole service of :mod:`runtime.serve.app` (its own model, micro-batcher,
+``max_queue``, readiness and metrics) on the listening socket that the parent bound: the kernel hands each new
+connection to one of them.
 
 Lifecycle, in the parent (:func:`serve_workers`): the first worker is started alone and the others once its model
 is built (an engine or an ONNX export that the backend caches is made once, by the first); the listening line is

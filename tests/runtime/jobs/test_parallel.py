@@ -172,13 +172,9 @@ def test_a_partial_batch_never_starts_while_the_detector_is_busy():
                 self.spans.append((start, time.monotonic(), len(images)))
             return found
 
-    def slow(path, max_pixels=0):
-        time.sleep(0.015)
-        return np.full((8, 8, 3), 100, np.uint8)
-
     detector = Timed()
     settings = JobSettings(batch=8, read_threads=1, max_wait_s=0.01)
-    outcomes = list(detect_stream(detector, TaskList([Task(i, f"img_{i}") for i in range(40)]), settings, read=slow))
+    outcomes = list(detect_stream(detector, _tasks(40), settings, read=_read_every(0.015)))
     assert len(outcomes) == 40
     spans = sorted(detector.spans)
     for start, _, size in spans[:-1]:             # the last one is what is left at the end
@@ -191,12 +187,20 @@ def test_a_steady_stream_runs_full_batches_however_fast_the_detector():
     """Images every 3 ms, a detector that takes no time: each batch of 16 takes 48 ms to fill, longer than
     max_wait_s (30 ms), yet no image gap is that long, so every batch but the last is full (a partial batch is a
     new shape on a GPU: untuned kernels, then seconds of cuDNN planning in float16)."""
-    def steady(path, max_pixels=0):
-        time.sleep(0.003)
-        return np.full((8, 8, 3), 100, np.uint8)
-
     detector = FakeDetector()
     settings = JobSettings(batch=16, read_threads=1, max_wait_s=0.03)
-    outcomes = list(detect_stream(detector, TaskList([Task(i, f"img_{i}") for i in range(72)]), settings, read=steady))
+    outcomes = list(detect_stream(detector, _tasks(72), settings, read=_read_every(0.003)))
     assert len(outcomes) == 72
     assert [len(call) for call in detector.calls] == [16, 16, 16, 16, 8]
+
+
+def _tasks(count: int) -> TaskList:
+    return TaskList([Task(i, f"img_{i}") for i in range(count)])
+
+
+def _read_every(seconds: float):
+    """A reader of one 8×8 grey image per call, each taking ``seconds`` (images arrive at that pace)."""
+    def read(path, max_pixels=0):
+        time.sleep(seconds)
+        return np.full((8, 8, 3), 100, np.uint8)
+    return read
